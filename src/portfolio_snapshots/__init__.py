@@ -1,0 +1,82 @@
+"""portfolio-snapshots: daily portfolio valuation snapshots for host applications.
+
+The public API is what this module exports; everything in a module whose name starts with an
+underscore is private. See the README for a quick start.
+"""
+
+from __future__ import annotations
+
+from portfolio_snapshots._calculator import (
+    ISO_4217_MINOR_UNITS,
+    SnapshotCalculator,
+    exact_context,
+    value_portfolio,
+)
+from portfolio_snapshots._domain import Portfolio, PortfolioSnapshot, PositionValuation, PriceQuote
+from portfolio_snapshots._errors import (
+    CurrencyMismatchError,
+    InvalidDateRangeError,
+    InvalidInputError,
+    InvalidPortfolioError,
+    InvalidPriceError,
+    MissingPriceError,
+    PortfolioNotFoundError,
+    SnapshotError,
+    TransientError,
+)
+from portfolio_snapshots._job import SnapshotJob, date_range, utc_now
+from portfolio_snapshots._parsing import parse_portfolio, parse_price_quote
+from portfolio_snapshots._ports import MarketData, PortfolioRepository, SnapshotRepository
+from portfolio_snapshots._report import RunReport, SnapshotFailure
+from portfolio_snapshots._retry import RetryHook, RetryPolicy
+from portfolio_snapshots.adapters.memory import (
+    InMemoryMarketData,
+    InMemoryPortfolioRepository,
+    InMemorySnapshotRepository,
+)
+from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
+
+__all__ = [
+    "ISO_4217_MINOR_UNITS",
+    "CurrencyMismatchError",
+    "InMemoryMarketData",
+    "InMemoryPortfolioRepository",
+    "InMemorySnapshotRepository",
+    "InvalidDateRangeError",
+    "InvalidInputError",
+    "InvalidPortfolioError",
+    "InvalidPriceError",
+    "MarketData",
+    "MissingPriceError",
+    "PerTickerMarketData",
+    "Portfolio",
+    "PortfolioNotFoundError",
+    "PortfolioRepository",
+    "PortfolioSnapshot",
+    "PositionValuation",
+    "PriceQuote",
+    "RetryHook",
+    "RetryPolicy",
+    "RunReport",
+    "SnapshotCalculator",
+    "SnapshotError",
+    "SnapshotFailure",
+    "SnapshotJob",
+    "SnapshotRepository",
+    "TransientError",
+    "date_range",
+    "exact_context",
+    "parse_portfolio",
+    "parse_price_quote",
+    "utc_now",
+    "value_portfolio",
+]
+
+
+def __getattr__(name: str) -> str:
+    """Read ``__version__`` lazily from the installed distribution's metadata."""
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415 - lazy on purpose
+
+        return version("portfolio-snapshots")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

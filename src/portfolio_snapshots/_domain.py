@@ -1,0 +1,109 @@
+"""Value types: what a portfolio holds, what a price is, what a snapshot records.
+
+All money and quantities are `decimal.Decimal`; all dates are UTC calendar dates. The values are
+immutable and cheap to build: they do not validate themselves on construction, because most of
+them are produced by the calculator from data that was already checked. Untrusted data is
+checked where it enters (see `parse_portfolio` and the calculator's checks on every portfolio it
+values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import NamedTuple
+from uuid import UUID
+
+DEFAULT_CURRENCY = "USD"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Portfolio:
+    """A portfolio's state at the end of one day: cash and holdings.
+
+    Attributes:
+        id: The portfolio's id in the host application.
+        cash_balance: Cash held, in `currency`.
+        holdings: Quantity held per ticker. Quantities may be fractional; a quantity of zero
+            is allowed and simply not valued. Treat the mapping as read-only.
+        currency: The ISO 4217 code the portfolio is valued in.
+    """
+
+    id: UUID
+    cash_balance: Decimal
+    holdings: Mapping[str, Decimal] = dataclasses.field(default_factory=dict)
+    currency: str = DEFAULT_CURRENCY
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PriceQuote:
+    """The closing price of one ticker on one date.
+
+    Attributes:
+        ticker: The instrument's symbol.
+        price: The price of one unit, in `currency`. Must be positive and finite.
+        as_of: The date of the close this price is.
+        currency: The ISO 4217 code of `price`.
+    """
+
+    ticker: str
+    price: Decimal
+    as_of: dt.date
+    currency: str = DEFAULT_CURRENCY
+
+
+class PositionValuation(NamedTuple):
+    """One position of a snapshot: how much was held and at what price it was valued.
+
+    A named tuple rather than a dataclass because a daily run builds millions of them: it is
+    immutable, typed and about three times cheaper to create.
+
+    Attributes:
+        ticker: The instrument's symbol.
+        quantity: The quantity held.
+        price: The unit price used.
+        price_date: The date of the price actually used (on or before the snapshot date).
+        market_value: ``quantity * price`` rounded to the currency's minor unit.
+    """
+
+    ticker: str
+    quantity: Decimal
+    price: Decimal
+    price_date: dt.date
+    market_value: Decimal
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PortfolioSnapshot:
+    """A portfolio's valuation on one date: one per (portfolio_id, snapshot_date).
+
+    Invariants, guaranteed by the calculator: ``holdings_value`` is the exact sum of the
+    positions' market values; ``total_value == cash_balance + holdings_value`` exactly;
+    positions are sorted by ticker and none has a quantity of zero.
+
+    Attributes:
+        portfolio_id: The portfolio valued.
+        snapshot_date: The UTC date valued (holdings and prices as of the end of that date).
+        currency: The currency of every amount in the snapshot.
+        cash_balance: Cash held.
+        holdings_value: Sum of the positions' market values.
+        total_value: ``cash_balance + holdings_value``.
+        positions: The valued positions, sorted by ticker.
+    """
+
+    portfolio_id: UUID
+    snapshot_date: dt.date
+    currency: str
+    cash_balance: Decimal
+    holdings_value: Decimal
+    total_value: Decimal
+    positions: tuple[PositionValuation, ...] = ()
+
+    def position(self, ticker: str) -> PositionValuation | None:
+        """Return the position in `ticker`, or None when the snapshot holds none."""
+        for p in self.positions:
+            if p.ticker == ticker:
+                return p
+        return None

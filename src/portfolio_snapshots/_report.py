@@ -1,0 +1,95 @@
+"""What a run did: counts, failures and timing, as frozen values."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Literal
+from uuid import UUID
+
+RunKind = Literal["daily", "backfill"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SnapshotFailure:
+    """One portfolio-day that could not be snapshotted, and why.
+
+    Attributes:
+        portfolio_id: The portfolio.
+        snapshot_date: The date.
+        error_type: The class name of the error (``"MissingPriceError"``, ...).
+        message: The error's message; it names the portfolio, the date and the ticker.
+        attempts: How many attempts were made before giving up (1 when not retried).
+    """
+
+    portfolio_id: UUID
+    snapshot_date: dt.date
+    error_type: str
+    message: str
+    attempts: int
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the failure as JSON-friendly values (ids and dates as strings)."""
+        return {
+            "portfolio_id": str(self.portfolio_id),
+            "snapshot_date": self.snapshot_date.isoformat(),
+            "error_type": self.error_type,
+            "message": self.message,
+            "attempts": self.attempts,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunReport:
+    """The outcome of one run of `SnapshotJob`.
+
+    ``processed == succeeded + failed``: every portfolio-day the run tried to value.
+    ``skipped`` counts the portfolio-days it did not need to try (already stored with
+    ``only_missing``, or the portfolio did not exist yet on that date).
+
+    Attributes:
+        kind: ``"daily"`` or ``"backfill"``.
+        start: The first date covered.
+        end: The last date covered.
+        started_at: When the run started (UTC, from the job's clock).
+        finished_at: When the run finished (UTC, from the job's clock).
+        processed: Portfolio-days valued or attempted.
+        succeeded: Portfolio-days whose snapshot is stored.
+        failed: Portfolio-days that could not be snapshotted.
+        skipped: Portfolio-days left alone.
+        retried: Retries made of calls to the ports, over the whole run.
+        failures: One entry per failed portfolio-day.
+    """
+
+    kind: RunKind
+    start: dt.date
+    end: dt.date
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    processed: int
+    succeeded: int
+    failed: int
+    skipped: int
+    retried: int
+    failures: tuple[SnapshotFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether every portfolio-day tried was stored."""
+        return self.failed == 0
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the report as JSON-friendly values, for logs and HTTP responses."""
+        return {
+            "kind": self.kind,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "processed": self.processed,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "retried": self.retried,
+            "failures": [f.as_dict() for f in self.failures],
+        }
