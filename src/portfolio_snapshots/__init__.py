@@ -12,26 +12,44 @@ from portfolio_snapshots._calculator import (
     exact_context,
     value_portfolio,
 )
-from portfolio_snapshots._domain import Portfolio, PortfolioSnapshot, PositionValuation, PriceQuote
+from portfolio_snapshots._domain import (
+    Lease,
+    Portfolio,
+    PortfolioSnapshot,
+    PositionValuation,
+    PriceQuote,
+    RunRecord,
+    RunState,
+)
 from portfolio_snapshots._errors import (
     CurrencyMismatchError,
     InvalidDateRangeError,
     InvalidInputError,
     InvalidPortfolioError,
     InvalidPriceError,
+    LeaseLostError,
     MissingPriceError,
     PortfolioNotFoundError,
+    RunKeyConflictError,
     SnapshotError,
     TransientError,
 )
 from portfolio_snapshots._job import SnapshotJob, date_range, utc_now
 from portfolio_snapshots._parsing import parse_portfolio, parse_price_quote
-from portfolio_snapshots._ports import MarketData, PortfolioRepository, SnapshotRepository
+from portfolio_snapshots._ports import (
+    MarketData,
+    PortfolioRepository,
+    RunLedger,
+    RunLock,
+    SnapshotRepository,
+)
 from portfolio_snapshots._report import RunReport, SnapshotFailure
 from portfolio_snapshots._retry import RetryHook, RetryPolicy
 from portfolio_snapshots.adapters.memory import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
+    InMemoryRunLedger,
+    InMemoryRunLock,
     InMemorySnapshotRepository,
 )
 from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
@@ -41,11 +59,15 @@ __all__ = [
     "CurrencyMismatchError",
     "InMemoryMarketData",
     "InMemoryPortfolioRepository",
+    "InMemoryRunLedger",
+    "InMemoryRunLock",
     "InMemorySnapshotRepository",
     "InvalidDateRangeError",
     "InvalidInputError",
     "InvalidPortfolioError",
     "InvalidPriceError",
+    "Lease",
+    "LeaseLostError",
     "MarketData",
     "MissingPriceError",
     "PerTickerMarketData",
@@ -57,7 +79,12 @@ __all__ = [
     "PriceQuote",
     "RetryHook",
     "RetryPolicy",
+    "RunKeyConflictError",
+    "RunLedger",
+    "RunLock",
+    "RunRecord",
     "RunReport",
+    "RunState",
     "SnapshotCalculator",
     "SnapshotError",
     "SnapshotFailure",

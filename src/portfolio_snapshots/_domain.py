@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import NamedTuple
@@ -107,3 +108,52 @@ class PortfolioSnapshot:
             if p.ticker == ticker:
                 return p
         return None
+
+
+class RunState(enum.StrEnum):
+    """Where a run stands in the `RunLedger`."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What the `RunLedger` knows of one run key.
+
+    Attributes:
+        key: The run key (``daily:2026-11-27``, ``backfill:<portfolio>:<start>:<end>``, ...).
+        params_hash: A hash of the run's parameters; reusing a key with others is an error.
+        state: Running, succeeded or failed.
+        attempts: How many times a run of this key was started.
+        started_at: When the latest attempt started (UTC).
+        finished_at: When the latest attempt finished (UTC), or None while it runs.
+        report: The JSON-friendly report of the latest finished attempt (`RunReport.as_dict`).
+    """
+
+    key: str
+    params_hash: str
+    state: RunState
+    attempts: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    report: Mapping[str, object] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to run one key, for a while.
+
+    Attributes:
+        key: The run key the lease is for.
+        owner: Who holds it (one id per job instance).
+        fence: The fencing token: strictly greater for every new acquisition in the same lock
+            store, so a write made under an older lease can be told apart and refused.
+        expires_at: When the lease lapses unless renewed (UTC).
+    """
+
+    key: str
+    owner: str
+    fence: int
+    expires_at: dt.datetime

@@ -168,3 +168,32 @@ class InvalidDateRangeError(InvalidInputError):
         super().__init__(f"invalid date range {start.isoformat()}..{end.isoformat()}: {reason}")
         self.start = start
         self.end = end
+
+
+class RunKeyConflictError(InvalidInputError):
+    """A run key was reused with different parameters.
+
+    Attributes:
+        key: The run key.
+    """
+
+    def __init__(self, key: str) -> None:
+        """Build the error for `key`."""
+        super().__init__(
+            f"run key {key!r} was already used with different parameters; "
+            "pick another key or repeat the original parameters"
+        )
+        self.key = key
+
+
+class LeaseLostError(SnapshotError):
+    """The run's lease expired or was taken over by another holder; the run stops.
+
+    Attributes:
+        key: The run key.
+    """
+
+    def __init__(self, key: str, detail: str = "the lease was lost") -> None:
+        """Build the error for `key`."""
+        super().__init__(f"run {key!r}: {detail}")
+        self.key = key

@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+    from datetime import timedelta
     from uuid import UUID
 
-    from portfolio_snapshots._domain import Portfolio, PortfolioSnapshot, PriceQuote
+    from portfolio_snapshots._domain import (
+        Lease,
+        Portfolio,
+        PortfolioSnapshot,
+        PriceQuote,
+        RunRecord,
+        RunState,
+    )
 
 
 @runtime_checkable
@@ -70,16 +78,34 @@ class SnapshotRepository(Protocol):
 
     Contract:
         - The key is ``(portfolio_id, snapshot_date)``: `upsert_many` inserts new keys and
-          replaces stored ones, so writing the same snapshot twice leaves one.
+          replaces stored ones, so writing the same snapshot twice leaves one. A batch that
+          holds the same key twice stores the later one.
         - `upsert_many` is atomic: either the whole batch is stored or none of it is (a
-          cancelled or failed call leaves the previous rows as they were).
+          cancelled or failed call leaves the previous rows as they were). Concurrent calls
+          with the same keys never fail with a duplicate-key error.
+        - Fencing: each row remembers the fence it was written with (0 for an unfenced
+          write). A write with a `fence` leaves alone, silently, every stored row whose fence
+          is greater: that row was written under a newer lease. An unfenced write
+          (``fence=None``, the host writing on purpose) always replaces and stores fence 0.
         - Reads return exactly what was written (Decimals compare equal, positions in order).
         - `list_snapshots` returns the snapshots with ``start <= snapshot_date <= end`` in
-          ascending date order; `existing_dates` returns the dates of those snapshots.
+          ascending date order; `existing_dates` returns the dates of those snapshots;
+          `existing_keys` returns which of the given keys are stored.
     """
 
-    async def upsert_many(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
-        """Insert or replace `snapshots` atomically, keyed by (portfolio_id, snapshot_date)."""
+    async def upsert_many(
+        self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
+    ) -> None:
+        """Insert or replace `snapshots` atomically, keyed by (portfolio_id, snapshot_date).
+
+        With a `fence`, rows stored under a greater fence are kept as they are.
+        """
+        ...
+
+    async def existing_keys(
+        self, keys: Collection[tuple[UUID, dt.date]]
+    ) -> frozenset[tuple[UUID, dt.date]]:
+        """Return the ``(portfolio_id, snapshot_date)`` keys among `keys` that are stored."""
         ...
 
     async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
@@ -96,4 +122,61 @@ class SnapshotRepository(Protocol):
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> frozenset[dt.date]:
         """Return the dates from `start` to `end` inclusive that have a stored snapshot."""
+        ...
+
+
+@runtime_checkable
+class RunLedger(Protocol):
+    """Remembers every run key: its parameters, its state and its report.
+
+    Contract:
+        - `start` is atomic: it creates the record in state RUNNING with ``attempts == 1``
+          when the key is new; for a known key with the same `params_hash` it returns a
+          SUCCEEDED record unchanged, and sets any other back to RUNNING with ``attempts``
+          increased by one (a resume); for a known key with another hash it raises
+          `RunKeyConflictError` and changes nothing.
+        - `finish` records the final state and report of the latest attempt.
+        - `get` returns None for an unknown key.
+    """
+
+    async def start(self, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
+        """Create or resume the run `key`, or return it unchanged when it already succeeded."""
+        ...
+
+    async def finish(
+        self, key: str, state: RunState, report: Mapping[str, object], now: dt.datetime
+    ) -> RunRecord:
+        """Record that the latest attempt of `key` ended in `state` with `report`."""
+        ...
+
+    async def get(self, key: str) -> RunRecord | None:
+        """Return the record of `key`, or None."""
+        ...
+
+
+@runtime_checkable
+class RunLock(Protocol):
+    """Leases that let one holder at a time run a key, with fencing tokens.
+
+    Contract:
+        - `acquire` returns a new `Lease` when the key is free or its lease has expired at
+          `now`, with a fence greater than every fence this store handed out before (for any
+          key); it returns None when another owner holds an unexpired lease. An owner that
+          acquires a key it already holds gets a new lease (a new fence).
+        - `renew` extends a lease that is still held, unexpired, with the same fence; otherwise
+          it raises `LeaseLostError`.
+        - `release` frees the key if `lease` still holds it, and does nothing otherwise.
+        - Times are the caller's (UTC, from the job's clock), so tests can drive expiry.
+    """
+
+    async def acquire(self, key: str, owner: str, ttl: timedelta, now: dt.datetime) -> Lease | None:
+        """Take the lease on `key` for `ttl`, or return None if someone else holds it."""
+        ...
+
+    async def renew(self, lease: Lease, ttl: timedelta, now: dt.datetime) -> Lease:
+        """Extend `lease` by `ttl` from `now`, or raise `LeaseLostError`."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """Give `lease` up if it is still held."""
         ...

@@ -7,19 +7,27 @@ They keep everything in dicts in the current process and never suspend inside a 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from portfolio_snapshots._domain import DEFAULT_CURRENCY, PriceQuote
+from portfolio_snapshots._domain import DEFAULT_CURRENCY, Lease, PriceQuote, RunRecord, RunState
+from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+    from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
     from decimal import Decimal
     from uuid import UUID
 
     from portfolio_snapshots._domain import Portfolio, PortfolioSnapshot
 
-__all__ = ["InMemoryMarketData", "InMemoryPortfolioRepository", "InMemorySnapshotRepository"]
+__all__ = [
+    "InMemoryMarketData",
+    "InMemoryPortfolioRepository",
+    "InMemoryRunLedger",
+    "InMemoryRunLock",
+    "InMemorySnapshotRepository",
+]
 
 
 class _Versions:
@@ -134,11 +142,11 @@ class InMemoryMarketData:
 
 
 class InMemorySnapshotRepository:
-    """A `SnapshotRepository` in memory, keyed by (portfolio_id, snapshot_date)."""
+    """A `SnapshotRepository` in memory, keyed by (portfolio_id, snapshot_date), with fencing."""
 
     def __init__(self) -> None:
         """Start empty."""
-        self._rows: dict[UUID, dict[dt.date, PortfolioSnapshot]] = {}
+        self._rows: dict[UUID, dict[dt.date, tuple[PortfolioSnapshot, int]]] = {}
 
     def __len__(self) -> int:
         """Return the number of snapshots stored."""
@@ -147,31 +155,121 @@ class InMemorySnapshotRepository:
     def all(self) -> list[PortfolioSnapshot]:
         """Return every stored snapshot, ordered by portfolio id then date (for tests)."""
         rows = self._rows
-        return [rows[pid][d] for pid in sorted(rows) for d in sorted(rows[pid])]
+        return [rows[pid][d][0] for pid in sorted(rows) for d in sorted(rows[pid])]
 
-    async def upsert_many(self, snapshots: Sequence[PortfolioSnapshot]) -> None:
+    async def upsert_many(
+        self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
+    ) -> None:
         """Insert or replace `snapshots`; atomic, as the method never suspends."""
         keyed = [(s.portfolio_id, s.snapshot_date, s) for s in snapshots]  # fail before writing
         rows = self._rows
+        token = 0 if fence is None else fence
         for pid, day, s in keyed:
             days = rows.get(pid)
             if days is None:
                 days = rows[pid] = {}
-            days[day] = s
+            if fence is not None:
+                stored = days.get(day)
+                if stored is not None and stored[1] > fence:
+                    continue
+            days[day] = (s, token)
 
     async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
         """Return the snapshot of `portfolio_id` on `day`, or None."""
-        return self._rows.get(portfolio_id, {}).get(day)
+        row = self._rows.get(portfolio_id, {}).get(day)
+        return None if row is None else row[0]
 
     async def list_snapshots(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> list[PortfolioSnapshot]:
         """Return the snapshots of `portfolio_id` from `start` to `end` inclusive, by date."""
         days = self._rows.get(portfolio_id, {})
-        return [days[d] for d in sorted(d for d in days if start <= d <= end)]
+        return [days[d][0] for d in sorted(d for d in days if start <= d <= end)]
 
     async def existing_dates(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> frozenset[dt.date]:
         """Return the dates from `start` to `end` inclusive that have a snapshot."""
         return frozenset(d for d in self._rows.get(portfolio_id, {}) if start <= d <= end)
+
+    async def existing_keys(
+        self, keys: Collection[tuple[UUID, dt.date]]
+    ) -> frozenset[tuple[UUID, dt.date]]:
+        """Return the keys among `keys` that have a snapshot."""
+        rows = self._rows
+        return frozenset((pid, d) for pid, d in keys if d in rows.get(pid, {}))
+
+
+class InMemoryRunLedger:
+    """A `RunLedger` in memory."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._records: dict[str, RunRecord] = {}
+
+    async def start(self, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
+        """Create or resume the run `key`, or return it unchanged when it already succeeded."""
+        record = self._records.get(key)
+        if record is None:
+            record = RunRecord(key, params_hash, RunState.RUNNING, 1, now)
+        elif record.params_hash != params_hash:
+            raise RunKeyConflictError(key)
+        elif record.state is RunState.SUCCEEDED:
+            return record
+        else:
+            record = RunRecord(key, params_hash, RunState.RUNNING, record.attempts + 1, now)
+        self._records[key] = record
+        return record
+
+    async def finish(
+        self, key: str, state: RunState, report: Mapping[str, object], now: dt.datetime
+    ) -> RunRecord:
+        """Record the end of the latest attempt of `key`."""
+        record = self._records.get(key)
+        if record is None:
+            raise KeyError(f"run key {key!r} was never started")
+        record = dataclasses.replace(record, state=state, finished_at=now, report=dict(report))
+        self._records[key] = record
+        return record
+
+    async def get(self, key: str) -> RunRecord | None:
+        """Return the record of `key`, or None."""
+        return self._records.get(key)
+
+
+class InMemoryRunLock:
+    """A `RunLock` in memory: one lease per key, fences from one counter."""
+
+    def __init__(self) -> None:
+        """Start with every key free."""
+        self._leases: dict[str, Lease] = {}
+        self._last_fence = 0
+
+    async def acquire(
+        self, key: str, owner: str, ttl: dt.timedelta, now: dt.datetime
+    ) -> Lease | None:
+        """Take the lease on `key` unless another owner holds it unexpired."""
+        held = self._leases.get(key)
+        if held is not None and held.owner != owner and held.expires_at > now:
+            return None
+        self._last_fence += 1
+        lease = Lease(key, owner, self._last_fence, now + ttl)
+        self._leases[key] = lease
+        return lease
+
+    async def renew(self, lease: Lease, ttl: dt.timedelta, now: dt.datetime) -> Lease:
+        """Extend `lease` if it is still held and unexpired."""
+        held = self._leases.get(lease.key)
+        if held is None or held.fence != lease.fence:
+            raise LeaseLostError(lease.key, "the lease was taken over by another holder")
+        if held.expires_at <= now:
+            raise LeaseLostError(lease.key, "the lease expired before it was renewed")
+        renewed = dataclasses.replace(held, expires_at=now + ttl)
+        self._leases[lease.key] = renewed
+        return renewed
+
+    async def release(self, lease: Lease) -> None:
+        """Free the key if `lease` still holds it."""
+        held = self._leases.get(lease.key)
+        if held is not None and held.fence == lease.fence:
+            del self._leases[lease.key]
