@@ -195,6 +195,8 @@ class SnapshotCalculator:
             portfolio.cash_balance,
             portfolio.holdings,
             lookup,
+            portfolio.net_contributions,
+            portfolio.external_flow,
         )
 
     def _value(  # noqa: PLR0917 - hot path: positional arguments are the cheapest call
@@ -205,6 +207,8 @@ class SnapshotCalculator:
         cash: Decimal,
         holdings: Mapping[str, Decimal],
         lookup: _Lookup,
+        net_contributions: Decimal | None = None,
+        external_flow: Decimal | None = None,
     ) -> PortfolioSnapshot:
         if type(cash) is not Decimal or not cash.is_finite():
             raise InvalidPortfolioError(
@@ -260,9 +264,22 @@ class SnapshotCalculator:
             value = (quantity * price).quantize(exp)
             total += value
             positions.append(
-                _new_position(PositionValuation, (ticker, quantity, price, price_date, value))
+                _new_position(
+                    PositionValuation,
+                    (ticker, quantity, price, price_date, value, price_currency, None, False),
+                )
             )
-        return PortfolioSnapshot(pid, day, currency, cash, total, cash + total, tuple(positions))
+        return PortfolioSnapshot(
+            pid,
+            day,
+            currency,
+            cash,
+            total,
+            cash + total,
+            tuple(positions),
+            net_contributions,
+            external_flow,
+        )
 
 
 if TYPE_CHECKING:

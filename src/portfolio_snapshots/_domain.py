@@ -29,13 +29,18 @@ class Portfolio:
         cash_balance: Cash held, in `currency`.
         holdings: Quantity held per ticker. Quantities may be fractional; a quantity of zero
             is allowed and simply not valued. Treat the mapping as read-only.
-        currency: The ISO 4217 code the portfolio is valued in.
+        currency: The ISO 4217 code the portfolio is valued in (its base currency).
+        net_contributions: Deposits minus withdrawals up to the end of the day, when the
+            repository knows the ledger (None otherwise).
+        external_flow: The day's deposits minus withdrawals, when known (None otherwise).
     """
 
     id: UUID
     cash_balance: Decimal
     holdings: Mapping[str, Decimal] = dataclasses.field(default_factory=dict)
     currency: str = DEFAULT_CURRENCY
+    net_contributions: Decimal | None = None
+    external_flow: Decimal | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,7 +71,13 @@ class PositionValuation(NamedTuple):
         quantity: The quantity held.
         price: The unit price used.
         price_date: The date of the price actually used (on or before the snapshot date).
-        market_value: ``quantity * price`` rounded to the currency's minor unit.
+        market_value: ``quantity * price * fx_rate`` in the portfolio's currency, rounded to
+            its minor unit.
+        price_currency: The currency of `price` (the portfolio's when None).
+        fx_rate: Units of the portfolio's currency per unit of `price_currency`, when the
+            price was converted (None when it was not).
+        stale: Whether the price (or rate) was carried forward from an older close under the
+            ``carry_forward`` missing-data policy.
     """
 
     ticker: str
@@ -74,6 +85,9 @@ class PositionValuation(NamedTuple):
     price: Decimal
     price_date: dt.date
     market_value: Decimal
+    price_currency: str | None = None
+    fx_rate: Decimal | None = None
+    stale: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,6 +106,9 @@ class PortfolioSnapshot:
         holdings_value: Sum of the positions' market values.
         total_value: ``cash_balance + holdings_value``.
         positions: The valued positions, sorted by ticker.
+        net_contributions: Deposits minus withdrawals to date, when the ledger is known.
+        external_flow: The day's deposits minus withdrawals, when the ledger is known.
+        stale: Whether any position was valued with a carried-forward price or rate.
     """
 
     portfolio_id: UUID
@@ -101,6 +118,9 @@ class PortfolioSnapshot:
     holdings_value: Decimal
     total_value: Decimal
     positions: tuple[PositionValuation, ...] = ()
+    net_contributions: Decimal | None = None
+    external_flow: Decimal | None = None
+    stale: bool = False
 
     def position(self, ticker: str) -> PositionValuation | None:
         """Return the position in `ticker`, or None when the snapshot holds none."""
