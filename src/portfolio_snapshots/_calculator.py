@@ -25,6 +25,7 @@ from portfolio_snapshots._errors import (
     InvalidPortfolioError,
     InvalidPriceError,
     MissingPriceError,
+    SnapshotError,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ _EXACT = decimal.Context(
 # Building the named tuple through tuple.__new__ skips its Python-level __new__: the hot path
 # of a daily run creates one per position.
 _new_position = tuple.__new__
+_ZERO = Decimal(0)
 
 
 def exact_context() -> decimal.Context:
@@ -74,7 +76,7 @@ class SnapshotCalculator:
         default_minor_unit: Decimal places for currencies not listed (2 by default).
     """
 
-    __slots__ = ("_default_places", "_exponents", "_places")
+    __slots__ = ("_default_places", "_places", "_units")
 
     def __init__(
         self, *, minor_units: Mapping[str, int] | None = None, default_minor_unit: int = 2
@@ -87,18 +89,19 @@ class SnapshotCalculator:
                 raise ValueError(f"minor unit for {code} must be an int in 0..18, got {n!r}")
         self._places = places
         self._default_places = default_minor_unit
-        self._exponents: dict[str, Decimal] = {}
+        self._units: dict[str, tuple[Decimal, Decimal]] = {}
 
     def minor_unit(self, currency: str) -> int:
         """Return the number of decimal places amounts in `currency` are rounded to."""
         return self._places.get(currency, self._default_places)
 
-    def _exponent(self, currency: str) -> Decimal:
-        exp = self._exponents.get(currency)
-        if exp is None:
+    def _unit(self, currency: str) -> tuple[Decimal, Decimal]:
+        """Return the quantize exponent of `currency` and zero at that exponent."""
+        unit = self._units.get(currency)
+        if unit is None:
             exp = Decimal(1).scaleb(-self.minor_unit(currency))
-            self._exponents[currency] = exp
-        return exp
+            unit = self._units[currency] = (exp, Decimal(0).quantize(exp))
+        return unit
 
     def calculate_snapshot(
         self,
@@ -129,24 +132,26 @@ class SnapshotCalculator:
             InvalidPriceError: A price is zero, negative, non-finite or not a Decimal.
         """
         day = snapshot_date if price_date is None else price_date
-        rows: dict[str, tuple[Decimal, Decimal]] = {}
+        quantities: dict[str, Decimal] = {}
+        quotes: dict[str, PriceQuote] = {}
         for ticker, quantity, price in holdings:
-            if ticker in rows:
+            if ticker in quantities:
                 raise InvalidPortfolioError(
                     "ticker appears more than once",
                     portfolio_id=portfolio_id,
                     snapshot_date=snapshot_date,
                     ticker=ticker,
                 )
-            rows[ticker] = (quantity, price)
+            quantities[ticker] = quantity
+            quotes[ticker] = PriceQuote(ticker, price, day, currency)
         with decimal.localcontext(_EXACT):
             return self._value(
                 portfolio_id,
                 snapshot_date,
                 currency,
                 cash_balance,
-                {t: q for t, (q, _) in rows.items()},
-                lambda t: (rows[t][1], day, currency),
+                quantities,
+                PriceTable(quotes, snapshot_date),
             )
 
     def value_portfolio(
@@ -172,32 +177,65 @@ class SnapshotCalculator:
             return self.value_in_context(portfolio, quotes, snapshot_date)
 
     def value_in_context(
-        self, portfolio: Portfolio, quotes: Mapping[str, PriceQuote], snapshot_date: dt.date
+        self,
+        portfolio: Portfolio,
+        quotes: Mapping[str, PriceQuote] | PriceTable,
+        snapshot_date: dt.date,
     ) -> PortfolioSnapshot:
         """Like `value_portfolio`, for callers that already entered `exact_context()`.
 
-        The job values a whole batch inside one context; outside it, use `value_portfolio`.
+        The job values a whole batch inside one context, against a `PriceTable` checked once
+        for the batch; outside such a loop, use `value_portfolio`.
         """
-        pid = portfolio.id
-
-        def lookup(ticker: str) -> tuple[Decimal, dt.date, str]:
-            quote = quotes.get(ticker)
-            if quote is None:
-                raise MissingPriceError(
-                    portfolio_id=pid, snapshot_date=snapshot_date, ticker=ticker
-                )
-            return quote.price, quote.as_of, quote.currency
-
+        table = quotes if isinstance(quotes, PriceTable) else PriceTable(quotes, snapshot_date)
         return self._value(
-            pid,
+            portfolio.id,
             snapshot_date,
             portfolio.currency,
             portfolio.cash_balance,
             portfolio.holdings,
-            lookup,
+            table,
             portfolio.net_contributions,
             portfolio.external_flow,
         )
+
+    def value_many(
+        self, portfolios: Iterable[Portfolio], table: PriceTable
+    ) -> tuple[list[PortfolioSnapshot], list[tuple[Portfolio, Exception]]]:
+        """Value many portfolios on the table's date; what cannot be valued is set aside.
+
+        The job's hot path: one decimal context, one price table, one loop.
+
+        Args:
+            portfolios: Portfolios as of the end of ``table.day``.
+            table: The day's checked quotes.
+
+        Returns:
+            The snapshots, and each portfolio that failed with its error (the same errors as
+            `value_portfolio` raises).
+        """
+        valued: list[PortfolioSnapshot] = []
+        failed: list[tuple[Portfolio, Exception]] = []
+        value = self._value
+        day = table.day
+        with decimal.localcontext(_EXACT):
+            for p in portfolios:
+                try:
+                    snapshot = value(
+                        p.id,
+                        day,
+                        p.currency,
+                        p.cash_balance,
+                        p.holdings,
+                        table,
+                        p.net_contributions,
+                        p.external_flow,
+                    )
+                except Exception as error:  # noqa: BLE001 - reported per portfolio by the caller
+                    failed.append((p, error))
+                else:
+                    valued.append(snapshot)
+        return valued, failed
 
     def _value(  # noqa: PLR0917 - hot path: positional arguments are the cheapest call
         self,
@@ -206,7 +244,7 @@ class SnapshotCalculator:
         currency: str,
         cash: Decimal,
         holdings: Mapping[str, Decimal],
-        lookup: _Lookup,
+        table: PriceTable,
         net_contributions: Decimal | None = None,
         external_flow: Decimal | None = None,
     ) -> PortfolioSnapshot:
@@ -218,12 +256,15 @@ class SnapshotCalculator:
                 field="cash_balance",
                 value=cash,
             )
-        exp = self._exponent(currency)
-        total = Decimal(0).quantize(exp)
-        positions = []
+        if table.day != day:
+            raise ValueError(f"price table is for {table.day}, not {day}")
+        exp, total = self._units.get(currency) or self._unit(currency)
+        good = table.good
+        positions: list[PositionValuation] = []
+        append = positions.append
         for ticker in sorted(holdings):
             quantity = holdings[ticker]
-            if type(quantity) is not Decimal or not quantity.is_finite() or quantity < 0:
+            if type(quantity) is not Decimal or not quantity.is_finite() or quantity < _ZERO:
                 raise InvalidPortfolioError(
                     "quantity must be a finite, non-negative Decimal",
                     portfolio_id=pid,
@@ -234,25 +275,10 @@ class SnapshotCalculator:
                 )
             if not quantity:
                 continue
-            price, price_date, price_currency = lookup(ticker)
-            if type(price) is not Decimal or not price.is_finite() or price <= 0:
-                raise InvalidPriceError(
-                    "price must be a finite Decimal above zero",
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    field="price",
-                    ticker=ticker,
-                    value=price,
-                )
-            if price_date > day:
-                raise InvalidPriceError(
-                    f"price is dated {price_date.isoformat()}, after the snapshot date",
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    field="price_date",
-                    ticker=ticker,
-                    value=price_date,
-                )
+            entry = good.get(ticker)
+            if entry is None:
+                raise table.error(pid, ticker)
+            price, price_date, price_currency = entry
             if price_currency != currency:
                 raise CurrencyMismatchError(
                     portfolio_id=pid,
@@ -263,7 +289,7 @@ class SnapshotCalculator:
                 )
             value = (quantity * price).quantize(exp)
             total += value
-            positions.append(
+            append(
                 _new_position(
                     PositionValuation,
                     (ticker, quantity, price, price_date, value, price_currency, None, False),
@@ -282,10 +308,54 @@ class SnapshotCalculator:
         )
 
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+class PriceTable:
+    """Quotes for one date, each checked once.
 
-    _Lookup = Callable[[str], tuple[Decimal, dt.date, str]]
+    The valid ones are kept ready for valuation, the invalid ones with the reason, so only the
+    portfolios that hold an invalid one fail.
+
+    Args:
+        quotes: Quotes by ticker, as `MarketData.get_prices` returned them.
+        day: The date being valued; a quote dated after it is invalid.
+    """
+
+    __slots__ = ("bad", "day", "good")
+
+    def __init__(self, quotes: Mapping[str, PriceQuote], day: dt.date) -> None:
+        """Check every quote once; see the class docstring."""
+        self.day = day
+        self.good: dict[str, tuple[Decimal, dt.date, str]] = {}
+        self.bad: dict[str, tuple[str, str, object]] = {}
+        for ticker, quote in quotes.items():
+            price = quote.price
+            if type(price) is not Decimal or not price.is_finite() or price <= _ZERO:
+                self.bad[ticker] = ("price must be a finite Decimal above zero", "price", price)
+            elif quote.as_of > day:
+                self.bad[ticker] = (
+                    f"price is dated {quote.as_of.isoformat()}, after the snapshot date",
+                    "price_date",
+                    quote.as_of,
+                )
+            else:
+                self.good[ticker] = (price, quote.as_of, quote.currency)
+
+    def error(self, portfolio_id: UUID | None, ticker: str) -> SnapshotError:
+        """Return the error for valuing `ticker` of `portfolio_id`: invalid or missing price."""
+        bad = self.bad.get(ticker)
+        if bad is None:
+            return MissingPriceError(
+                portfolio_id=portfolio_id, snapshot_date=self.day, ticker=ticker
+            )
+        reason, field, value = bad
+        return InvalidPriceError(
+            reason,
+            portfolio_id=portfolio_id,
+            snapshot_date=self.day,
+            field=field,
+            ticker=ticker,
+            value=value,
+        )
+
 
 _DEFAULT = SnapshotCalculator()
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import decimal
 import random
 from typing import TYPE_CHECKING, TypeVar
 
-from portfolio_snapshots._calculator import SnapshotCalculator, exact_context
+from portfolio_snapshots._calculator import PriceTable, SnapshotCalculator
 from portfolio_snapshots._errors import InvalidDateRangeError, PortfolioNotFoundError
 from portfolio_snapshots._report import RunKind, RunReport, SnapshotFailure
 from portfolio_snapshots._retry import RetryPolicy
@@ -299,13 +298,10 @@ class SnapshotJob:
             for p in portfolios:
                 tally.fail(p.id, day, error, attempts[0])
             return
-        calculator = self.calculator
-        with decimal.localcontext(exact_context()):
-            for p in portfolios:
-                try:
-                    valued.append(calculator.value_in_context(p, quotes, day))
-                except Exception as error:  # noqa: BLE001 - one bad portfolio, not the run
-                    tally.fail(p.id, day, error, 1)
+        snapshots, failed = self.calculator.value_many(portfolios, PriceTable(quotes, day))
+        valued.extend(snapshots)
+        for p, reason in failed:
+            tally.fail(p.id, day, reason, 1)
 
     async def _process_batch(self, batch: list[tuple[Portfolio, dt.date]], tally: _Tally) -> None:
         """Price, value and store one batch; every failure is recorded per portfolio-day."""

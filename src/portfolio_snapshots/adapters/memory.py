@@ -9,17 +9,25 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from portfolio_snapshots._domain import DEFAULT_CURRENCY, Lease, PriceQuote, RunRecord, RunState
+from portfolio_snapshots._domain import (
+    DEFAULT_CURRENCY,
+    Lease,
+    PortfolioSnapshot,
+    PositionValuation,
+    PriceQuote,
+    RunRecord,
+    RunState,
+)
 from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-    from decimal import Decimal
     from uuid import UUID
 
-    from portfolio_snapshots._domain import Portfolio, PortfolioSnapshot
+    from portfolio_snapshots._domain import Portfolio
 
 __all__ = [
     "InMemoryMarketData",
@@ -141,12 +149,61 @@ class InMemoryMarketData:
         return found
 
 
+# A stored snapshot, kept as plain tuples of immutable values (like a database row): the
+# collector untracks them, so a store holding millions of snapshots costs it nothing.
+_Row = tuple[
+    str,  # currency
+    Decimal,  # cash_balance
+    Decimal,  # holdings_value
+    Decimal,  # total_value
+    tuple[tuple[object, ...], ...],  # positions, each a plain tuple of its fields
+    Decimal | None,  # net_contributions
+    Decimal | None,  # external_flow
+    bool,  # stale
+    int,  # fence
+]
+
+
+def _to_row(s: PortfolioSnapshot, fence: int) -> _Row:
+    return (
+        s.currency,
+        s.cash_balance,
+        s.holdings_value,
+        s.total_value,
+        tuple(map(tuple, s.positions)),
+        s.net_contributions,
+        s.external_flow,
+        s.stale,
+        fence,
+    )
+
+
+def _from_row(portfolio_id: UUID, day: dt.date, row: _Row) -> PortfolioSnapshot:
+    currency, cash, holdings_value, total, positions, contributions, flow, stale, _ = row
+    return PortfolioSnapshot(
+        portfolio_id,
+        day,
+        currency,
+        cash,
+        holdings_value,
+        total,
+        tuple(PositionValuation._make(p) for p in positions),
+        contributions,
+        flow,
+        stale,
+    )
+
+
 class InMemorySnapshotRepository:
-    """A `SnapshotRepository` in memory, keyed by (portfolio_id, snapshot_date), with fencing."""
+    """A `SnapshotRepository` in memory, keyed by (portfolio_id, snapshot_date), with fencing.
+
+    Rows are kept as plain tuples and turned back into `PortfolioSnapshot` values on read, as a
+    database adapter would, so reads return equal values, not the very objects written.
+    """
 
     def __init__(self) -> None:
         """Start empty."""
-        self._rows: dict[UUID, dict[dt.date, tuple[PortfolioSnapshot, int]]] = {}
+        self._rows: dict[UUID, dict[dt.date, _Row]] = {}
 
     def __len__(self) -> int:
         """Return the number of snapshots stored."""
@@ -155,36 +212,40 @@ class InMemorySnapshotRepository:
     def all(self) -> list[PortfolioSnapshot]:
         """Return every stored snapshot, ordered by portfolio id then date (for tests)."""
         rows = self._rows
-        return [rows[pid][d][0] for pid in sorted(rows) for d in sorted(rows[pid])]
+        return [_from_row(pid, d, rows[pid][d]) for pid in sorted(rows) for d in sorted(rows[pid])]
 
     async def upsert_many(
         self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
     ) -> None:
         """Insert or replace `snapshots`; atomic, as the method never suspends."""
-        keyed = [(s.portfolio_id, s.snapshot_date, s) for s in snapshots]  # fail before writing
-        rows = self._rows
         token = 0 if fence is None else fence
-        for pid, day, s in keyed:
+        # Encode the whole batch before writing anything, so a bad element writes nothing.
+        encoded = [(s.portfolio_id, s.snapshot_date, _to_row(s, token)) for s in snapshots]
+        rows = self._rows
+        for pid, day, row in encoded:
             days = rows.get(pid)
             if days is None:
                 days = rows[pid] = {}
             if fence is not None:
                 stored = days.get(day)
-                if stored is not None and stored[1] > fence:
+                if stored is not None and stored[-1] > fence:
                     continue
-            days[day] = (s, token)
+            days[day] = row
 
     async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
         """Return the snapshot of `portfolio_id` on `day`, or None."""
         row = self._rows.get(portfolio_id, {}).get(day)
-        return None if row is None else row[0]
+        return None if row is None else _from_row(portfolio_id, day, row)
 
     async def list_snapshots(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> list[PortfolioSnapshot]:
         """Return the snapshots of `portfolio_id` from `start` to `end` inclusive, by date."""
         days = self._rows.get(portfolio_id, {})
-        return [days[d][0] for d in sorted(d for d in days if start <= d <= end)]
+        return [
+            _from_row(portfolio_id, d, days[d])
+            for d in sorted(d for d in days if start <= d <= end)
+        ]
 
     async def existing_dates(
         self, portfolio_id: UUID, start: dt.date, end: dt.date

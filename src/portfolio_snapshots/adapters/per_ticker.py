@@ -28,8 +28,9 @@ CurrentPriceFetcher: TypeAlias = (
 class PerTickerMarketData:
     """Serves `MarketData.get_prices` by asking a per-ticker source, a few tickers at a time.
 
-    A failure for any ticker fails the whole call (the job then retries it under its policy),
-    so a batch is never valued with part of its prices silently missing.
+    A failure for any ticker fails the whole call with that ticker's error (the job then
+    retries it under its policy when it is transient), so a batch is never valued with part
+    of its prices silently missing.
 
     Args:
         fetch: Returns the latest close of one ticker on or before a date. A bare `Decimal`
@@ -91,7 +92,12 @@ class PerTickerMarketData:
             elif result is not None:
                 found[ticker] = PriceQuote(ticker, result, as_of, self._currency)
 
-        async with asyncio.TaskGroup() as group:
-            for ticker in tickers:
-                group.create_task(one(ticker))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for ticker in tickers:
+                    group.create_task(one(ticker))
+        except ExceptionGroup as group_error:
+            # Surface the first underlying error itself, so the retry policy can tell whether
+            # it is transient; the rest stay attached as the cause.
+            raise group_error.exceptions[0] from group_error
         return found

@@ -1,0 +1,131 @@
+"""Benchmark: `SnapshotJob.run_daily` against a bare Decimal loop, side by side.
+
+To run:
+    python benchmarks/daily_run.py [--portfolios 100000] [--positions 10] [--tickers 2000]
+
+Builds a seeded world (portfolios x positions over a ticker universe), loads the in-memory
+adapters, then times, alternately and several times in this one process:
+
+- the bare loop: only the Decimal work (quantity x price, quantize, sum, one tuple per
+  portfolio), with prices already in a dict;
+- ``run_daily``: streaming, batching, one ``get_prices`` call per batch, validation, valuation
+  into snapshot values, and the in-memory upsert.
+
+It prints the best time of each, their ratio (the figure that matters on a shared, noisy
+machine) and the number of ``get_prices`` calls. Target: ratio within 4x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import random
+import time
+import uuid
+from decimal import Decimal
+
+from portfolio_snapshots import (
+    InMemoryMarketData,
+    InMemoryPortfolioRepository,
+    InMemorySnapshotRepository,
+    Portfolio,
+    SnapshotJob,
+)
+
+DAY = dt.date(2026, 11, 27)
+CENTS = Decimal("0.01")
+
+
+def build(
+    n_portfolios: int, n_positions: int, n_tickers: int, seed: int
+) -> tuple[list[Portfolio], dict[str, Decimal]]:
+    """Return seeded portfolios and one close per ticker."""
+    rng = random.Random(seed)
+    tickers = [f"T{i:05d}" for i in range(n_tickers)]
+    prices = {t: Decimal(rng.randint(100, 500_000)) / 100 for t in tickers}
+    portfolios = [
+        Portfolio(
+            uuid.UUID(int=rng.getrandbits(128)),
+            Decimal(rng.randint(0, 10_000_000)) / 100,
+            {t: Decimal(rng.randint(1, 100_000)) / 1000 for t in rng.sample(tickers, n_positions)},
+        )
+        for _ in range(n_portfolios)
+    ]
+    return portfolios, prices
+
+
+def bare_loop(portfolios: list[Portfolio], prices: dict[str, Decimal]) -> list[tuple[object, ...]]:
+    """Only the Decimal work, one tuple per portfolio: the floor any implementation pays."""
+    out = []
+    for p in portfolios:
+        total = Decimal(0)
+        for ticker, quantity in p.holdings.items():
+            total += (quantity * prices[ticker]).quantize(CENTS)
+        out.append((p.id, p.cash_balance, total, p.cash_balance + total))
+    return out
+
+
+def timed_job(
+    repo: InMemoryPortfolioRepository, market: InMemoryMarketData, batch_size: int
+) -> tuple[float, int, int]:
+    """Run one daily run into a fresh store; return seconds, snapshots stored, price calls."""
+    store = InMemorySnapshotRepository()
+    job = SnapshotJob(
+        portfolios=repo,
+        snapshots=store,
+        market_data=market,
+        clock=lambda: dt.datetime(2026, 11, 27, 0, 1, tzinfo=dt.UTC),
+        batch_size=batch_size,
+    )
+    calls_before = market.request_count
+    gc.collect()
+    start = time.perf_counter()
+    report = asyncio.run(job.run_daily())
+    elapsed = time.perf_counter() - start
+    if report.succeeded != len(repo):
+        raise SystemExit(f"run_daily stored {report.succeeded} of {len(repo)}: {report.failures[:3]}")
+    return elapsed, len(store), market.request_count - calls_before
+
+
+def main() -> None:
+    """Parse arguments, build the world, time both sides and print the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--portfolios", type=int, default=100_000)
+    parser.add_argument("--positions", type=int, default=10)
+    parser.add_argument("--tickers", type=int, default=2_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20261127)
+    args = parser.parse_args()
+
+    portfolios, prices = build(args.portfolios, args.positions, args.tickers, args.seed)
+    repo = InMemoryPortfolioRepository(portfolios)
+    market = InMemoryMarketData()
+    for ticker, price in prices.items():
+        market.add_price(ticker, DAY, price)
+
+    bare_times, job_times = [], []
+    calls = stored = 0
+    for _ in range(args.rounds):
+        gc.collect()
+        start = time.perf_counter()
+        bare_loop(portfolios, prices)
+        bare_times.append(time.perf_counter() - start)
+        elapsed, stored, calls = timed_job(repo, market, args.batch_size)
+        job_times.append(elapsed)
+
+    bare, job = min(bare_times), min(job_times)
+    expected_calls = -(-args.portfolios // args.batch_size)
+    print(
+        f"{args.portfolios} portfolios x {args.positions} positions over {args.tickers} tickers"
+    )
+    print(f"bare Decimal loop : {bare:8.3f} s (best of {args.rounds})")
+    print(f"run_daily         : {job:8.3f} s (best of {args.rounds}), {stored} snapshots stored")
+    print(f"ratio             : {job / bare:8.2f}x  (target <= 4x)")
+    print(f"get_prices calls  : {calls} per run (batches of {args.batch_size}: {expected_calls})")
+
+
+if __name__ == "__main__":
+    main()

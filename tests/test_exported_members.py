@@ -1,0 +1,31 @@
+import portfolio_snapshots
+
+
+def test_all_lists_exactly_the_public_names_sorted() -> None:
+    """__all__ names every public attribute of the package, once, in sorted order."""
+    public = {
+        name
+        for name in dir(portfolio_snapshots)
+        if not name.startswith("_")
+        and name not in {"annotations", "adapters", "integrations", "testing"}
+    }
+    assert set(portfolio_snapshots.__all__) == public
+    assert len(portfolio_snapshots.__all__) == len(set(portfolio_snapshots.__all__))
+    assert portfolio_snapshots.__all__ == sorted(
+        portfolio_snapshots.__all__, key=lambda n: (not n.isupper(), n)
+    )
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """Each exported class and function documents itself."""
+    for name in portfolio_snapshots.__all__:
+        obj = getattr(portfolio_snapshots, name)
+        if callable(obj):
+            assert obj.__doc__, name
+
+
+def test_version_is_read_from_the_distribution() -> None:
+    """__version__ is available and matches the installed metadata."""
+    from importlib.metadata import version
+
+    assert portfolio_snapshots.__version__ == version("portfolio-snapshots")

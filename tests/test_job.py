@@ -1,0 +1,430 @@
+import asyncio
+import datetime as dt
+import random
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portfolio_snapshots import (
+    InMemoryMarketData,
+    InMemoryPortfolioRepository,
+    InMemorySnapshotRepository,
+    InvalidDateRangeError,
+    Portfolio,
+    PortfolioNotFoundError,
+    PortfolioSnapshot,
+    PriceQuote,
+    RetryPolicy,
+    SnapshotJob,
+    TransientError,
+    date_range,
+)
+
+TODAY = dt.date(2026, 11, 27)
+NOW = dt.datetime(2026, 11, 27, 0, 0, 5, tzinfo=dt.UTC)
+
+
+def clock() -> dt.datetime:
+    return NOW
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def pid(n: int) -> uuid.UUID:
+    return uuid.UUID(int=n)
+
+
+def make_market(days: Sequence[dt.date], tickers: Sequence[str]) -> InMemoryMarketData:
+    market = InMemoryMarketData()
+    for i, day in enumerate(days):
+        for j, t in enumerate(tickers):
+            market.add_price(t, day, Decimal(10 + j) + Decimal(i) / 100)
+    return market
+
+
+def make_job(
+    portfolios: InMemoryPortfolioRepository,
+    market: object,
+    snapshots: InMemorySnapshotRepository | None = None,
+    **kwargs: object,
+) -> SnapshotJob:
+    return SnapshotJob(
+        portfolios=portfolios,
+        snapshots=snapshots if snapshots is not None else InMemorySnapshotRepository(),
+        market_data=market,  # type: ignore[arg-type]
+        clock=clock,
+        sleep=no_sleep,
+        rng=random.Random(0),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def simple_world(n: int = 10) -> tuple[InMemoryPortfolioRepository, InMemoryMarketData]:
+    portfolios = InMemoryPortfolioRepository(
+        Portfolio(pid(i), Decimal(100 * i), {"AAA": Decimal(i), "BBB": Decimal("0.5")})
+        for i in range(1, n + 1)
+    )
+    return portfolios, make_market([TODAY - dt.timedelta(days=30)], ["AAA", "BBB"])
+
+
+class CountingMarket:
+    """Delegates to a market and records every call, for batching assertions."""
+
+    def __init__(self, inner: InMemoryMarketData) -> None:
+        self.inner = inner
+        self.calls: list[tuple[frozenset[str], dt.date]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def get_prices(
+        self, tickers: Collection[str], as_of: dt.date
+    ) -> Mapping[str, PriceQuote]:
+        self.calls.append((frozenset(tickers), as_of))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)
+            return await self.inner.get_prices(tickers, as_of)
+        finally:
+            self.in_flight -= 1
+
+
+def test_run_daily_snapshot_all_portfolios() -> None:
+    """A daily run stores one snapshot per active portfolio for today's UTC date."""
+    portfolios, market = simple_world(10)
+    snapshots = InMemorySnapshotRepository()
+    report = asyncio.run(make_job(portfolios, market, snapshots).run_daily())
+    assert (report.processed, report.succeeded, report.failed, report.skipped) == (10, 10, 0, 0)
+    assert len(snapshots) == 10
+    stored = asyncio.run(snapshots.get_snapshot(pid(3), TODAY))
+    assert stored is not None
+    assert stored.snapshot_date == TODAY
+    assert stored.cash_balance == Decimal(300)
+    # AAA and BBB were last priced 30 days ago: the latest close on or before today is used.
+    assert stored.holdings_value == Decimal("35.50")  # 3*10 + 0.5*11
+    assert {p.price_date for p in stored.positions} == {TODAY - dt.timedelta(days=30)}
+    assert report.as_dict()["succeeded"] == 10
+
+
+def test_run_daily_snapshot_handles_failures() -> None:
+    """Bad portfolios are reported with a clear reason and the others are still stored."""
+    portfolios, market = simple_world(5)
+    portfolios.put(Portfolio(pid(100), Decimal(1), {"AAA": Decimal(1), "NOPRICE": Decimal(2)}))
+    portfolios.put(Portfolio(pid(101), Decimal(1), {"AAA": Decimal(-1)}))
+    portfolios.put(Portfolio(pid(102), Decimal(1), {"AAA": Decimal("NaN")}))
+    portfolios.put(Portfolio(pid(103), Decimal(1), {"ZERO": Decimal(1)}))
+    market.add_price("ZERO", TODAY, Decimal(0))
+    snapshots = InMemorySnapshotRepository()
+    report = asyncio.run(make_job(portfolios, market, snapshots).run_daily())
+    assert (report.processed, report.succeeded, report.failed) == (9, 5, 4)
+    reasons = {f.portfolio_id: f for f in report.failures}
+    assert reasons[pid(100)].error_type == "MissingPriceError"
+    assert "NOPRICE" in reasons[pid(100)].message
+    assert reasons[pid(101)].error_type == "InvalidPortfolioError"
+    assert reasons[pid(102)].error_type == "InvalidPortfolioError"
+    assert reasons[pid(103)].error_type == "InvalidPriceError"
+    for failure in report.failures:
+        assert str(failure.portfolio_id) in failure.message
+        assert TODAY.isoformat() in failure.message
+        assert failure.snapshot_date == TODAY
+        assert failure.attempts == 1
+        assert asyncio.run(snapshots.get_snapshot(failure.portfolio_id, TODAY)) is None
+    assert len(snapshots) == 5
+
+
+def test_run_daily_snapshot_empty_portfolios() -> None:
+    """A run over no portfolios succeeds, stores nothing and asks for no prices."""
+    market = InMemoryMarketData()
+    snapshots = InMemorySnapshotRepository()
+    report = asyncio.run(make_job(InMemoryPortfolioRepository(), market, snapshots).run_daily())
+    assert (report.processed, report.succeeded, report.failed, report.skipped) == (0, 0, 0, 0)
+    assert report.failures == ()
+    assert len(snapshots) == 0
+    assert market.request_count == 0
+
+
+def test_run_daily_fetches_prices_once_per_batch_with_unique_tickers() -> None:
+    """25 portfolios in batches of 10 make exactly 3 price calls, each with unique tickers."""
+    portfolios, market = simple_world(25)
+    counting = CountingMarket(market)
+    asyncio.run(make_job(portfolios, counting, batch_size=10).run_daily())
+    assert len(counting.calls) == 3
+    assert all(tickers == {"AAA", "BBB"} for tickers, _ in counting.calls)
+
+
+def test_run_daily_bounds_concurrency() -> None:
+    """No more batches than `concurrency` are in flight at once."""
+    portfolios, market = simple_world(40)
+    counting = CountingMarket(market)
+    report = asyncio.run(make_job(portfolios, counting, batch_size=2, concurrency=3).run_daily())
+    assert report.succeeded == 40
+    assert 1 < counting.max_in_flight <= 3
+
+
+def test_run_daily_defaults_to_the_utc_date_of_the_clock() -> None:
+    """At 23:30 in New York on the 26th it is already the 27th in UTC: that date is used."""
+    portfolios, market = simple_world(1)
+    snapshots = InMemorySnapshotRepository()
+    new_york = dt.timezone(dt.timedelta(hours=-5))
+    job = SnapshotJob(
+        portfolios=portfolios,
+        snapshots=snapshots,
+        market_data=market,
+        clock=lambda: dt.datetime(2026, 11, 26, 23, 30, tzinfo=new_york),
+    )
+    report = asyncio.run(job.run_daily())
+    assert report.start == dt.date(2026, 11, 27)
+    assert asyncio.run(snapshots.get_snapshot(pid(1), dt.date(2026, 11, 27))) is not None
+
+
+def test_naive_clock_is_refused() -> None:
+    """A clock returning a naive datetime is a configuration error, not a silent local date."""
+    portfolios, market = simple_world(1)
+    job = SnapshotJob(
+        portfolios=portfolios,
+        snapshots=InMemorySnapshotRepository(),
+        market_data=market,
+        clock=lambda: dt.datetime(2026, 11, 27, 12),  # noqa: DTZ001 - the point of the test
+    )
+    with pytest.raises(ValueError, match="aware"):
+        asyncio.run(job.run_daily())
+
+
+def test_run_daily_for_a_future_date_is_refused() -> None:
+    """Asking for tomorrow raises InvalidDateRangeError."""
+    portfolios, market = simple_world(1)
+    with pytest.raises(InvalidDateRangeError, match="future"):
+        asyncio.run(make_job(portfolios, market).run_daily(TODAY + dt.timedelta(days=1)))
+
+
+def test_backfill_snapshots_date_range() -> None:
+    """A backfill stores one snapshot per calendar day, each valued with that day's data."""
+    start = TODAY - dt.timedelta(days=9)
+    days = date_range(start, TODAY)
+    portfolios = InMemoryPortfolioRepository()
+    portfolios.put(Portfolio(pid(1), Decimal(50), {"AAA": Decimal(1)}), since=start)
+    portfolios.put(
+        Portfolio(pid(1), Decimal(0), {"AAA": Decimal(2)}), since=start + dt.timedelta(days=5)
+    )
+    market = make_market(days, ["AAA"])
+    snapshots = InMemorySnapshotRepository()
+    report = asyncio.run(make_job(portfolios, market, snapshots).backfill(pid(1), start, TODAY))
+    assert (report.processed, report.succeeded, report.failed) == (10, 10, 0)
+    stored = asyncio.run(snapshots.list_snapshots(pid(1), start, TODAY))
+    assert [s.snapshot_date for s in stored] == days
+    assert stored[0].total_value == Decimal("60.00")  # 50 cash + 1 * 10.00
+    assert stored[4].total_value == Decimal("60.04")  # 50 cash + 1 * 10.04
+    assert stored[5].total_value == Decimal("20.10")  # holdings of day 5: 2 * 10.05
+    assert all(s.positions[0].price_date == s.snapshot_date for s in stored)
+
+
+def test_backfill_snapshots_single_day() -> None:
+    """A backfill whose start equals its end stores exactly that day."""
+    portfolios, market = simple_world(2)
+    snapshots = InMemorySnapshotRepository()
+    day = TODAY - dt.timedelta(days=3)
+    report = asyncio.run(make_job(portfolios, market, snapshots).backfill(pid(2), day, day))
+    assert (report.processed, report.succeeded, report.start, report.end) == (1, 1, day, day)
+    assert [s.snapshot_date for s in snapshots.all()] == [day]
+
+
+def test_backfill_only_missing_computes_only_missing_dates() -> None:
+    """With only_missing, stored days are skipped and left untouched."""
+    portfolios, market = simple_world(1)
+    snapshots = InMemorySnapshotRepository()
+    start = TODAY - dt.timedelta(days=4)
+    job = make_job(portfolios, market, snapshots)
+    asyncio.run(job.backfill(pid(1), start + dt.timedelta(days=1), start + dt.timedelta(days=2)))
+    counting = CountingMarket(market)
+    job = make_job(portfolios, counting, snapshots)
+    report = asyncio.run(job.backfill(pid(1), start, TODAY, only_missing=True))
+    assert (report.processed, report.skipped) == (3, 2)
+    assert sorted(d for _, d in counting.calls) == [start, start + dt.timedelta(days=3), TODAY]
+    assert len(snapshots) == 5
+
+
+def test_backfill_skips_days_before_the_portfolio_existed() -> None:
+    """Days on which the repository reports no portfolio are counted as skipped."""
+    portfolios = InMemoryPortfolioRepository()
+    opened = TODAY - dt.timedelta(days=2)
+    portfolios.put(Portfolio(pid(1), Decimal(10)), since=opened)
+    snapshots = InMemorySnapshotRepository()
+    job = make_job(portfolios, InMemoryMarketData(), snapshots)
+    report = asyncio.run(job.backfill(pid(1), TODAY - dt.timedelta(days=5), TODAY))
+    assert (report.succeeded, report.skipped) == (3, 3)
+
+
+def test_backfill_of_unknown_portfolio_raises_before_any_work() -> None:
+    """An unknown portfolio raises PortfolioNotFoundError and nothing is fetched or stored."""
+    portfolios, market = simple_world(1)
+    snapshots = InMemorySnapshotRepository()
+    with pytest.raises(PortfolioNotFoundError) as info:
+        asyncio.run(make_job(portfolios, market, snapshots).backfill(pid(999), TODAY, TODAY))
+    assert info.value.portfolio_id == pid(999)
+    assert market.request_count == 0
+    assert len(snapshots) == 0
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "match"),
+    [
+        (TODAY, TODAY - dt.timedelta(days=1), "start is after end"),
+        (TODAY, TODAY + dt.timedelta(days=1), "future"),
+    ],
+)
+def test_backfill_rejects_invalid_ranges(start: dt.date, end: dt.date, match: str) -> None:
+    """Start > end and an end in the future raise InvalidDateRangeError naming the range."""
+    portfolios, market = simple_world(1)
+    with pytest.raises(InvalidDateRangeError, match=match) as info:
+        asyncio.run(make_job(portfolios, market).backfill(pid(1), start, end))
+    assert (info.value.start, info.value.end) == (start, end)
+    assert market.request_count == 0
+
+
+class FlakyMarket:
+    """Fails the first `failures` calls with `error`, then delegates."""
+
+    def __init__(self, inner: InMemoryMarketData, failures: int, error: Exception) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    async def get_prices(
+        self, tickers: Collection[str], as_of: dt.date
+    ) -> Mapping[str, PriceQuote]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return await self.inner.get_prices(tickers, as_of)
+
+
+def test_transient_price_failures_are_retried() -> None:
+    """Two transient failures then success: everything stored, two retries counted."""
+    portfolios, market = simple_world(3)
+    flaky = FlakyMarket(market, 2, TransientError("provider busy"))
+    report = asyncio.run(make_job(portfolios, flaky, retry=RetryPolicy(max_attempts=3)).run_daily())
+    assert (report.succeeded, report.retried, flaky.calls) == (3, 2, 3)
+
+
+def test_price_call_failing_for_good_fails_only_its_batch() -> None:
+    """When one batch's price call keeps failing, only that batch's portfolios fail."""
+    portfolios, market = simple_world(6)
+    flaky = FlakyMarket(market, 3, TransientError("provider down"))
+    job = make_job(
+        portfolios, flaky, retry=RetryPolicy(max_attempts=3), batch_size=3, concurrency=1
+    )
+    report = asyncio.run(job.run_daily())
+    assert (report.succeeded, report.failed) == (3, 3)
+    assert all(f.attempts == 3 and f.error_type == "TransientError" for f in report.failures)
+    assert all("after 3 attempt(s)" in f.message for f in report.failures)
+
+
+def test_non_transient_price_error_is_not_retried() -> None:
+    """A programming error from the adapter fails its batch at once, without retries."""
+    portfolios, market = simple_world(2)
+    flaky = FlakyMarket(market, 1, KeyError("bug"))
+    report = asyncio.run(make_job(portfolios, flaky, retry=RetryPolicy(max_attempts=5)).run_daily())
+    assert (report.failed, report.retried, flaky.calls) == (2, 0, 1)
+
+
+class FailingWrites(InMemorySnapshotRepository):
+    """Fails every write with a given error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def upsert_many(
+        self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
+    ) -> None:
+        raise self.error
+
+
+def test_write_failing_for_good_reports_the_batch() -> None:
+    """A store that keeps failing leaves every portfolio of the batch reported as failed."""
+    portfolios, market = simple_world(4)
+    store = FailingWrites(ConnectionError("db gone"))
+    report = asyncio.run(
+        make_job(portfolios, market, store, retry=RetryPolicy(max_attempts=2)).run_daily()
+    )
+    assert (report.succeeded, report.failed, report.retried) == (0, 4, 1)
+    assert {f.error_type for f in report.failures} == {"ConnectionError"}
+
+
+def test_a_failed_rerun_does_not_touch_stored_snapshots() -> None:
+    """When prices vanish on a rerun, the snapshot stored earlier is kept as it was."""
+    portfolios, market = simple_world(2)
+    snapshots = InMemorySnapshotRepository()
+    asyncio.run(make_job(portfolios, market, snapshots).run_daily())
+    before = snapshots.all()
+    report = asyncio.run(make_job(portfolios, InMemoryMarketData(), snapshots).run_daily())
+    assert report.failed == 2
+    assert snapshots.all() == before
+
+
+def test_constructor_rejects_nonsense_sizes() -> None:
+    """batch_size and concurrency below 1 are configuration errors."""
+    portfolios, market = simple_world(1)
+    with pytest.raises(ValueError, match="batch_size"):
+        make_job(portfolios, market, batch_size=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        make_job(portfolios, market, concurrency=0)
+
+
+# --- properties -------------------------------------------------------------------------
+
+small_decimals = st.decimals(min_value=0, max_value=1000, places=3, allow_nan=False)
+world = st.lists(
+    st.tuples(
+        small_decimals, st.dictionaries(st.sampled_from("ABCDE"), small_decimals, max_size=4)
+    ),
+    max_size=12,
+)
+
+
+def build(spec: list[tuple[Decimal, dict[str, Decimal]]]) -> InMemoryPortfolioRepository:
+    return InMemoryPortfolioRepository(
+        Portfolio(pid(i), cash_balance, holdings) for i, (cash_balance, holdings) in enumerate(spec)
+    )
+
+
+@given(world, st.integers(min_value=1, max_value=5))
+def test_running_a_day_twice_equals_running_it_once(
+    spec: list[tuple[Decimal, dict[str, Decimal]]], batch_size: int
+) -> None:
+    """Idempotency: the stored state after two identical runs equals that after one."""
+    market = make_market([TODAY], list("ABCD"))  # E has no price: some portfolios fail
+    once = InMemorySnapshotRepository()
+    twice = InMemorySnapshotRepository()
+    asyncio.run(make_job(build(spec), market, once, batch_size=batch_size).run_daily())
+    job = make_job(build(spec), market, twice, batch_size=batch_size)
+    first = asyncio.run(job.run_daily())
+    second = asyncio.run(job.run_daily())
+    assert once.all() == twice.all()
+    assert (first.succeeded, first.failed) == (second.succeeded, second.failed)
+
+
+@given(world, st.integers(min_value=0, max_value=4), st.integers(min_value=1, max_value=4))
+def test_backfill_equals_the_union_of_single_day_runs(
+    spec: list[tuple[Decimal, dict[str, Decimal]]], span: int, batch_size: int
+) -> None:
+    """Backfilling each portfolio over a range stores what daily runs of each date store."""
+    start = TODAY - dt.timedelta(days=span)
+    days = date_range(start, TODAY)
+    market = make_market(days, list("ABCDE"))
+    by_backfill = InMemorySnapshotRepository()
+    by_days = InMemorySnapshotRepository()
+    job = make_job(build(spec), market, by_backfill, batch_size=batch_size)
+    for i in range(len(spec)):
+        asyncio.run(job.backfill(pid(i), start, TODAY))
+    daily = make_job(build(spec), market, by_days, batch_size=batch_size)
+    for day in days:
+        asyncio.run(daily.run_daily(day))
+    assert by_backfill.all() == by_days.all()
