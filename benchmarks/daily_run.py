@@ -56,7 +56,9 @@ def build(
     return portfolios, prices
 
 
-def bare_loop(portfolios: list[Portfolio], prices: dict[str, Decimal]) -> list[tuple[object, ...]]:
+def bare_loop(
+    portfolios: list[Portfolio], prices: dict[str, Decimal]
+) -> list[tuple[uuid.UUID, Decimal, Decimal, Decimal]]:
     """Only the Decimal work, one tuple per portfolio: the floor any implementation pays."""
     out = []
     for p in portfolios:
@@ -85,7 +87,9 @@ def timed_job(
     report = asyncio.run(job.run_daily())
     elapsed = time.perf_counter() - start
     if report.succeeded != len(repo):
-        raise SystemExit(f"run_daily stored {report.succeeded} of {len(repo)}: {report.failures[:3]}")
+        raise SystemExit(
+            f"run_daily stored {report.succeeded} of {len(repo)}: {report.failures[:3]}"
+        )
     return elapsed, len(store), market.request_count - calls_before
 
 
@@ -118,9 +122,7 @@ def main() -> None:
 
     bare, job = min(bare_times), min(job_times)
     expected_calls = -(-args.portfolios // args.batch_size)
-    print(
-        f"{args.portfolios} portfolios x {args.positions} positions over {args.tickers} tickers"
-    )
+    print(f"{args.portfolios} portfolios x {args.positions} positions over {args.tickers} tickers")
     print(f"bare Decimal loop : {bare:8.3f} s (best of {args.rounds})")
     print(f"run_daily         : {job:8.3f} s (best of {args.rounds}), {stored} snapshots stored")
     print(f"ratio             : {job / bare:8.2f}x  (target <= 4x)")
