@@ -41,7 +41,7 @@ def test_quickstart_prints_a_table_of_snapshots() -> None:
 
 
 def _python_blocks(markdown: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", markdown.read_text(encoding="utf-8"), re.S)
+    return re.findall(r"```python\n(.*?)```", markdown.read_text(encoding="utf-8"), re.DOTALL)
 
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
