@@ -34,7 +34,17 @@ from portfolio_snapshots._errors import (
     SnapshotError,
     TransientError,
 )
-from portfolio_snapshots._job import SnapshotJob, date_range, utc_now
+from portfolio_snapshots._events import (
+    EventHook,
+    LeaseLost,
+    LoggingEvents,
+    PortfolioFailed,
+    RetryScheduled,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+)
+from portfolio_snapshots._job import SnapshotJob
 from portfolio_snapshots._parsing import parse_portfolio, parse_price_quote
 from portfolio_snapshots._ports import (
     MarketData,
@@ -43,8 +53,9 @@ from portfolio_snapshots._ports import (
     RunLock,
     SnapshotRepository,
 )
-from portfolio_snapshots._report import RunReport, SnapshotFailure
+from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotFailure
 from portfolio_snapshots._retry import RetryHook, RetryPolicy
+from portfolio_snapshots._time import date_range, utc_now
 from portfolio_snapshots.adapters.memory import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
@@ -57,6 +68,7 @@ from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
 __all__ = [
     "ISO_4217_MINOR_UNITS",
     "CurrencyMismatchError",
+    "EventHook",
     "InMemoryMarketData",
     "InMemoryPortfolioRepository",
     "InMemoryRunLedger",
@@ -67,11 +79,14 @@ __all__ = [
     "InvalidPortfolioError",
     "InvalidPriceError",
     "Lease",
+    "LeaseLost",
     "LeaseLostError",
+    "LoggingEvents",
     "MarketData",
     "MissingPriceError",
     "PerTickerMarketData",
     "Portfolio",
+    "PortfolioFailed",
     "PortfolioNotFoundError",
     "PortfolioRepository",
     "PortfolioSnapshot",
@@ -79,12 +94,18 @@ __all__ = [
     "PriceQuote",
     "RetryHook",
     "RetryPolicy",
+    "RetryScheduled",
+    "RunEvent",
+    "RunFinished",
     "RunKeyConflictError",
+    "RunKind",
     "RunLedger",
     "RunLock",
     "RunRecord",
     "RunReport",
+    "RunStarted",
     "RunState",
+    "RunStatus",
     "SnapshotCalculator",
     "SnapshotError",
     "SnapshotFailure",

@@ -135,7 +135,9 @@ class RunLedger(Protocol):
           SUCCEEDED record unchanged, and sets any other back to RUNNING with ``attempts``
           increased by one (a resume); for a known key with another hash it raises
           `RunKeyConflictError` and changes nothing.
-        - `finish` records the final state and report of the latest attempt.
+        - `finish` records the final state and report of the latest attempt (a copy: later
+          changes to the caller's mapping do not reach the ledger); for a key that was never
+          started it raises `KeyError`.
         - `get` returns None for an unknown key.
     """
 
@@ -166,6 +168,7 @@ class RunLock(Protocol):
         - `renew` extends a lease that is still held, unexpired, with the same fence; otherwise
           it raises `LeaseLostError`.
         - `release` frees the key if `lease` still holds it, and does nothing otherwise.
+        - A lease is expired from the instant ``now >= expires_at``.
         - Times are the caller's (UTC, from the job's clock), so tests can drive expiry.
     """
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-RunKind = Literal["daily", "backfill"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+RunKind = Literal["daily", "backfill", "backfill_all", "recompute"]
+
+#: How a run ended: it did its work (``completed``); another holder was running the same key
+#: (``already_running``: nothing done); or the key had already succeeded (``already_succeeded``:
+#: the stored report is returned and nothing is done).
+RunStatus = Literal["completed", "already_running", "already_succeeded"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +67,9 @@ class RunReport:
         skipped: Portfolio-days left alone.
         retried: Retries made of calls to the ports, over the whole run.
         failures: One entry per failed portfolio-day.
+        key: The run key, when the job keeps a `RunLedger` (None otherwise).
+        status: ``completed``, ``already_running`` or ``already_succeeded``.
+        attempt: 1 for a first run of the key, more when it resumed an unfinished one.
     """
 
     kind: RunKind
@@ -72,6 +83,9 @@ class RunReport:
     skipped: int
     retried: int
     failures: tuple[SnapshotFailure, ...] = ()
+    key: str | None = None
+    status: RunStatus = "completed"
+    attempt: int = 1
 
     @property
     def ok(self) -> bool:
@@ -92,4 +106,43 @@ class RunReport:
             "skipped": self.skipped,
             "retried": self.retried,
             "failures": [f.as_dict() for f in self.failures],
+            "key": self.key,
+            "status": self.status,
+            "attempt": self.attempt,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
+        """Rebuild a report from `as_dict` output (for example one stored by a `RunLedger`).
+
+        Raises:
+            ValueError: `data` is not a report's dict.
+        """
+        try:
+            return cls(
+                kind=data["kind"],
+                start=dt.date.fromisoformat(data["start"]),
+                end=dt.date.fromisoformat(data["end"]),
+                started_at=dt.datetime.fromisoformat(data["started_at"]),
+                finished_at=dt.datetime.fromisoformat(data["finished_at"]),
+                processed=int(data["processed"]),
+                succeeded=int(data["succeeded"]),
+                failed=int(data["failed"]),
+                skipped=int(data["skipped"]),
+                retried=int(data["retried"]),
+                failures=tuple(
+                    SnapshotFailure(
+                        UUID(f["portfolio_id"]),
+                        dt.date.fromisoformat(f["snapshot_date"]),
+                        str(f["error_type"]),
+                        str(f["message"]),
+                        int(f["attempts"]),
+                    )
+                    for f in data["failures"]
+                ),
+                key=data.get("key"),
+                status=data.get("status", "completed"),
+                attempt=int(data.get("attempt", 1)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a run report: {error!r}") from error

@@ -7,6 +7,7 @@ They keep everything in dicts in the current process and never suspend inside a 
 from __future__ import annotations
 
 import bisect
+import copy
 import dataclasses
 import datetime as dt
 from decimal import Decimal
@@ -289,7 +290,9 @@ class InMemoryRunLedger:
         record = self._records.get(key)
         if record is None:
             raise KeyError(f"run key {key!r} was never started")
-        record = dataclasses.replace(record, state=state, finished_at=now, report=dict(report))
+        # A deep copy, as a database would keep: later changes to the caller's dict don't leak.
+        stored = copy.deepcopy(dict(report))
+        record = dataclasses.replace(record, state=state, finished_at=now, report=stored)
         self._records[key] = record
         return record
 

@@ -8,7 +8,7 @@ import inspect
 from typing import TYPE_CHECKING, TypeAlias
 
 from portfolio_snapshots._domain import DEFAULT_CURRENCY, PriceQuote
-from portfolio_snapshots._job import utc_now
+from portfolio_snapshots._time import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection

@@ -1,0 +1,923 @@
+"""The conformance suite: the ports' contracts as tests any adapter can be run through.
+
+A host subclasses a contract class in its own test module under a name starting with ``Test``
+and implements one factory method; pytest (or unittest-style runners that collect ``test_*``
+methods) then runs every check against the host's adapter. Hosts without pytest call the
+plain ``check_*`` function instead.
+
+The checks are sync methods that run their async body with `asyncio.run`, so they need no
+async test plugin. They raise `AssertionError` explicitly, never through ``assert``, so they
+keep checking under ``python -O`` and their messages say what the contract expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import decimal
+import itertools
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from portfolio_snapshots._calculator import exact_context
+from portfolio_snapshots._domain import (
+    Lease,
+    PortfolioSnapshot,
+    PositionValuation,
+    RunRecord,
+    RunState,
+)
+from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from contextlib import AbstractAsyncContextManager
+
+    from portfolio_snapshots._ports import RunLedger, RunLock, SnapshotRepository
+
+__all__ = [
+    "RunLedgerContract",
+    "RunLockContract",
+    "SnapshotRepositoryContract",
+    "check_run_ledger",
+    "check_run_lock",
+    "check_snapshot_repository",
+]
+
+_T = TypeVar("_T")
+
+# Fixed ids and dates: a failing check names the same values on every run.
+_P1 = uuid.UUID("5a1e0000-0000-4000-8000-000000000001")
+_P2 = uuid.UUID("5a1e0000-0000-4000-8000-000000000002")
+_P3 = uuid.UUID("5a1e0000-0000-4000-8000-000000000003")
+_DAY = dt.date(2025, 3, 3)
+_T0 = dt.datetime(2025, 3, 3, 0, 0, 5, tzinfo=dt.UTC)
+_TTL = dt.timedelta(seconds=30)
+_TASKS = 8
+
+
+def _expect(condition: bool, message: str) -> None:
+    """Raise `AssertionError` with `message` unless `condition` holds (also under -O)."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def _day(n: int) -> dt.date:
+    return _DAY + dt.timedelta(days=n)
+
+
+def _at(seconds: float) -> dt.datetime:
+    return _T0 + dt.timedelta(seconds=seconds)
+
+
+def _run(
+    factory: Callable[[], AbstractAsyncContextManager[_T]],
+    body: Callable[[_T], Awaitable[None]],
+) -> None:
+    """Open a fresh adapter from `factory`, run `body` on it, close it: in a new event loop."""
+
+    async def main() -> None:
+        async with factory() as adapter:
+            await body(adapter)
+
+    asyncio.run(main())
+
+
+def _position(
+    ticker: str,
+    quantity: str,
+    price: str,
+    *,
+    price_date: dt.date = _DAY,
+    price_currency: str | None = "USD",
+    fx_rate: str | None = None,
+    stale: bool = False,
+) -> PositionValuation:
+    q, p = Decimal(quantity), Decimal(price)
+    rate = None if fx_rate is None else Decimal(fx_rate)
+    with decimal.localcontext(exact_context()):
+        value = (q * p * (rate or 1)).quantize(Decimal("0.01"))
+    return PositionValuation(ticker, q, p, price_date, value, price_currency, rate, stale)
+
+
+def _snapshot(
+    portfolio_id: uuid.UUID = _P1,
+    day: dt.date = _DAY,
+    cash: str = "100.00",
+    positions: Sequence[PositionValuation] = (),
+    *,
+    net_contributions: str | None = None,
+    external_flow: str | None = None,
+    stale: bool = False,
+) -> PortfolioSnapshot:
+    """Build a snapshot whose totals add up, as the calculator's do."""
+    with decimal.localcontext(exact_context()):
+        cash_balance = Decimal(cash)
+        holdings = sum((p.market_value for p in positions), Decimal("0.00"))
+        total = cash_balance + holdings
+    return PortfolioSnapshot(
+        portfolio_id,
+        day,
+        "USD",
+        cash_balance,
+        holdings,
+        total,
+        tuple(positions),
+        None if net_contributions is None else Decimal(net_contributions),
+        None if external_flow is None else Decimal(external_flow),
+        stale,
+    )
+
+
+def _differences(got: object, want: PortfolioSnapshot) -> list[str]:
+    """Name each field where `got` differs from `want`, or how its type is wrong."""
+    if not isinstance(got, PortfolioSnapshot):
+        return [f"expected a PortfolioSnapshot, got {got!r}"]
+    problems = []
+    for field in dataclasses.fields(PortfolioSnapshot):
+        g, w = getattr(got, field.name), getattr(want, field.name)
+        if field.name == "positions":
+            if not isinstance(g, tuple):
+                problems.append(f"positions: expected a tuple, got {g!r}")
+            elif len(g) != len(w):
+                problems.append(f"positions: got {len(g)}, wrote {len(w)}: {g!r}")
+            else:
+                for i, (gp, wp) in enumerate(zip(g, w, strict=True)):
+                    problems.extend(_position_differences(i, gp, wp))
+        elif _unlike(g, w):
+            problems.append(f"{field.name}: read back {g!r}, wrote {w!r}")
+    return problems
+
+
+def _unlike(got: object, want: object) -> bool:
+    """Whether `got` differs from `want` in value or kind (a float or int for a Decimal or bool).
+
+    A subclass of the written type is accepted: some drivers return their own `UUID` class.
+    """
+    return got != want or not isinstance(got, type(want))
+
+
+def _position_differences(index: int, got: object, want: PositionValuation) -> list[str]:
+    if not isinstance(got, PositionValuation):
+        return [f"positions[{index}]: expected a PositionValuation, got {got!r}"]
+    return [
+        f"positions[{index}].{name}: read back {g!r}, wrote {w!r}"
+        for name, g, w in zip(PositionValuation._fields, got, want, strict=True)
+        if _unlike(g, w)
+    ]
+
+
+def _expect_same(got: object, want: PortfolioSnapshot, context: str) -> None:
+    problems = _differences(got, want)
+    _expect(
+        not problems,
+        f"{context}: the snapshot {want.portfolio_id} {want.snapshot_date} does not read back "
+        "as written:\n  " + "\n  ".join(problems),
+    )
+
+
+async def _expect_raises(
+    error: type[BaseException], call: Awaitable[object], message: str
+) -> BaseException:
+    try:
+        result = await call
+    except error as raised:
+        return raised
+    raise AssertionError(f"{message}; it returned {result!r} instead of raising {error.__name__}")
+
+
+def _check_all(contract: object, cls: type) -> None:
+    """Run every ``test_*`` method `cls` defines on `contract`, stopping at the first failure."""
+    for name, member in vars(cls).items():
+        if name.startswith("test_") and callable(member):
+            try:
+                getattr(contract, name)()
+            except Exception as error:
+                error.add_note(f"in the conformance check {cls.__name__}.{name}")
+                raise
+
+
+class SnapshotRepositoryContract:
+    """The `SnapshotRepository` contract as tests: subclass it as ``Test...`` in a test module.
+
+    Implement `make_repository`; every ``test_*`` method then checks one clause of the
+    contract against a fresh, empty repository.
+
+    Example::
+
+        class TestMyRepository(SnapshotRepositoryContract):
+            def make_repository(self):
+                return contextlib.nullcontext(InMemorySnapshotRepository())
+    """
+
+    def make_repository(self) -> AbstractAsyncContextManager[SnapshotRepository]:
+        """Return an async context manager that yields a fresh, empty repository.
+
+        Entered once per check; its exit is the place to drop tables or close connections.
+
+        Returns:
+            The context manager.
+
+        Raises:
+            NotImplementedError: Always, here: subclasses implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement make_repository()")
+
+    def _run(self, body: Callable[[SnapshotRepository], Awaitable[None]]) -> None:
+        _run(self.make_repository, body)
+
+    def test_upsert_same_snapshot_twice_keeps_one(self) -> None:
+        """Writing the same snapshot twice stores one row, equal to it."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            snap = _snapshot(positions=[_position("AAPL", "2", "190.10")])
+            await repo.upsert_many([snap])
+            await repo.upsert_many([snap])
+            rows = await repo.list_snapshots(_P1, _DAY, _DAY)
+            _expect(len(rows) == 1, f"two writes of one key left {len(rows)} rows: {rows!r}")
+            _expect_same(rows[0], snap, "after writing it twice")
+
+        self._run(body)
+
+    def test_batch_with_a_key_twice_keeps_the_later(self) -> None:
+        """A batch that holds the same key twice stores the later snapshot, once."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            first, later = _snapshot(cash="1.00"), _snapshot(cash="2.00")
+            await repo.upsert_many([first, later])
+            rows = await repo.list_snapshots(_P1, _DAY, _DAY)
+            _expect(len(rows) == 1, f"one key in a batch twice left {len(rows)} rows")
+            _expect_same(rows[0], later, "a batch with the key twice")
+
+        self._run(body)
+
+    def test_upsert_replaces_a_stored_snapshot(self) -> None:
+        """Writing a new snapshot for a stored key replaces every field of the old one."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            old = _snapshot(cash="5.00", positions=[_position("AAPL", "1", "10")])
+            new = _snapshot(cash="7.00", positions=[_position("MSFT", "3", "20")])
+            await repo.upsert_many([old])
+            await repo.upsert_many([new])
+            _expect_same(await repo.get_snapshot(_P1, _DAY), new, "after a replacing write")
+
+        self._run(body)
+
+    def test_get_snapshot_returns_none_when_missing(self) -> None:
+        """`get_snapshot` returns None for a key never written, another date or portfolio."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            empty = await repo.get_snapshot(_P1, _DAY)
+            _expect(empty is None, f"an empty repository returned {empty!r}")
+            await repo.upsert_many([_snapshot()])
+            for pid, day in [(_P1, _day(1)), (_P2, _DAY)]:
+                got = await repo.get_snapshot(pid, day)
+                _expect(got is None, f"get_snapshot({pid}, {day}) returned {got!r}, not None")
+
+        self._run(body)
+
+    def test_list_snapshots_is_inclusive_ordered_and_per_portfolio(self) -> None:
+        """`list_snapshots` returns that portfolio's snapshots from start to end, by date."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            # written out of order, with another portfolio's rows on the same dates
+            mine = {n: _snapshot(_P1, _day(n), cash=f"{n}.00") for n in (4, 0, 2, 1, 3, 5)}
+            theirs = [_snapshot(_P2, _day(n)) for n in range(6)]
+            await repo.upsert_many([*mine.values(), *theirs])
+            rows = await repo.list_snapshots(_P1, _day(1), _day(4))
+            dates = [r.snapshot_date for r in rows]
+            want = [_day(n) for n in (1, 2, 3, 4)]
+            _expect(dates == want, f"list_snapshots(day 1, day 4) gave dates {dates}, not {want}")
+            for row in rows:
+                _expect_same(row, mine[(row.snapshot_date - _DAY).days], "list_snapshots")
+            none = await repo.list_snapshots(_P3, _day(0), _day(5))
+            _expect(len(none) == 0, f"an unknown portfolio listed {none!r}")
+
+        self._run(body)
+
+    def test_existing_dates_in_range(self) -> None:
+        """`existing_dates` returns the stored dates of that portfolio within the range."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            await repo.upsert_many([_snapshot(_P1, _day(n)) for n in (0, 2, 3, 7)])
+            await repo.upsert_many([_snapshot(_P2, _day(n)) for n in range(8)])
+            got = await repo.existing_dates(_P1, _day(2), _day(7))
+            want = frozenset({_day(2), _day(3), _day(7)})
+            _expect(got == want, f"existing_dates(day 2, day 7) returned {got!r}, not {want!r}")
+            empty = await repo.existing_dates(_P3, _day(0), _day(7))
+            _expect(not empty, f"an unknown portfolio has dates {empty!r}")
+
+        self._run(body)
+
+    def test_existing_keys_returns_the_stored_keys(self) -> None:
+        """`existing_keys` returns exactly the given keys that are stored."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            await repo.upsert_many(
+                [_snapshot(_P1, _day(0)), _snapshot(_P1, _day(1)), _snapshot(_P2, _day(0))]
+            )
+            asked = [(_P1, _day(0)), (_P1, _day(2)), (_P2, _day(0)), (_P3, _day(0))]
+            got = await repo.existing_keys(asked)
+            want = frozenset({(_P1, _day(0)), (_P2, _day(0))})
+            _expect(got == want, f"existing_keys returned {got!r}, not {want!r}")
+            none = await repo.existing_keys([])
+            _expect(not none, f"existing_keys([]) returned {none!r}")
+
+        self._run(body)
+
+    def test_decimals_round_trip_exactly(self) -> None:
+        """Amounts read back equal and as Decimals: tiny, huge, negative, with trailing zeros."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            written = [
+                _snapshot(_P1, _day(0), cash="0.1"),
+                _snapshot(_P1, _day(1), cash="1E-8"),
+                _snapshot(_P1, _day(2), cash="98765432109876543210.12345678"),
+                _snapshot(_P1, _day(3), cash="-1500.25", net_contributions="-0.10"),
+                _snapshot(
+                    _P1,
+                    _day(4),
+                    cash="10.500",
+                    positions=[_position("AAPL", "0.12345678", "189.2500")],
+                    net_contributions="100000.000",
+                    external_flow="0E-8",
+                ),
+                _snapshot(_P1, _day(5), cash="0", positions=[_position("X", "1E-8", "5E+7")]),
+            ]
+            await repo.upsert_many(written)
+            for snap in written:
+                got = await repo.get_snapshot(snap.portfolio_id, snap.snapshot_date)
+                _expect_same(got, snap, "get_snapshot")
+            listed = await repo.list_snapshots(_P1, _day(0), _day(5))
+            _expect(len(listed) == len(written), f"listed {len(listed)} of {len(written)}")
+            for got, snap in zip(listed, written, strict=True):
+                _expect_same(got, snap, "list_snapshots")
+
+        self._run(body)
+
+    def test_every_field_round_trips_with_positions_in_order(self) -> None:
+        """Every snapshot and position field reads back as written, positions in order."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            rich = _snapshot(
+                cash="250.75",
+                positions=[
+                    _position("AAPL", "0.5", "190.40"),
+                    _position(
+                        "ASML",
+                        "3",
+                        "912.30",
+                        price_date=_day(-3),
+                        price_currency="EUR",
+                        fx_rate="1.0825",
+                        stale=True,
+                    ),
+                    _position("BRK.B", "10", "412.07", price_currency=None),
+                    _position("VOO", "1.25", "500.01", price_date=_day(-1), stale=True),
+                ],
+                net_contributions="12000.00",
+                external_flow="-500.00",
+                stale=True,
+            )
+            plain = _snapshot(_P2, cash="0.00")
+            await repo.upsert_many([rich, plain])
+            _expect_same(await repo.get_snapshot(_P1, _DAY), rich, "get_snapshot")
+            _expect_same(await repo.get_snapshot(_P2, _DAY), plain, "get_snapshot")
+            listed = await repo.list_snapshots(_P1, _DAY, _DAY)
+            _expect(len(listed) == 1, f"list_snapshots gave {len(listed)} rows, not 1")
+            _expect_same(listed[0], rich, "list_snapshots")
+
+        self._run(body)
+
+    def test_lower_fence_leaves_rows_of_a_higher_fence(self) -> None:
+        """A fenced write skips rows stored under a greater fence and writes the rest."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            newer = _snapshot(_P1, cash="5.00")
+            await repo.upsert_many([newer], fence=5)
+            stale_write = [_snapshot(_P1, cash="3.00"), _snapshot(_P2, cash="3.00")]
+            await repo.upsert_many(stale_write, fence=3)
+            _expect_same(
+                await repo.get_snapshot(_P1, _DAY), newer, "after a write with a lower fence"
+            )
+            _expect_same(
+                await repo.get_snapshot(_P2, _DAY),
+                stale_write[1],
+                "a lower fence still writes a key no greater fence holds",
+            )
+            same = _snapshot(_P1, cash="6.00")
+            await repo.upsert_many([same], fence=5)
+            _expect_same(
+                await repo.get_snapshot(_P1, _DAY), same, "a write with an equal fence replaces"
+            )
+            higher = _snapshot(_P1, cash="7.00")
+            await repo.upsert_many([higher], fence=9)
+            _expect_same(
+                await repo.get_snapshot(_P1, _DAY), higher, "a write with a greater fence replaces"
+            )
+
+        self._run(body)
+
+    def test_unfenced_writes_always_replace(self) -> None:
+        """A write without a fence replaces any row and stores fence 0, which any fence beats."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            await repo.upsert_many([_snapshot(cash="1.00")], fence=100)
+            manual = _snapshot(cash="2.00")
+            await repo.upsert_many([manual])
+            _expect_same(
+                await repo.get_snapshot(_P1, _DAY), manual, "an unfenced write over fence 100"
+            )
+            fenced = _snapshot(cash="3.00")
+            await repo.upsert_many([fenced], fence=1)
+            _expect_same(
+                await repo.get_snapshot(_P1, _DAY),
+                fenced,
+                "fence 1 over a row written unfenced (fence 0)",
+            )
+
+        self._run(body)
+
+    def test_concurrent_upserts_of_the_same_keys(self) -> None:
+        """Eight tasks writing the same keys at once all succeed and leave one row per key."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            days = [_day(n) for n in range(5)]
+
+            async def writer(n: int) -> None:
+                await repo.upsert_many([_snapshot(_P1, d, cash=f"{n}.00") for d in days])
+
+            results = await asyncio.gather(
+                *(writer(n) for n in range(_TASKS)), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            _expect(not errors, f"concurrent upserts of the same keys failed: {errors!r}")
+            rows = await repo.list_snapshots(_P1, days[0], days[-1])
+            got = [r.snapshot_date for r in rows]
+            _expect(got == days, f"expected one row per date {days}, got dates {got}")
+            cash = {r.cash_balance for r in rows}
+            _expect(
+                cash <= {Decimal(n) for n in range(_TASKS)},
+                f"rows hold values no writer wrote: {cash}",
+            )
+
+        self._run(body)
+
+    def test_a_failing_batch_writes_nothing(self) -> None:
+        """A batch whose second element is not a snapshot raises and leaves the store as it was."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            old = _snapshot(_P1, cash="1.00")
+            await repo.upsert_many([old])
+            batch = [_snapshot(_P1, cash="2.00"), object(), _snapshot(_P2, cash="2.00")]
+            try:
+                await repo.upsert_many(cast("list[PortfolioSnapshot]", batch))
+            except Exception:  # noqa: BLE001, S110 - any error will do; what it left is checked
+                pass
+            else:
+                raise AssertionError("upsert_many accepted a batch holding a non-snapshot")
+            _expect_same(await repo.get_snapshot(_P1, _DAY), old, "after a failed batch")
+            added = await repo.get_snapshot(_P2, _DAY)
+            _expect(added is None, f"a failed batch still stored {added!r}")
+
+        self._run(body)
+
+
+class RunLedgerContract:
+    """The `RunLedger` contract as tests: subclass it as ``Test...`` in a test module.
+
+    Implement `make_ledger`; every ``test_*`` method then checks one clause of the contract
+    against a fresh, empty ledger.
+    """
+
+    def make_ledger(self) -> AbstractAsyncContextManager[RunLedger]:
+        """Return an async context manager that yields a fresh, empty ledger.
+
+        Returns:
+            The context manager.
+
+        Raises:
+            NotImplementedError: Always, here: subclasses implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement make_ledger()")
+
+    def _run(self, body: Callable[[RunLedger], Awaitable[None]]) -> None:
+        _run(self.make_ledger, body)
+
+    def test_start_a_new_key(self) -> None:
+        """Starting a new key creates a running record with one attempt."""
+
+        async def body(ledger: RunLedger) -> None:
+            record = await ledger.start("daily:2025-03-03", "h1", _at(0))
+            _expect_record(record, "start of a new key", RunState.RUNNING, 1, started_at=_at(0))
+            stored = await ledger.get("daily:2025-03-03")
+            _expect_record(stored, "get after start", RunState.RUNNING, 1, started_at=_at(0))
+
+        self._run(body)
+
+    def test_restart_after_failure_resumes(self) -> None:
+        """Starting a failed key again with the same hash sets it running with two attempts."""
+
+        async def body(ledger: RunLedger) -> None:
+            await ledger.start("k", "h1", _at(0))
+            failed = await ledger.finish("k", RunState.FAILED, {"failed": 1}, _at(10))
+            _expect(
+                failed.state == RunState.FAILED, f"finish(FAILED) returned state {failed.state!r}"
+            )
+            record = await ledger.start("k", "h1", _at(20))
+            _expect_record(record, "restart after failure", RunState.RUNNING, 2, started_at=_at(20))
+            stored = await ledger.get("k")
+            _expect_record(stored, "get after restart", RunState.RUNNING, 2, started_at=_at(20))
+
+        self._run(body)
+
+    def test_start_after_success_returns_it_unchanged(self) -> None:
+        """Starting a succeeded key returns its record unchanged, report included."""
+
+        async def body(ledger: RunLedger) -> None:
+            report = _report()
+            await ledger.start("k", "h1", _at(0))
+            await ledger.finish("k", RunState.SUCCEEDED, report, _at(10))
+            again = await ledger.start("k", "h1", _at(20))
+            again = _expect_record(
+                again, "start after success", RunState.SUCCEEDED, 1, started_at=_at(0)
+            )
+            _expect(
+                again.finished_at == _at(10),
+                f"start after success changed finished_at to {again.finished_at!r}",
+            )
+            got = None if again.report is None else dict(again.report)
+            _expect(got == report, f"start after success returned report {got!r}, not {report!r}")
+
+        self._run(body)
+
+    def test_another_hash_conflicts_and_changes_nothing(self) -> None:
+        """Reusing a key with another hash raises RunKeyConflictError and changes nothing."""
+
+        async def conflict(ledger: RunLedger, label: str) -> None:
+            before = await ledger.get("k")
+            raised = await _expect_raises(
+                RunKeyConflictError,
+                ledger.start("k", "h2", _at(30)),
+                f"start with another hash on a {label} key must fail",
+            )
+            key = getattr(raised, "key", None)
+            _expect(key == "k", f"the conflict error names key {key!r}, not 'k'")
+            after = await ledger.get("k")
+            _expect(
+                after == before,
+                f"a conflicting start changed the {label} record: {before!r} -> {after!r}",
+            )
+
+        async def body(ledger: RunLedger) -> None:
+            await ledger.start("k", "h1", _at(0))
+            await conflict(ledger, "running")
+            await ledger.finish("k", RunState.FAILED, {"failed": 1}, _at(5))
+            await conflict(ledger, "failed")
+            await ledger.start("k", "h1", _at(10))
+            await ledger.finish("k", RunState.SUCCEEDED, {"failed": 0}, _at(15))
+            await conflict(ledger, "succeeded")
+
+        self._run(body)
+
+    def test_get_unknown_key_returns_none(self) -> None:
+        """`get` returns None for a key never started."""
+
+        async def body(ledger: RunLedger) -> None:
+            await ledger.start("known", "h1", _at(0))
+            got = await ledger.get("unknown")
+            _expect(got is None, f"get of an unknown key returned {got!r}")
+
+        self._run(body)
+
+    def test_finish_records_state_time_and_report(self) -> None:
+        """`finish` records the state, the time and a JSON-friendly report that reads back equal."""
+
+        async def body(ledger: RunLedger) -> None:
+            report = _report()
+            await ledger.start("k", "h1", _at(0))
+            finished = await ledger.finish("k", RunState.SUCCEEDED, report, _at(42))
+            for label, found in (("finish", finished), ("get", await ledger.get("k"))):
+                record = _expect_record(found, label, RunState.SUCCEEDED, 1, started_at=_at(0))
+                _expect(
+                    record.finished_at == _at(42),
+                    f"{label}: finished_at is {record.finished_at!r}, not {_at(42)!r}",
+                )
+                got = None if record.report is None else dict(record.report)
+                _expect(got == report, f"{label}: report read back {got!r}, wrote {report!r}")
+
+        self._run(body)
+
+
+def _report() -> dict[str, object]:
+    """A report shaped like `RunReport.as_dict`, with nesting and every JSON scalar but float."""
+    return {
+        "kind": "daily",
+        "start": "2025-03-03",
+        "end": "2025-03-03",
+        "processed": 3,
+        "succeeded": 2,
+        "failed": 1,
+        "ok": False,
+        "note": None,
+        "failures": [
+            {
+                "portfolio_id": str(_P1),
+                "snapshot_date": "2025-03-03",
+                "error_type": "MissingPriceError",
+                "message": f"portfolio {_P1} on 2025-03-03: ticker 'ÅB': no price",
+                "attempts": 3,
+            }
+        ],
+    }
+
+
+def _expect_record(
+    record: RunRecord | None,
+    label: str,
+    state: RunState,
+    attempts: int,
+    *,
+    started_at: dt.datetime,
+    params_hash: str = "h1",
+) -> RunRecord:
+    if not isinstance(record, RunRecord):
+        raise AssertionError(  # noqa: TRY004 - a broken contract, not a caller's type error
+            f"{label}: expected a RunRecord, got {record!r}"
+        )
+    _expect(record.state == state, f"{label}: state is {record.state!r}, not {state!r}")
+    _expect(record.attempts == attempts, f"{label}: attempts is {record.attempts}, not {attempts}")
+    _expect(
+        record.params_hash == params_hash,
+        f"{label}: params_hash is {record.params_hash!r}, not {params_hash!r}",
+    )
+    _expect(
+        record.started_at == started_at,
+        f"{label}: started_at is {record.started_at!r}, not {started_at!r}",
+    )
+    return record
+
+
+class RunLockContract:
+    """The `RunLock` contract as tests: subclass it as ``Test...`` in a test module.
+
+    Implement `make_lock`; every ``test_*`` method then checks one clause of the contract
+    against a fresh lock store with every key free.
+    """
+
+    def make_lock(self) -> AbstractAsyncContextManager[RunLock]:
+        """Return an async context manager that yields a fresh lock store, every key free.
+
+        Returns:
+            The context manager.
+
+        Raises:
+            NotImplementedError: Always, here: subclasses implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement make_lock()")
+
+    def _run(self, body: Callable[[RunLock], Awaitable[None]]) -> None:
+        _run(self.make_lock, body)
+
+    def test_acquire_a_free_key(self) -> None:
+        """Acquiring a free key returns a lease for that key and owner, expiring after the ttl."""
+
+        async def body(lock: RunLock) -> None:
+            lease = _expect_lease(
+                await lock.acquire("k", "a", _TTL, _at(0)), "acquire of a free key", "k", "a"
+            )
+            _expect(
+                lease.expires_at == _at(0) + _TTL,
+                f"the lease expires at {lease.expires_at}, not now + ttl ({_at(0) + _TTL})",
+            )
+
+        self._run(body)
+
+    def test_second_owner_waits_while_unexpired(self) -> None:
+        """Another owner gets None while the lease is held and unexpired."""
+
+        async def body(lock: RunLock) -> None:
+            await lock.acquire("k", "a", _TTL, _at(0))
+            for seconds in (0, 1, 29):
+                got = await lock.acquire("k", "b", _TTL, _at(seconds))
+                _expect(got is None, f"a second owner got {got!r} {seconds}s into a 30s lease")
+
+        self._run(body)
+
+    def test_expired_lease_is_taken_with_a_greater_fence(self) -> None:
+        """After expiry another owner acquires the key, with a greater fence."""
+
+        async def body(lock: RunLock) -> None:
+            first = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            second = _expect_lease(
+                await lock.acquire("k", "b", _TTL, _at(31)), "acquire after expiry", "k", "b"
+            )
+            _expect(
+                second.fence > first.fence,
+                f"the new fence {second.fence} is not greater than {first.fence}",
+            )
+
+        self._run(body)
+
+    def test_fences_increase_across_keys(self) -> None:
+        """Fences strictly increase over every acquisition in the store, whatever the key."""
+
+        async def body(lock: RunLock) -> None:
+            fences: list[int] = []
+            for key, owner in [("k1", "a"), ("k2", "b"), ("k3", "a"), ("k1", "a")]:
+                lease = await lock.acquire(key, owner, _TTL, _at(len(fences)))
+                fences.append(
+                    _expect_lease(lease, f"acquire of {key} by {owner}", key, owner).fence
+                )
+            _expect(
+                all(a < b for a, b in itertools.pairwise(fences)),
+                f"fences do not strictly increase: {fences}",
+            )
+
+        self._run(body)
+
+    def test_renew_extends_the_lease(self) -> None:
+        """Renewing a held lease keeps its fence and pushes its expiry to now + ttl."""
+
+        async def body(lock: RunLock) -> None:
+            lease = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            renewed = await lock.renew(lease, _TTL, _at(20))
+            _expect_lease(renewed, "renew", "k", "a")
+            _expect(
+                renewed.fence == lease.fence,
+                f"renew changed the fence {lease.fence} -> {renewed.fence}",
+            )
+            _expect(
+                renewed.expires_at == _at(20) + _TTL,
+                f"the renewed lease expires at {renewed.expires_at}, not {_at(20) + _TTL}",
+            )
+            got = await lock.acquire("k", "b", _TTL, _at(40))
+            _expect(got is None, f"another owner took a renewed lease before it expired: {got!r}")
+            again = await lock.renew(renewed, _TTL, _at(45))
+            _expect_lease(again, "a second renew", "k", "a")
+
+        self._run(body)
+
+    def test_renew_after_takeover_raises(self) -> None:
+        """Renewing a lease another owner took over raises LeaseLostError."""
+
+        async def body(lock: RunLock) -> None:
+            lease = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            taken = await lock.acquire("k", "b", _TTL, _at(31))
+            _expect_lease(taken, "takeover after expiry", "k", "b")
+            await _expect_raises(
+                LeaseLostError,
+                lock.renew(lease, _TTL, _at(32)),
+                "renewing a lease another owner took over must fail",
+            )
+
+        self._run(body)
+
+    def test_renew_after_expiry_raises(self) -> None:
+        """Renewing an expired lease raises LeaseLostError even if nobody took the key."""
+
+        async def body(lock: RunLock) -> None:
+            lease = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            await _expect_raises(
+                LeaseLostError,
+                lock.renew(lease, _TTL, _at(31)),
+                "renewing an expired lease must fail",
+            )
+
+        self._run(body)
+
+    def test_reacquire_by_the_holder_gets_a_new_fence(self) -> None:
+        """An owner acquiring a key it holds gets a new lease with a greater fence."""
+
+        async def body(lock: RunLock) -> None:
+            first = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            again = _expect_lease(
+                await lock.acquire("k", "a", _TTL, _at(5)), "re-acquire by the holder", "k", "a"
+            )
+            _expect(
+                again.fence > first.fence,
+                f"re-acquire kept fence {again.fence}, not greater than {first.fence}",
+            )
+
+        self._run(body)
+
+    def test_release_frees_the_key(self) -> None:
+        """After release another owner acquires the key at once."""
+
+        async def body(lock: RunLock) -> None:
+            lease = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            await lock.release(lease)
+            got = await lock.acquire("k", "b", _TTL, _at(1))
+            _expect_lease(got, "acquire after release", "k", "b")
+
+        self._run(body)
+
+    def test_release_of_a_stale_lease_does_nothing(self) -> None:
+        """Releasing a lease that was taken over leaves the new holder's lease in place."""
+
+        async def body(lock: RunLock) -> None:
+            stale = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            current = _expect_lease(
+                await lock.acquire("k", "b", _TTL, _at(31)), "takeover", "k", "b"
+            )
+            await lock.release(stale)
+            got = await lock.acquire("k", "c", _TTL, _at(32))
+            _expect(got is None, f"releasing a stale lease freed the key: c got {got!r}")
+            renewed = await lock.renew(current, _TTL, _at(33))
+            _expect_lease(renewed, "renew by the current holder", "k", "b")
+
+        self._run(body)
+
+    def test_concurrent_acquire_grants_one_lease(self) -> None:
+        """Eight owners acquiring one key at once: exactly one gets the lease."""
+
+        async def body(lock: RunLock) -> None:
+            results = await asyncio.gather(
+                *(lock.acquire("k", f"owner-{n}", _TTL, _at(0)) for n in range(_TASKS))
+            )
+            granted = [r for r in results if r is not None]
+            _expect(len(granted) == 1, f"{len(granted)} concurrent acquires won: {granted!r}")
+
+        self._run(body)
+
+
+def _expect_lease(lease: Lease | None, label: str, key: str, owner: str) -> Lease:
+    if not isinstance(lease, Lease):
+        raise AssertionError(  # noqa: TRY004 - a broken contract, not a caller's type error
+            f"{label}: expected a Lease, got {lease!r}"
+        )
+    _expect(lease.key == key, f"{label}: the lease is for key {lease.key!r}, not {key!r}")
+    _expect(lease.owner == owner, f"{label}: the lease is owned by {lease.owner!r}, not {owner!r}")
+    return lease
+
+
+class _BoundSnapshotRepositoryContract(SnapshotRepositoryContract):
+    def __init__(
+        self, factory: Callable[[], AbstractAsyncContextManager[SnapshotRepository]]
+    ) -> None:
+        self._factory = factory
+
+    def make_repository(self) -> AbstractAsyncContextManager[SnapshotRepository]:
+        return self._factory()
+
+
+class _BoundRunLedgerContract(RunLedgerContract):
+    def __init__(self, factory: Callable[[], AbstractAsyncContextManager[RunLedger]]) -> None:
+        self._factory = factory
+
+    def make_ledger(self) -> AbstractAsyncContextManager[RunLedger]:
+        return self._factory()
+
+
+class _BoundRunLockContract(RunLockContract):
+    def __init__(self, factory: Callable[[], AbstractAsyncContextManager[RunLock]]) -> None:
+        self._factory = factory
+
+    def make_lock(self) -> AbstractAsyncContextManager[RunLock]:
+        return self._factory()
+
+
+def check_snapshot_repository(
+    factory: Callable[[], AbstractAsyncContextManager[SnapshotRepository]],
+) -> None:
+    """Run every `SnapshotRepositoryContract` check, without pytest.
+
+    Args:
+        factory: Returns an async context manager yielding a fresh, empty repository; called
+            once per check.
+
+    Raises:
+        AssertionError: The first check that fails; a note names it. Any other error the
+            adapter raises propagates with the same note.
+    """
+    _check_all(_BoundSnapshotRepositoryContract(factory), SnapshotRepositoryContract)
+
+
+def check_run_ledger(factory: Callable[[], AbstractAsyncContextManager[RunLedger]]) -> None:
+    """Run every `RunLedgerContract` check, without pytest.
+
+    Args:
+        factory: Returns an async context manager yielding a fresh, empty ledger; called once
+            per check.
+
+    Raises:
+        AssertionError: The first check that fails; a note names it. Any other error the
+            adapter raises propagates with the same note.
+    """
+    _check_all(_BoundRunLedgerContract(factory), RunLedgerContract)
+
+
+def check_run_lock(factory: Callable[[], AbstractAsyncContextManager[RunLock]]) -> None:
+    """Run every `RunLockContract` check, without pytest.
+
+    Args:
+        factory: Returns an async context manager yielding a fresh lock store with every key
+            free; called once per check.
+
+    Raises:
+        AssertionError: The first check that fails; a note names it. Any other error the
+            adapter raises propagates with the same note.
+    """
+    _check_all(_BoundRunLockContract(factory), RunLockContract)

@@ -1,0 +1,295 @@
+"""Hypothesis strategies for the domain values: tickers, amounts, portfolios, prices, snapshots.
+
+This module needs Hypothesis (``pip install hypothesis``); the rest of
+`portfolio_snapshots.testing` does not. Every amount is a finite `Decimal`, with a varying
+number of decimal places, so tests meet trailing zeros and long fractions alike. Snapshots are
+produced by `SnapshotCalculator`, so they hold every invariant a stored snapshot holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import string
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+try:
+    from hypothesis import strategies as st
+except ImportError as error:  # pragma: no cover - exercised without hypothesis installed
+    raise ImportError(
+        "portfolio_snapshots.testing.strategies needs Hypothesis: pip install hypothesis"
+    ) from error
+
+from portfolio_snapshots._calculator import SnapshotCalculator
+from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio, PriceQuote
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from uuid import UUID
+
+    from portfolio_snapshots._domain import PortfolioSnapshot
+
+__all__ = [
+    "cash_balances",
+    "portfolios",
+    "price_tables",
+    "priced_portfolios",
+    "prices",
+    "quantities",
+    "snapshot_dates",
+    "snapshots",
+    "tickers",
+]
+
+_LETTERS = string.ascii_uppercase
+
+
+def tickers() -> st.SearchStrategy[str]:
+    """Return a strategy for ticker symbols such as ``"AAPL"`` or ``"BRK.B"``.
+
+    Returns:
+        One to five capital letters, sometimes with a dotted class suffix.
+    """
+    root = st.text(_LETTERS, min_size=1, max_size=5)
+    suffix = st.just("") | st.text(_LETTERS, min_size=1, max_size=2).map(lambda s: "." + s)
+    return st.builds(str.__add__, root, suffix)
+
+
+def _decimals(
+    min_value: Decimal, max_value: Decimal, max_places: int, *, positive: bool = False
+) -> st.SearchStrategy[Decimal]:
+    """Finite Decimals with 0 to `max_places` places; above zero when `positive`."""
+    if max_places < 0:
+        raise ValueError(f"max_places must be >= 0, got {max_places}")
+    # one strategy per exponent, so examples mix "12", "12.5" and "12.50000000"; one_of
+    # shrinks towards the first, the whole numbers
+    return st.one_of(
+        [
+            st.decimals(
+                min_value=max(min_value, Decimal(1).scaleb(-places)) if positive else min_value,
+                max_value=max_value,
+                places=places,
+                allow_nan=False,
+                allow_infinity=False,
+            )
+            for places in range(max_places + 1)
+        ]
+    )
+
+
+def quantities(
+    *, max_value: Decimal = Decimal("1e9"), max_places: int = 8
+) -> st.SearchStrategy[Decimal]:
+    """Return a strategy for quantities held: finite, non-negative, often fractional Decimals.
+
+    Zero is included: a calculator must accept it and leave the position out.
+
+    Args:
+        max_value: The largest quantity.
+        max_places: The most decimal places (each example picks 0 to this many).
+
+    Returns:
+        The strategy.
+
+    Raises:
+        ValueError: `max_places` is negative.
+    """
+    return _decimals(Decimal(0), max_value, max_places)
+
+
+def prices(
+    *, max_value: Decimal = Decimal("1e6"), max_places: int = 6
+) -> st.SearchStrategy[Decimal]:
+    """Return a strategy for unit prices: finite Decimals above zero.
+
+    Args:
+        max_value: The largest price.
+        max_places: The most decimal places (each example picks 0 to this many).
+
+    Returns:
+        The strategy.
+
+    Raises:
+        ValueError: `max_places` is negative.
+    """
+    return _decimals(Decimal(0), max_value, max_places, positive=True)
+
+
+def cash_balances(
+    *,
+    min_value: Decimal = Decimal(0),
+    max_value: Decimal = Decimal("1e9"),
+    max_places: int = 2,
+) -> st.SearchStrategy[Decimal]:
+    """Return a strategy for cash balances: finite Decimals, negative ones when allowed.
+
+    Args:
+        min_value: The smallest balance; pass a negative one for overdrawn accounts.
+        max_value: The largest balance.
+        max_places: The most decimal places (each example picks 0 to this many).
+
+    Returns:
+        The strategy.
+
+    Raises:
+        ValueError: `max_places` is negative.
+    """
+    return _decimals(min_value, max_value, max_places)
+
+
+def snapshot_dates(
+    *, min_value: dt.date = dt.date(2000, 1, 1), max_value: dt.date = dt.date(2099, 12, 31)
+) -> st.SearchStrategy[dt.date]:
+    """Return a strategy for UTC calendar dates to value portfolios on.
+
+    Args:
+        min_value: The earliest date.
+        max_value: The latest date.
+
+    Returns:
+        The strategy.
+    """
+    return st.dates(min_value=min_value, max_value=max_value)
+
+
+def portfolios(
+    *,
+    ids: st.SearchStrategy[UUID] | None = None,
+    currency: str = DEFAULT_CURRENCY,
+    ticker: st.SearchStrategy[str] | None = None,
+    quantity: st.SearchStrategy[Decimal] | None = None,
+    cash: st.SearchStrategy[Decimal] | None = None,
+    max_holdings: int = 8,
+) -> st.SearchStrategy[Portfolio]:
+    """Return a strategy for valid portfolios: each one the calculator accepts.
+
+    Args:
+        ids: Portfolio ids (random UUIDs by default).
+        currency: The portfolio's currency.
+        ticker: Tickers held (`tickers` by default).
+        quantity: Quantities held (`quantities` by default).
+        cash: Cash balances (`cash_balances` by default).
+        max_holdings: The most tickers in one portfolio (the fewest is none).
+
+    Returns:
+        The strategy; `net_contributions` and `external_flow` are left None.
+    """
+    return st.builds(
+        Portfolio,
+        id=ids if ids is not None else st.uuids(),
+        cash_balance=cash if cash is not None else cash_balances(),
+        holdings=st.dictionaries(
+            ticker if ticker is not None else tickers(),
+            quantity if quantity is not None else quantities(),
+            max_size=max_holdings,
+        ),
+        currency=st.just(currency),
+    )
+
+
+def price_tables(
+    symbols: Collection[str],
+    as_of: dt.date,
+    *,
+    currency: str = DEFAULT_CURRENCY,
+    price: st.SearchStrategy[Decimal] | None = None,
+    max_age_days: int = 0,
+) -> st.SearchStrategy[dict[str, PriceQuote]]:
+    """Return a strategy for the quotes of `symbols` on `as_of`, as `MarketData` answers them.
+
+    Args:
+        symbols: The tickers to quote, each one once.
+        as_of: The date asked for.
+        currency: The currency of every quote.
+        price: The prices (`prices` by default).
+        max_age_days: How many days before `as_of` a quote may be dated (the latest close
+            on or before `as_of`); 0 dates every quote on `as_of`.
+
+    Returns:
+        The strategy: a dict from each ticker to its quote.
+
+    Raises:
+        ValueError: `max_age_days` is negative.
+    """
+    if max_age_days < 0:
+        raise ValueError(f"max_age_days must be >= 0, got {max_age_days}")
+    price = price if price is not None else prices()
+
+    @st.composite
+    def draw_quote(draw: st.DrawFn, symbol: str) -> PriceQuote:
+        # never before date.min, whatever dates the caller draws
+        age = draw(st.integers(0, min(max_age_days, (as_of - dt.date.min).days)))
+        return PriceQuote(symbol, draw(price), as_of - dt.timedelta(days=age), currency)
+
+    return st.fixed_dictionaries({symbol: draw_quote(symbol) for symbol in symbols})
+
+
+def priced_portfolios(
+    as_of: dt.date,
+    *,
+    portfolio: st.SearchStrategy[Portfolio] | None = None,
+    max_age_days: int = 0,
+) -> st.SearchStrategy[tuple[Portfolio, dict[str, PriceQuote]]]:
+    """Return a strategy for a portfolio with a quote for every ticker it holds on `as_of`.
+
+    Args:
+        as_of: The date valued.
+        portfolio: The portfolios (`portfolios` by default); quotes use each one's currency.
+        max_age_days: As for `price_tables`.
+
+    Returns:
+        The strategy: ``(portfolio, quotes)`` pairs the calculator values without error.
+    """
+    portfolio = portfolio if portfolio is not None else portfolios()
+
+    @st.composite
+    def draw_pair(draw: st.DrawFn) -> tuple[Portfolio, dict[str, PriceQuote]]:
+        drawn = draw(portfolio)
+        table = draw(
+            price_tables(drawn.holdings, as_of, currency=drawn.currency, max_age_days=max_age_days)
+        )
+        return drawn, table
+
+    return draw_pair()
+
+
+def snapshots(
+    *,
+    ids: st.SearchStrategy[UUID] | None = None,
+    dates: st.SearchStrategy[dt.date] | None = None,
+    currency: str = DEFAULT_CURRENCY,
+    with_flows: bool = True,
+    calculator: SnapshotCalculator | None = None,
+) -> st.SearchStrategy[PortfolioSnapshot]:
+    """Return a strategy for valid snapshots, valued by `SnapshotCalculator.value_portfolio`.
+
+    Every example keeps the snapshot invariants: positions sorted by ticker with no zero
+    quantity, ``holdings_value`` the sum of their market values, ``total_value`` equal to
+    ``cash_balance + holdings_value``.
+
+    Args:
+        ids: Portfolio ids (random UUIDs by default).
+        dates: Snapshot dates (`snapshot_dates` by default).
+        currency: The portfolios' currency.
+        with_flows: Whether `net_contributions` and `external_flow` may be set (else None).
+        calculator: The calculator (a default one by default).
+
+    Returns:
+        The strategy.
+    """
+    calc = calculator or SnapshotCalculator()
+    date_strategy = dates if dates is not None else snapshot_dates()
+    flow = st.none() | cash_balances(min_value=Decimal(-1_000_000)) if with_flows else st.none()
+    # overdrawn cash happens (margin accounts), so snapshots include negative balances
+    base = portfolios(ids=ids, currency=currency, cash=cash_balances(min_value=Decimal(-10_000)))
+
+    @st.composite
+    def draw_snapshot(draw: st.DrawFn) -> PortfolioSnapshot:
+        day = draw(date_strategy)
+        held = draw(base)
+        held = dataclasses.replace(held, net_contributions=draw(flow), external_flow=draw(flow))
+        table = draw(price_tables(held.holdings, day, currency=currency, max_age_days=5))
+        return calc.value_portfolio(held, table, day)
+
+    return draw_snapshot()
