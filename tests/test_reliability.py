@@ -36,6 +36,7 @@ from portfolio_snapshots import (
     SnapshotJob,
     TransientError,
 )
+from portfolio_snapshots.testing import Fault, FaultyMarketData, instant_retry
 
 DAY = dt.date(2026, 11, 27)
 
@@ -491,3 +492,127 @@ class SometimesFailing:
 
 TestRunsMachine = RunsMachine.TestCase
 TestRunsMachine.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
+
+
+# --- fault injection at scale, with the public testing kit -------------------------------
+
+
+def big_world(n: int) -> tuple[InMemoryPortfolioRepository, InMemoryMarketData]:
+    tickers = [f"T{i:02d}" for i in range(40)]
+    rng = random.Random(5)
+    portfolios = InMemoryPortfolioRepository(
+        Portfolio(
+            uuid.UUID(int=i + 1),
+            Decimal(rng.randint(0, 10_000)),
+            {t: Decimal(rng.randint(1, 500)) / 10 for t in rng.sample(tickers, 3)},
+        )
+        for i in range(n)
+    )
+    market = InMemoryMarketData(PriceQuote(t, Decimal(10 + i), DAY) for i, t in enumerate(tickers))
+    return portfolios, market
+
+
+def test_thirty_percent_transient_price_failures_still_snapshot_everyone() -> None:
+    """With 30% of price calls failing transiently, 1,000 portfolios are all stored."""
+    portfolios, market = big_world(1000)
+    faulty = FaultyMarketData(market, Fault(fail_rate=0.3, seed=11))
+    store = InMemorySnapshotRepository()
+    job = SnapshotJob(
+        portfolios=portfolios,
+        snapshots=store,
+        market_data=faulty,
+        retry=instant_retry(RetryPolicy(max_attempts=10)),
+        clock=Clock(),
+        batch_size=25,
+    )
+    report = asyncio.run(job.run_daily())
+    assert (report.succeeded, report.failed) == (1000, 0)
+    assert len(store) == 1000
+    assert report.retried == faulty.failures > 0
+    assert faulty.calls == 40 + faulty.failures  # one success per batch, plus the retries
+
+
+def test_one_ticker_failing_for_good_fails_exactly_its_holders() -> None:
+    """A ticker whose price lookups always fail fails the portfolios holding it, and only them."""
+    portfolios, market = big_world(300)
+    bad = "T07"
+
+    class BrokenTicker:
+        async def get_prices(
+            self, tickers: Collection[str], as_of: dt.date
+        ) -> Mapping[str, PriceQuote]:
+            quotes = await market.get_prices(tickers, as_of)
+            return {t: q for t, q in quotes.items() if t != bad}
+
+    holders = {p.id for p in asyncio.run(_collect(portfolios)) if bad in p.holdings}
+    job = SnapshotJob(
+        portfolios=portfolios,
+        snapshots=InMemorySnapshotRepository(),
+        market_data=BrokenTicker(),
+        clock=Clock(),
+        batch_size=16,
+    )
+    report = asyncio.run(job.run_daily())
+    assert holders
+    assert {f.portfolio_id for f in report.failures} == holders
+    assert all(f.error_type == "MissingPriceError" and bad in f.message for f in report.failures)
+    assert report.succeeded == 300 - len(holders)
+
+
+def test_a_ticker_whose_provider_call_fails_fails_only_batches_asking_for_it() -> None:
+    """A provider error for one ticker (retried, then given up) fails only batches holding it."""
+    portfolios, market = big_world(200)
+    faulty = FaultyMarketData(market, Fault(tickers=frozenset({"T03"})))
+    job = SnapshotJob(
+        portfolios=portfolios,
+        snapshots=InMemorySnapshotRepository(),
+        market_data=faulty,
+        retry=instant_retry(RetryPolicy(max_attempts=2)),
+        clock=Clock(),
+        batch_size=1,
+    )
+    report = asyncio.run(job.run_daily())
+    holders = {p.id for p in asyncio.run(_collect(portfolios)) if "T03" in p.holdings}
+    assert {f.portfolio_id for f in report.failures} == holders
+    assert all(f.attempts == 2 and f.error_type == "TransientError" for f in report.failures)
+
+
+async def _collect(repo: InMemoryPortfolioRepository) -> list[Portfolio]:
+    return [p async for p in repo.iter_portfolios(DAY)]
+
+
+@pytest.mark.parametrize(
+    ("holdings", "price", "error_type"),
+    [
+        ({"A": Decimal(-1)}, Decimal(1), "InvalidPortfolioError"),
+        ({"A": Decimal("NaN")}, Decimal(1), "InvalidPortfolioError"),
+        ({"A": Decimal("Infinity")}, Decimal(1), "InvalidPortfolioError"),
+        ({"A": Decimal(1)}, Decimal(0), "InvalidPriceError"),
+        ({"A": Decimal(1)}, Decimal(-5), "InvalidPriceError"),
+        ({"A": Decimal(1)}, Decimal("NaN"), "InvalidPriceError"),
+        ({"A": Decimal(1)}, None, "MissingPriceError"),
+    ],
+)
+def test_bad_input_on_a_rerun_leaves_the_stored_snapshot_unchanged(
+    holdings: dict[str, Decimal], price: Decimal | None, error_type: str
+) -> None:
+    """Each kind of bad portfolio or price is a typed failure and the earlier snapshot stays."""
+    pid = uuid.UUID(int=1)
+    good = InMemoryPortfolioRepository([Portfolio(pid, Decimal(5), {"A": Decimal(2)})])
+    store = InMemorySnapshotRepository()
+    market = InMemoryMarketData([PriceQuote("A", Decimal(3), DAY)])
+    asyncio.run(
+        SnapshotJob(portfolios=good, snapshots=store, market_data=market, clock=Clock()).run_daily()
+    )
+    before = store.all()
+    bad_market = InMemoryMarketData([] if price is None else [PriceQuote("A", price, DAY)])
+    bad = InMemoryPortfolioRepository([Portfolio(pid, Decimal(5), holdings)])
+    report = asyncio.run(
+        SnapshotJob(
+            portfolios=bad, snapshots=store, market_data=bad_market, clock=Clock()
+        ).run_daily()
+    )
+    assert [f.error_type for f in report.failures] == [error_type]
+    assert str(pid) in report.failures[0].message
+    assert "'A'" in report.failures[0].message
+    assert store.all() == before
