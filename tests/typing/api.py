@@ -1,0 +1,112 @@
+"""Type-checked, never executed: the public API as a host application uses it.
+
+mypy (strict) checks this file with the rest of the tests; a change that breaks how users type
+their code against the library fails here first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from decimal import Decimal
+from typing import TYPE_CHECKING, assert_type
+from uuid import UUID
+
+import portfolio_snapshots as ps
+from portfolio_snapshots.testing import FakeClock, instant_retry
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+
+
+class HostPortfolios:
+    """A host's own repository, typed structurally against the port."""
+
+    def iter_portfolios(self, as_of: dt.date) -> AsyncIterator[ps.Portfolio]:
+        async def gen() -> AsyncIterator[ps.Portfolio]:
+            yield ps.Portfolio(UUID(int=1), Decimal(0))
+
+        return gen()
+
+    async def get_portfolio(self, portfolio_id: UUID, as_of: dt.date) -> ps.Portfolio | None:
+        return None
+
+
+class HostPrices:
+    async def get_prices(
+        self, tickers: Collection[str], as_of: dt.date
+    ) -> Mapping[str, ps.PriceQuote]:
+        return {}
+
+
+class HostSnapshots:
+    async def upsert_many(
+        self, snapshots: Sequence[ps.PortfolioSnapshot], *, fence: int | None = None
+    ) -> None:
+        return None
+
+    async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> ps.PortfolioSnapshot | None:
+        return None
+
+    async def list_snapshots(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> Sequence[ps.PortfolioSnapshot]:
+        return []
+
+    async def existing_dates(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> frozenset[dt.date]:
+        return frozenset()
+
+    async def existing_keys(
+        self, keys: Collection[tuple[UUID, dt.date]]
+    ) -> frozenset[tuple[UUID, dt.date]]:
+        return frozenset()
+
+
+portfolios: ps.PortfolioRepository = HostPortfolios()
+prices: ps.MarketData = HostPrices()
+snapshots: ps.SnapshotRepository = HostSnapshots()
+ledger: ps.RunLedger = ps.InMemoryRunLedger()
+lock: ps.RunLock = ps.InMemoryRunLock()
+
+
+def on_event(event: ps.RunEvent) -> None:
+    if isinstance(event, ps.RetryScheduled):
+        assert_type(event.delay, float)
+
+
+job = ps.SnapshotJob(
+    portfolios=portfolios,
+    snapshots=snapshots,
+    market_data=prices,
+    retry=instant_retry(ps.RetryPolicy(max_attempts=5, timeout=10.0)),
+    ledger=ledger,
+    lock=lock,
+    events=on_event,
+    clock=FakeClock(),
+    rng=random.Random(0),
+    batch_size=1000,
+)
+
+
+async def host_code() -> None:
+    report = await job.run_daily()
+    assert_type(report, ps.RunReport)
+    assert_type(report.as_dict(), dict[str, object])
+    assert_type(report.status, ps.RunStatus)
+    backfill = await job.backfill(UUID(int=1), dt.date(2026, 1, 1), dt.date(2026, 1, 31))
+    for failure in backfill.failures:
+        assert_type(failure.portfolio_id, UUID)
+        assert_type(failure.attempts, int)
+    snapshot = ps.value_portfolio(
+        ps.Portfolio(UUID(int=2), Decimal(1), {"A": Decimal(1)}),
+        {"A": ps.PriceQuote("A", Decimal(1), dt.date(2026, 1, 1))},
+        dt.date(2026, 1, 1),
+    )
+    assert_type(snapshot.total_value, Decimal)
+    assert_type(snapshot.positions[0].market_value, Decimal)
+    per_ticker: ps.MarketData = ps.PerTickerMarketData.from_current_price(
+        lambda _ticker: Decimal(1)
+    )
+    del per_ticker
