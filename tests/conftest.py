@@ -11,6 +11,10 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+from storage.pg_server import pg_dsn
+
+__all__ = ["pg_dsn"]  # a real PostgreSQL for every test that asks (see storage/pg_server.py)
+
 settings.register_profile(
     "ci",
     derandomize=True,

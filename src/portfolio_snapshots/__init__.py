@@ -56,6 +56,11 @@ from portfolio_snapshots._ports import (
 from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotFailure
 from portfolio_snapshots._retry import RetryHook, RetryPolicy
 from portfolio_snapshots._time import date_range, utc_now
+from portfolio_snapshots.adapters._sql_common import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    SchemaVersionError,
+)
 from portfolio_snapshots.adapters.memory import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
@@ -64,10 +69,13 @@ from portfolio_snapshots.adapters.memory import (
     InMemorySnapshotRepository,
 )
 from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
+from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 
 __all__ = [
     "ISO_4217_MINOR_UNITS",
     "CurrencyMismatchError",
+    "DatabaseBusyError",
+    "DatabaseUnavailableError",
     "EventHook",
     "InMemoryMarketData",
     "InMemoryPortfolioRepository",
@@ -106,11 +114,13 @@ __all__ = [
     "RunStarted",
     "RunState",
     "RunStatus",
+    "SchemaVersionError",
     "SnapshotCalculator",
     "SnapshotError",
     "SnapshotFailure",
     "SnapshotJob",
     "SnapshotRepository",
+    "SqliteSnapshotStore",
     "TransientError",
     "date_range",
     "exact_context",

@@ -27,6 +27,7 @@ from portfolio_snapshots import (
     RunLock,
     SnapshotRepository,
 )
+from storage.backends import sqlalchemy_postgres, sqlalchemy_sqlite, sqlite
 
 SnapshotFactory = Callable[[], AbstractAsyncContextManager[SnapshotRepository]]
 LedgerFactory = Callable[[], AbstractAsyncContextManager[RunLedger]]
@@ -56,5 +57,15 @@ BACKENDS: list[Backend] = [
         snapshot_factory=lambda: contextlib.nullcontext(InMemorySnapshotRepository()),
         ledger_factory=lambda: contextlib.nullcontext(InMemoryRunLedger()),
         lock_factory=lambda: contextlib.nullcontext(InMemoryRunLock()),
+    ),
+    Backend("sqlite", sqlite, sqlite, sqlite),
+    Backend("sqlalchemy-sqlite", sqlalchemy_sqlite, sqlalchemy_sqlite, sqlalchemy_sqlite),
+    Backend(
+        "sqlalchemy-postgres",
+        sqlalchemy_postgres,
+        sqlalchemy_postgres,
+        sqlalchemy_postgres,
+        marks=(pytest.mark.postgres,),
+        fixtures=("pg_dsn",),
     ),
 ]

@@ -1,0 +1,624 @@
+"""`SqliteSnapshotStore`: snapshots, the run ledger and the run lock in one SQLite file.
+
+Standard library only (`sqlite3`). One store owns one connection, used by one dedicated worker
+thread: every call is handed to that thread, so the event loop never blocks on the disk and the
+connection is never touched by two threads. Calls from many tasks queue up and run one at a
+time; several processes may share the file (WAL mode lets readers run beside the one writer,
+and writers wait up to ``busy_timeout`` for each other).
+
+Schema (version 1)::
+
+    ps_snapshots      (portfolio_id TEXT, snapshot_date TEXT, currency TEXT,
+                       cash_balance TEXT, holdings_value TEXT, total_value TEXT,
+                       net_contributions TEXT NULL, external_flow TEXT NULL,
+                       stale INTEGER, positions TEXT (JSON), fence INTEGER,
+                       PRIMARY KEY (portfolio_id, snapshot_date)) WITHOUT ROWID
+    ps_runs           (key TEXT PRIMARY KEY, params_hash, state, attempts, started_at,
+                       finished_at NULL, report TEXT (JSON) NULL)
+    ps_leases         (key TEXT PRIMARY KEY, owner, fence, expires_at)
+    ps_fence_counter  (id = 1, value): the last fence handed out
+    ps_schema_version (id = 1, version)
+
+Decimals are TEXT (``str(Decimal)``), dates ISO 8601 text, UUIDs their hyphenated text, times
+fixed-width ISO 8601 UTC text. The primary key of ``ps_snapshots`` is the index that serves
+`list_snapshots` and `existing_dates` (a range scan on ``(portfolio_id, snapshot_date)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, Self, TypeVar
+from uuid import UUID
+
+from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
+from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
+from portfolio_snapshots.adapters._sql_common import (
+    SCHEMA_VERSION,
+    DatabaseBusyError,
+    SchemaVersionError,
+    as_utc,
+    chunks,
+    decimal_text,
+    dedupe_sorted,
+    from_utc_text,
+    lease_lost_detail,
+    optional_decimal,
+    optional_decimal_text,
+    optional_from_utc_text,
+    positions_from_json,
+    positions_json,
+    report_from_json,
+    report_json,
+    run_record,
+    utc_text,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Mapping, Sequence
+    from types import TracebackType
+
+__all__ = ["DatabaseBusyError", "SchemaVersionError", "SqliteSnapshotStore"]
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+# Each step takes the schema from version i to i + 1; all pending steps run in one transaction.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE ps_snapshots (
+            portfolio_id TEXT NOT NULL,
+            snapshot_date TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            cash_balance TEXT NOT NULL,
+            holdings_value TEXT NOT NULL,
+            total_value TEXT NOT NULL,
+            net_contributions TEXT,
+            external_flow TEXT,
+            stale INTEGER NOT NULL,
+            positions TEXT NOT NULL,
+            fence INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (portfolio_id, snapshot_date)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE ps_runs (
+            key TEXT NOT NULL PRIMARY KEY,
+            params_hash TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            report TEXT
+        )
+        """,
+        """
+        CREATE TABLE ps_leases (
+            key TEXT NOT NULL PRIMARY KEY,
+            owner TEXT NOT NULL,
+            fence INTEGER NOT NULL,
+            expires_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE ps_fence_counter (
+            id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+            value INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
+# The content columns, compared so that rewriting an identical row is skipped.
+_CONTENT = (
+    "currency",
+    "cash_balance",
+    "holdings_value",
+    "total_value",
+    "net_contributions",
+    "external_flow",
+    "stale",
+    "positions",
+    "fence",
+)
+_DIFFERS = " OR ".join(f"ps_snapshots.{c} IS NOT excluded.{c}" for c in _CONTENT)
+_UPSERT = f"""
+    INSERT INTO ps_snapshots (portfolio_id, snapshot_date, {", ".join(_CONTENT)})
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET
+        {", ".join(f"{c} = excluded.{c}" for c in _CONTENT)}
+    WHERE ({_DIFFERS})
+"""  # noqa: S608 - only constant column names are interpolated
+# A fenced write leaves alone the rows written under a newer lease.
+_UPSERT_FENCED = _UPSERT + " AND ps_snapshots.fence <= excluded.fence"
+
+_SNAPSHOT_COLUMNS = (
+    "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
+    "positions, net_contributions, external_flow, stale"
+)
+
+# SQLite's primary result codes for "try again later": BUSY, LOCKED and a WAL race (PROTOCOL).
+_BUSY_CODES: Final = frozenset({5, 6, 15})
+
+
+def _translate(exc: sqlite3.Error) -> Exception:
+    """Return the error to raise for `exc`: a `DatabaseBusyError` when it is worth retrying."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    busy = (code & 0xFF) in _BUSY_CODES if isinstance(code, int) else False
+    text = str(exc).lower()
+    if busy or "database is locked" in text or "database table is locked" in text:
+        return DatabaseBusyError(f"SQLite database is busy: {exc}")
+    return exc
+
+
+class _Write:
+    """``with _Write(conn):`` runs the block in a ``BEGIN IMMEDIATE`` transaction.
+
+    IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so a transaction
+    that reads, then writes, never fails halfway with a lock upgrade error.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        elif self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
+# --- what runs on the worker thread -------------------------------------------------------------
+
+
+def _connect(path: str, busy_timeout: float, holder: list[sqlite3.Connection]) -> None:
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    holder.append(conn)
+    _migrate(conn, path)
+    # After the version check: switching to WAL rewrites the file header, and a database of a
+    # newer schema must be left untouched.
+    conn.execute("PRAGMA journal_mode=WAL").fetchone()
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    with _Write(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS ps_schema_version ("
+            "id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+        )
+        row = conn.execute("SELECT version FROM ps_schema_version WHERE id = 1").fetchone()
+        found = 0 if row is None else int(row[0])
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(found, where=path)
+        if found == SCHEMA_VERSION:
+            return
+        for step in _MIGRATIONS[found:]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO ps_schema_version (id, version) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+            (SCHEMA_VERSION,),
+        )
+
+
+def _close_all(holder: list[sqlite3.Connection]) -> None:
+    for conn in holder:
+        conn.close()
+    holder.clear()
+
+
+def _snapshot_row(s: PortfolioSnapshot, fence: int) -> tuple[object, ...]:
+    return (
+        str(s.portfolio_id),
+        s.snapshot_date.isoformat(),
+        s.currency,
+        decimal_text(s.cash_balance, "cash_balance"),
+        decimal_text(s.holdings_value, "holdings_value"),
+        decimal_text(s.total_value, "total_value"),
+        optional_decimal_text(s.net_contributions, "net_contributions"),
+        optional_decimal_text(s.external_flow, "external_flow"),
+        1 if s.stale else 0,
+        positions_json(s.positions),
+        fence,
+    )
+
+
+def _snapshot(row: sqlite3.Row | tuple[object, ...]) -> PortfolioSnapshot:
+    pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
+    return PortfolioSnapshot(
+        UUID(str(pid)),
+        dt.date.fromisoformat(str(day)),
+        str(currency),
+        Decimal(str(cash)),
+        Decimal(str(holdings)),
+        Decimal(str(total)),
+        positions_from_json(str(positions)),
+        optional_decimal(None if net is None else str(net)),
+        optional_decimal(None if flow is None else str(flow)),
+        bool(stale),
+    )
+
+
+def _upsert(
+    conn: sqlite3.Connection, snapshots: Sequence[PortfolioSnapshot], fence: int | None
+) -> None:
+    rows = [_snapshot_row(s, 0 if fence is None else fence) for s in dedupe_sorted(snapshots)]
+    if not rows:
+        return
+    with _Write(conn):
+        conn.executemany(_UPSERT if fence is None else _UPSERT_FENCED, rows)
+
+
+def _get(conn: sqlite3.Connection, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
+    row = conn.execute(
+        f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+        "WHERE portfolio_id = ? AND snapshot_date = ?",
+        (str(portfolio_id), day.isoformat()),
+    ).fetchone()
+    return None if row is None else _snapshot(row)
+
+
+def _list(
+    conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
+) -> list[PortfolioSnapshot]:
+    rows = conn.execute(
+        f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+        "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
+        (str(portfolio_id), start.isoformat(), end.isoformat()),
+    ).fetchall()
+    return [_snapshot(r) for r in rows]
+
+
+def _dates(
+    conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
+) -> frozenset[dt.date]:
+    rows = conn.execute(
+        "SELECT snapshot_date FROM ps_snapshots "
+        "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ?",
+        (str(portfolio_id), start.isoformat(), end.isoformat()),
+    ).fetchall()
+    return frozenset(dt.date.fromisoformat(r[0]) for r in rows)
+
+
+def _keys(
+    conn: sqlite3.Connection, keys: Collection[tuple[UUID, dt.date]]
+) -> frozenset[tuple[UUID, dt.date]]:
+    by_portfolio: dict[UUID, set[dt.date]] = {}
+    for pid, day in keys:
+        by_portfolio.setdefault(pid, set()).add(day)
+    found: set[tuple[UUID, dt.date]] = set()
+    conn.execute("BEGIN")  # one read snapshot for every chunk
+    try:
+        for pid, days in by_portfolio.items():
+            for chunk in chunks(sorted(days)):
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT snapshot_date FROM ps_snapshots "  # noqa: S608 - only placeholders
+                    f"WHERE portfolio_id = ? AND snapshot_date IN ({marks})",
+                    (str(pid), *(d.isoformat() for d in chunk)),
+                ).fetchall()
+                found.update((pid, dt.date.fromisoformat(r[0])) for r in rows)
+    finally:
+        conn.execute("COMMIT")
+    return frozenset(found)
+
+
+def _run_row(conn: sqlite3.Connection, key: str) -> RunRecord | None:
+    row = conn.execute(
+        "SELECT key, params_hash, state, attempts, started_at, finished_at, report "
+        "FROM ps_runs WHERE key = ?",
+        (key,),
+    ).fetchone()
+    if row is None:
+        return None
+    key, params_hash, state, attempts, started_at, finished_at, report = row
+    return run_record(
+        key,
+        params_hash,
+        state,
+        attempts,
+        from_utc_text(started_at),
+        optional_from_utc_text(finished_at),
+        report_from_json(report),
+    )
+
+
+def _start(conn: sqlite3.Connection, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
+    with _Write(conn):
+        record = _run_row(conn, key)
+        if record is None:
+            attempts = 1
+        elif record.params_hash != params_hash:
+            raise RunKeyConflictError(key)
+        elif record.state is RunState.SUCCEEDED:
+            return record
+        else:
+            attempts = record.attempts + 1
+        conn.execute(
+            "INSERT INTO ps_runs (key, params_hash, state, attempts, started_at, finished_at, "
+            "report) VALUES (?, ?, ?, ?, ?, NULL, NULL) ON CONFLICT (key) DO UPDATE SET "
+            "state = excluded.state, attempts = excluded.attempts, "
+            "started_at = excluded.started_at, finished_at = NULL, report = NULL",
+            (key, params_hash, RunState.RUNNING.value, attempts, utc_text(now)),
+        )
+    return RunRecord(key, params_hash, RunState.RUNNING, attempts, now)
+
+
+def _finish(
+    conn: sqlite3.Connection,
+    key: str,
+    state: RunState,
+    report: Mapping[str, object],
+    now: dt.datetime,
+) -> RunRecord:
+    encoded = report_json(report)
+    with _Write(conn):
+        record = _run_row(conn, key)
+        if record is None:
+            raise KeyError(f"run key {key!r} was never started")
+        conn.execute(
+            "UPDATE ps_runs SET state = ?, finished_at = ?, report = ? WHERE key = ?",
+            (RunState(state).value, utc_text(now), encoded, key),
+        )
+    return RunRecord(
+        key,
+        record.params_hash,
+        RunState(state),
+        record.attempts,
+        record.started_at,
+        now,
+        report_from_json(encoded),
+    )
+
+
+def _next_fence(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "INSERT INTO ps_fence_counter (id, value) VALUES (1, 1) "
+        "ON CONFLICT (id) DO UPDATE SET value = value + 1"
+    )
+    fence: int = conn.execute("SELECT value FROM ps_fence_counter WHERE id = 1").fetchone()[0]
+    return fence
+
+
+def _held(conn: sqlite3.Connection, key: str) -> tuple[str, int, dt.datetime] | None:
+    row = conn.execute(
+        "SELECT owner, fence, expires_at FROM ps_leases WHERE key = ?", (key,)
+    ).fetchone()
+    return None if row is None else (row[0], row[1], from_utc_text(row[2]))
+
+
+def _acquire(
+    conn: sqlite3.Connection, key: str, owner: str, ttl: dt.timedelta, now: dt.datetime
+) -> Lease | None:
+    expires_at = now + ttl
+    with _Write(conn):
+        held = _held(conn, key)
+        if held is not None and held[0] != owner and held[2] > as_utc(now):
+            return None
+        fence = _next_fence(conn)
+        conn.execute(
+            "INSERT INTO ps_leases (key, owner, fence, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, fence = excluded.fence, "
+            "expires_at = excluded.expires_at",
+            (key, owner, fence, utc_text(expires_at)),
+        )
+    return Lease(key, owner, fence, expires_at)
+
+
+def _renew(conn: sqlite3.Connection, lease: Lease, ttl: dt.timedelta, now: dt.datetime) -> Lease:
+    expires_at = now + ttl
+    with _Write(conn):
+        held = _held(conn, lease.key)
+        if held is None or held[1] != lease.fence or held[2] <= as_utc(now):
+            raise LeaseLostError(
+                lease.key, lease_lost_detail(None if held is None else held[1], lease.fence)
+            )
+        conn.execute(
+            "UPDATE ps_leases SET expires_at = ? WHERE key = ?", (utc_text(expires_at), lease.key)
+        )
+    return Lease(lease.key, held[0], lease.fence, expires_at)
+
+
+def _release(conn: sqlite3.Connection, lease: Lease) -> None:
+    with _Write(conn):
+        conn.execute("DELETE FROM ps_leases WHERE key = ? AND fence = ?", (lease.key, lease.fence))
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+
+class SqliteSnapshotStore:
+    """A `SnapshotRepository`, `RunLedger` and `RunLock` in one SQLite database file.
+
+    Open it with `open` and close it with `close`, or use it as an async context manager::
+
+        async with await SqliteSnapshotStore.open("snapshots.db") as store:
+            job = SnapshotJob(..., snapshots=store, ledger=store, lock=store)
+
+    The file is created and migrated on open, and switched to WAL mode. Busy and locked
+    errors become `DatabaseBusyError` (a `TransientError`, retried by the job's policy);
+    other `sqlite3` errors are raised as they are.
+
+    Fencing follows the `SnapshotRepository` contract: each row keeps the fence it was written
+    with, a fenced write skips rows stored under a greater fence, an unfenced write replaces
+    and stores fence 0. Lease fences come from one counter row, so they strictly increase for
+    the life of the file.
+    """
+
+    def __init__(self, path: str, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        """Wrap an open connection; use `open` instead, which also migrates the file."""
+        self._path = path
+        self._conn = conn
+        self._executor = executor
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> Self:
+        """Open (creating and migrating as needed) the database at `path`.
+
+        Args:
+            path: The database file. ``":memory:"`` is not supported.
+            busy_timeout: Seconds a statement waits for another connection's lock before
+                it fails with `DatabaseBusyError`.
+
+        Returns:
+            The open store.
+
+        Raises:
+            SchemaVersionError: The file's schema is newer than this library's; the file is
+                left unchanged.
+            DatabaseBusyError: Another connection held the database locked too long.
+        """
+        name = os.fspath(path)
+        if name == ":memory:" or name.startswith("file::memory:"):
+            raise ValueError("SqliteSnapshotStore needs a database file, not ':memory:'")
+        executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="portfolio-snapshots-sqlite"
+        )
+        holder: list[sqlite3.Connection] = []
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(executor, _connect, name, busy_timeout, holder)
+        except BaseException as exc:
+            # Runs after `_connect` (one worker, in order), also when we were cancelled.
+            closing = executor.submit(_close_all, holder)
+            executor.shutdown(wait=False)
+            if not isinstance(exc, asyncio.CancelledError):
+                await asyncio.wrap_future(closing)
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc) from exc
+            raise
+        return cls(name, holder[0], executor)
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> Self:
+        """Return the store itself."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        await self.close()
+
+    async def _run(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        if self._closed:
+            raise RuntimeError("the SqliteSnapshotStore is closed")
+        call = functools.partial(fn, self._conn, *args, **kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.Error as exc:
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    # SnapshotRepository
+
+    async def upsert_many(
+        self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
+    ) -> None:
+        """Insert or replace `snapshots` in one transaction (see the class docstring on fences).
+
+        A batch holding a key twice stores the later snapshot; a row identical to the one
+        stored (fence included) is not rewritten.
+        """
+        await self._run(_upsert, list(snapshots), fence)
+
+    async def existing_keys(
+        self, keys: Collection[tuple[UUID, dt.date]]
+    ) -> frozenset[tuple[UUID, dt.date]]:
+        """Return the ``(portfolio_id, snapshot_date)`` keys among `keys` that are stored."""
+        if not keys:
+            return frozenset()
+        return await self._run(_keys, list(keys))
+
+    async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
+        """Return the stored snapshot of `portfolio_id` on `day`, or None."""
+        return await self._run(_get, portfolio_id, day)
+
+    async def list_snapshots(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> list[PortfolioSnapshot]:
+        """Return the snapshots of `portfolio_id` from `start` to `end` inclusive, by date."""
+        return await self._run(_list, portfolio_id, start, end)
+
+    async def existing_dates(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> frozenset[dt.date]:
+        """Return the dates from `start` to `end` inclusive that have a stored snapshot."""
+        return await self._run(_dates, portfolio_id, start, end)
+
+    # RunLedger
+
+    async def start(self, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
+        """Create or resume the run `key`, or return it unchanged when it already succeeded."""
+        return await self._run(_start, key, params_hash, now)
+
+    async def finish(
+        self, key: str, state: RunState, report: Mapping[str, object], now: dt.datetime
+    ) -> RunRecord:
+        """Record that the latest attempt of `key` ended in `state` with `report`."""
+        return await self._run(_finish, key, state, report, now)
+
+    async def get(self, key: str) -> RunRecord | None:
+        """Return the record of `key`, or None."""
+        return await self._run(_run_row, key)
+
+    # RunLock
+
+    async def acquire(
+        self, key: str, owner: str, ttl: dt.timedelta, now: dt.datetime
+    ) -> Lease | None:
+        """Take the lease on `key` for `ttl`, or return None if someone else holds it."""
+        return await self._run(_acquire, key, owner, ttl, now)
+
+    async def renew(self, lease: Lease, ttl: dt.timedelta, now: dt.datetime) -> Lease:
+        """Extend `lease` by `ttl` from `now`, or raise `LeaseLostError`."""
+        return await self._run(_renew, lease, ttl, now)
+
+    async def release(self, lease: Lease) -> None:
+        """Give `lease` up if it is still held."""
+        await self._run(_release, lease)

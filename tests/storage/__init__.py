@@ -1,0 +1,1 @@
+"""Tests of the SQL stores (SQLite, SQLAlchemy on SQLite and PostgreSQL)."""
