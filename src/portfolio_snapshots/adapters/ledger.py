@@ -1,0 +1,277 @@
+"""`LedgerPortfolioRepository`: portfolios rebuilt from the host's transaction ledger.
+
+The host keeps transactions, not daily states; this adapter replays them (see
+`portfolio_snapshots._ledger`) so that every date, past ones included, is valued with the
+holdings and cash of that date, and fills ``net_contributions`` and ``external_flow`` so that
+returns can tell a deposit from a gain. The host implements the small `TransactionSource`
+port; `InMemoryTransactionSource` is its reference fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from portfolio_snapshots._domain import DEFAULT_CURRENCY
+from portfolio_snapshots._errors import InvalidDateRangeError, PortfolioNotFoundError
+from portfolio_snapshots._ledger import LedgerReplayer, replay
+from portfolio_snapshots._ledger_ports import PortfolioDay
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from uuid import UUID
+
+    from portfolio_snapshots._domain import Portfolio
+    from portfolio_snapshots._ledger import Transaction
+
+__all__ = ["InMemoryTransactionSource", "LedgerPortfolioRepository", "TransactionSource"]
+
+_log = logging.getLogger("portfolio_snapshots.ledger")
+_ONE_DAY = dt.timedelta(days=1)
+
+
+@runtime_checkable
+class TransactionSource(Protocol):
+    """Where the host's transactions live.
+
+    Contract:
+        - `transactions` returns every transaction of the portfolio dated on or before
+          `until`, in ascending `trade_date` order (the order within a date does not
+          matter); an empty sequence for a portfolio it does not know. Amounts are Decimals
+          in the portfolio's base currency.
+        - `active_portfolio_ids` yields the id of every portfolio active on `as_of`, each
+          exactly once, in any order, streaming.
+        - `base_currency` returns the ISO 4217 code the portfolio is kept in, or None for a
+          portfolio it does not know.
+        - Transient faults raise `TransientError` (or `ConnectionError` / `TimeoutError`).
+    """
+
+    async def transactions(self, portfolio_id: UUID, until: dt.date) -> Sequence[Transaction]:
+        """Return the portfolio's transactions dated on or before `until`, by date."""
+        ...
+
+    def active_portfolio_ids(self, as_of: dt.date) -> AsyncIterator[UUID]:
+        """Stream the id of every portfolio active on `as_of`."""
+        ...
+
+    async def base_currency(self, portfolio_id: UUID) -> str | None:
+        """Return the portfolio's base currency, or None if the portfolio is unknown."""
+        ...
+
+
+class LedgerPortfolioRepository:
+    """A `PortfolioRepository` that rebuilds each portfolio from its transactions.
+
+    It also offers the `PortfolioHistory` and `PortfolioDayStream` capabilities. A portfolio
+    exists from the date of its first transaction: before it, `get_portfolio` returns None
+    and the capabilities yield a `PortfolioDay` with neither field set.
+
+    Errors: `get_portfolio` raises them (an `InvalidTransactionError` for an invalid ledger,
+    whatever the source raised for a failed read). `iter_portfolios` must go on with the other
+    portfolios, and its item type has no room for a failure, so it leaves the portfolio out
+    and hands the `PortfolioDay` carrying the error to `on_error` (by default, a warning on
+    the ``portfolio_snapshots.ledger`` logger); `iter_portfolio_days` yields it instead, which
+    is what a job that knows the capability uses.
+
+    Args:
+        source: Where the transactions come from.
+        concurrency: Portfolios whose transactions are read at once while streaming.
+        on_error: Told of every portfolio `iter_portfolios` leaves out because its state
+            cannot be built.
+    """
+
+    def __init__(
+        self,
+        source: TransactionSource,
+        *,
+        concurrency: int = 8,
+        on_error: Callable[[PortfolioDay], object] | None = None,
+    ) -> None:
+        """Wrap `source`; see the class docstring for the arguments."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self._source = source
+        self._concurrency = concurrency
+        self._on_error = on_error
+
+    async def get_portfolio(self, portfolio_id: UUID, as_of: dt.date) -> Portfolio | None:
+        """Return the portfolio's state at the end of `as_of`, or None if unknown then.
+
+        Args:
+            portfolio_id: The portfolio.
+            as_of: The date.
+
+        Returns:
+            The state, with ``net_contributions`` and ``external_flow`` filled; None when the
+            source does not know the portfolio or it had no transaction on or before `as_of`.
+
+        Raises:
+            InvalidTransactionError: The ledger up to `as_of` is invalid (see `replay`).
+        """
+        currency = await self._source.base_currency(portfolio_id)
+        if currency is None:
+            return None
+        txs = await self._source.transactions(portfolio_id, as_of)
+        state = replay(txs, as_of, currency=currency, portfolio_id=portfolio_id)
+        return None if state.opened_on is None else state.to_portfolio(portfolio_id)
+
+    async def iter_portfolio_days(self, as_of: dt.date) -> AsyncIterator[PortfolioDay]:
+        """Stream every active portfolio as a `PortfolioDay` (the `PortfolioDayStream` way).
+
+        Reads the transactions of up to `concurrency` portfolios at once. A portfolio whose
+        read or replay fails is yielded with the error; the stream goes on.
+        """
+        chunk: list[UUID] = []
+        async for portfolio_id in self._source.active_portfolio_ids(as_of):
+            chunk.append(portfolio_id)
+            if len(chunk) >= self._concurrency:
+                for day in await self._load_many(chunk, as_of):
+                    yield day
+                chunk = []
+        if chunk:
+            for day in await self._load_many(chunk, as_of):
+                yield day
+
+    async def iter_portfolios(self, as_of: dt.date) -> AsyncIterator[Portfolio]:
+        """Stream every active portfolio that can be built, with its state at `as_of`.
+
+        A portfolio whose state cannot be built is left out and handed to `on_error`.
+        """
+        async for day in self.iter_portfolio_days(as_of):
+            if day.portfolio is not None:
+                yield day.portfolio
+            elif day.error is not None:
+                self._report(day)
+
+    async def portfolio_history(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> AsyncIterator[PortfolioDay]:
+        """Yield the portfolio's state at the end of each date from `start` to `end`.
+
+        The `PortfolioHistory` capability: the source is read once, before the first item,
+        and the ledger replayed in one pass. A date whose state cannot be built, and every
+        later date, carry the error.
+
+        Args:
+            portfolio_id: The portfolio.
+            start: The first date.
+            end: The last date.
+
+        Yields:
+            One `PortfolioDay` per date, ascending.
+
+        Raises:
+            InvalidDateRangeError: `start` is after `end`.
+            PortfolioNotFoundError: The source does not know the portfolio.
+        """
+        if start > end:
+            raise InvalidDateRangeError("start is after end", start=start, end=end)
+        currency = await self._source.base_currency(portfolio_id)
+        if currency is None:
+            raise PortfolioNotFoundError(portfolio_id)
+        txs = await self._source.transactions(portfolio_id, end)
+        replayer = LedgerReplayer(txs, currency=currency, portfolio_id=portfolio_id)
+        error: Exception | None = None
+        day = start
+        while day <= end:
+            if error is None:
+                try:
+                    state = replayer.advance(day)
+                except Exception as failure:  # noqa: BLE001 - reported in the items
+                    error = failure
+            if error is not None:
+                yield PortfolioDay(portfolio_id, day, error=error)
+            elif state.opened_on is None:
+                yield PortfolioDay(portfolio_id, day)
+            else:
+                yield PortfolioDay(portfolio_id, day, state.to_portfolio(portfolio_id))
+            day += _ONE_DAY
+
+    async def _load(self, portfolio_id: UUID, as_of: dt.date) -> PortfolioDay:
+        try:
+            portfolio = await self.get_portfolio(portfolio_id, as_of)
+        except Exception as error:  # noqa: BLE001 - one portfolio's failure, not the stream's
+            return PortfolioDay(portfolio_id, as_of, error=error)
+        return PortfolioDay(portfolio_id, as_of, portfolio)
+
+    async def _load_many(self, portfolio_ids: list[UUID], as_of: dt.date) -> list[PortfolioDay]:
+        if len(portfolio_ids) == 1:
+            return [await self._load(portfolio_ids[0], as_of)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._load(p, as_of)) for p in portfolio_ids]
+        return [task.result() for task in tasks]
+
+    def _report(self, day: PortfolioDay) -> None:
+        if self._on_error is not None:
+            self._on_error(day)
+        else:
+            _log.warning(
+                "portfolio %s left out on %s: %s: %s",
+                day.portfolio_id,
+                day.as_of.isoformat(),
+                type(day.error).__name__,
+                day.error,
+            )
+
+
+class InMemoryTransactionSource:
+    """A `TransactionSource` over transactions held in memory: the reference fake.
+
+    A portfolio is known once it has a transaction or a currency; it is active on a date when
+    it has a transaction on or before it. `request_count` counts the calls to `transactions`,
+    so a test can check that a backfill reads the ledger once.
+
+    Args:
+        transactions: The initial transactions, in any order.
+        currencies: Base currency per portfolio.
+        default_currency: The base currency of portfolios not in `currencies`.
+    """
+
+    def __init__(
+        self,
+        transactions: Iterable[Transaction] = (),
+        *,
+        currencies: Mapping[UUID, str] | None = None,
+        default_currency: str = DEFAULT_CURRENCY,
+    ) -> None:
+        """Hold `transactions`; see the class docstring for the arguments."""
+        self._dates: dict[UUID, list[dt.date]] = {}
+        self._txs: dict[UUID, list[Transaction]] = {}
+        self._currencies = dict(currencies or {})
+        self._default_currency = default_currency
+        self.request_count = 0
+        for tx in transactions:
+            self.add(tx)
+
+    def add(self, tx: Transaction) -> None:
+        """Record `tx`, after the transactions already recorded on its date."""
+        dates = self._dates.setdefault(tx.portfolio_id, [])
+        txs = self._txs.setdefault(tx.portfolio_id, [])
+        i = bisect.bisect_right(dates, tx.trade_date)
+        dates.insert(i, tx.trade_date)
+        txs.insert(i, tx)
+
+    def set_currency(self, portfolio_id: UUID, currency: str) -> None:
+        """Set the base currency of `portfolio_id` (which makes it known)."""
+        self._currencies[portfolio_id] = currency
+
+    async def transactions(self, portfolio_id: UUID, until: dt.date) -> list[Transaction]:
+        """Return the portfolio's transactions dated on or before `until`, by date."""
+        self.request_count += 1
+        dates = self._dates.get(portfolio_id, [])
+        return self._txs.get(portfolio_id, [])[: bisect.bisect_right(dates, until)]
+
+    async def active_portfolio_ids(self, as_of: dt.date) -> AsyncIterator[UUID]:
+        """Yield each portfolio with a transaction on or before `as_of`."""
+        for portfolio_id, dates in list(self._dates.items()):
+            if dates and dates[0] <= as_of:
+                yield portfolio_id
+
+    async def base_currency(self, portfolio_id: UUID) -> str | None:
+        """Return the portfolio's base currency, or None if it is unknown."""
+        if portfolio_id in self._currencies:
+            return self._currencies[portfolio_id]
+        return self._default_currency if portfolio_id in self._dates else None
