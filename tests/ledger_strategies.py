@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 
-from portfolio_snapshots._calculator import exact_context
+from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._ledger import Transaction, TransactionKind
 
 if TYPE_CHECKING:

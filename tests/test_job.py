@@ -26,6 +26,7 @@ from portfolio_snapshots import (
 
 TODAY = dt.date(2026, 11, 27)
 NOW = dt.datetime(2026, 11, 27, 0, 0, 5, tzinfo=dt.UTC)
+PRICED = TODAY - dt.timedelta(days=6)  # within the default max_price_age of 7 days
 
 
 def clock() -> dt.datetime:
@@ -70,7 +71,7 @@ def simple_world(n: int = 10) -> tuple[InMemoryPortfolioRepository, InMemoryMark
         Portfolio(pid(i), Decimal(100 * i), {"AAA": Decimal(i), "BBB": Decimal("0.5")})
         for i in range(1, n + 1)
     )
-    return portfolios, make_market([TODAY - dt.timedelta(days=30)], ["AAA", "BBB"])
+    return portfolios, make_market([PRICED], ["AAA", "BBB"])
 
 
 class CountingMarket:
@@ -106,9 +107,9 @@ def test_run_daily_snapshot_all_portfolios() -> None:
     assert stored is not None
     assert stored.snapshot_date == TODAY
     assert stored.cash_balance == Decimal(300)
-    # AAA and BBB were last priced 30 days ago: the latest close on or before today is used.
+    # AAA and BBB were last priced 6 days ago: the latest close on or before today is used.
     assert stored.holdings_value == Decimal("35.50")  # 3*10 + 0.5*11
-    assert {p.price_date for p in stored.positions} == {TODAY - dt.timedelta(days=30)}
+    assert {p.price_date for p in stored.positions} == {PRICED}
     assert report.as_dict()["succeeded"] == 10
 
 

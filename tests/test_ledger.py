@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ledger_strategies import START, ledgers
 from portfolio_snapshots import InvalidDateRangeError, InvalidPortfolioError, Portfolio
-from portfolio_snapshots._calculator import exact_context
+from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._ledger import (
     LedgerReplayer,
     LedgerState,

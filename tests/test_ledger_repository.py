@@ -337,12 +337,15 @@ def test_the_job_values_the_past_as_it_was_through_the_ledger() -> None:
     assert modified_dietz_return(stored) == Decimal("0.0375")
 
 
-def test_the_daily_job_goes_on_past_a_broken_ledger() -> None:
-    """The current job stores the good portfolios; the broken one goes to on_error."""
+def test_the_daily_job_reports_a_broken_ledger_and_goes_on() -> None:
+    """The job stores the good portfolios and reports the broken one as a failure."""
     reported: list[PortfolioDay] = []
     _, repo = repository(on_error=reported.append)
     job, snapshots = _job(repo)
     report = asyncio.run(job.run_daily(D2))
     assert report.succeeded == 1
     assert [s.portfolio_id for s in snapshots.all()] == [ALICE]
-    assert [d.portfolio_id for d in reported] == [BOB]
+    assert [(f.portfolio_id, f.error_type) for f in report.failures] == [
+        (BOB, "OversoldPositionError")
+    ]
+    assert reported == []  # the job reads iter_portfolio_days, so on_error is not needed

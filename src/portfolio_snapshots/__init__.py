@@ -7,11 +7,13 @@ underscore is private. See the README for a quick start.
 from __future__ import annotations
 
 from portfolio_snapshots._calculator import (
+    DEFAULT_MAX_PRICE_AGE,
     ISO_4217_MINOR_UNITS,
+    PriceTable,
     SnapshotCalculator,
-    exact_context,
     value_portfolio,
 )
+from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import (
     Lease,
     Portfolio,
@@ -72,6 +74,7 @@ from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
 from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 
 __all__ = [
+    "DEFAULT_MAX_PRICE_AGE",
     "ISO_4217_MINOR_UNITS",
     "CurrencyMismatchError",
     "DatabaseBusyError",
@@ -100,6 +103,7 @@ __all__ = [
     "PortfolioSnapshot",
     "PositionValuation",
     "PriceQuote",
+    "PriceTable",
     "RetryHook",
     "RetryPolicy",
     "RetryScheduled",

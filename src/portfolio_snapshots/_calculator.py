@@ -8,11 +8,13 @@ ROUND_HALF_EVEN.
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
     Portfolio,
@@ -27,11 +29,16 @@ from portfolio_snapshots._errors import (
     MissingPriceError,
     SnapshotError,
 )
+from portfolio_snapshots._fx import resolve_rate
+from portfolio_snapshots._ledger_errors import InvalidFxRateError, MissingFxRateError
 
 if TYPE_CHECKING:
-    import datetime as dt
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from uuid import UUID
+
+    from portfolio_snapshots._fx import FxQuote
+
+    _ErrorFactory = Callable[[UUID, str], Exception]
 
 #: ISO 4217 currencies whose minor unit is not 2 decimal places. Any other code uses
 #: `SnapshotCalculator`'s ``default_minor_unit``; pass ``minor_units`` to override either.
@@ -48,23 +55,15 @@ ISO_4217_MINOR_UNITS: Mapping[str, int] = MappingProxyType(
     }
 )  # fmt: skip
 
-_EXACT = decimal.Context(
-    prec=decimal.MAX_PREC,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    rounding=decimal.ROUND_HALF_EVEN,
-    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
-)
+_EXACT = EXACT
+
+#: How old a close (or an FX rate) may be before it counts as missing, by default.
+DEFAULT_MAX_PRICE_AGE = dt.timedelta(days=7)
 
 # Building the named tuple through tuple.__new__ skips its Python-level __new__: the hot path
 # of a daily run creates one per position.
 _new_position = tuple.__new__
 _ZERO = Decimal(0)
-
-
-def exact_context() -> decimal.Context:
-    """Return a copy of the decimal context the calculator computes in (unbounded precision)."""
-    return _EXACT.copy()
 
 
 class SnapshotCalculator:
@@ -258,10 +257,23 @@ class SnapshotCalculator:
             )
         if table.day != day:
             raise ValueError(f"price table is for {table.day}, not {day}")
+        for name, extra in (
+            ("net_contributions", net_contributions),
+            ("external_flow", external_flow),
+        ):
+            if extra is not None and (type(extra) is not Decimal or not extra.is_finite()):
+                raise InvalidPortfolioError(
+                    "must be a finite Decimal or None",
+                    portfolio_id=pid,
+                    snapshot_date=day,
+                    field=name,
+                    value=extra,
+                )
         exp, total = self._units.get(currency) or self._unit(currency)
         good = table.good
         positions: list[PositionValuation] = []
         append = positions.append
+        any_stale = False
         for ticker in sorted(holdings):
             quantity = holdings[ticker]
             if type(quantity) is not Decimal or not quantity.is_finite() or quantity < _ZERO:
@@ -278,21 +290,20 @@ class SnapshotCalculator:
             entry = good.get(ticker)
             if entry is None:
                 raise table.error(pid, ticker)
-            price, price_date, price_currency = entry
-            if price_currency != currency:
-                raise CurrencyMismatchError(
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    ticker=ticker,
-                    expected=currency,
-                    actual=price_currency,
-                )
-            value = (quantity * price).quantize(exp)
+            price, price_date, price_currency, stale = entry
+            if price_currency == currency:
+                rate = None
+                value = (quantity * price).quantize(exp)
+            else:
+                rate, rate_stale = table.rate(pid, ticker, price_currency, currency)
+                value = (quantity * price * rate).quantize(exp)
+                stale = stale or rate_stale
+            any_stale = any_stale or stale
             total += value
             append(
                 _new_position(
                     PositionValuation,
-                    (ticker, quantity, price, price_date, value, price_currency, None, False),
+                    (ticker, quantity, price, price_date, value, price_currency, rate, stale),
                 )
             )
         return PortfolioSnapshot(
@@ -305,39 +316,66 @@ class SnapshotCalculator:
             tuple(positions),
             net_contributions,
             external_flow,
+            any_stale,
         )
 
 
 class PriceTable:
-    """Quotes for one date, each checked once.
+    """The quotes (and FX rates) for one date, each checked once.
 
     The valid ones are kept ready for valuation, the invalid ones with the reason, so only the
     portfolios that hold an invalid one fail.
 
+    Missing data policy: a close or rate dated more than `max_price_age` before `day` counts as
+    missing (`MissingPriceError`, `MissingFxRateError`), unless `carry_forward` is set: then it
+    is used, and the position and its snapshot are marked ``stale``. A missing price or rate is
+    never taken as zero or one.
+
     Args:
         quotes: Quotes by ticker, as `MarketData.get_prices` returned them.
         day: The date being valued; a quote dated after it is invalid.
+        max_price_age: The age past which a close or rate is stale; None for no limit.
+        carry_forward: Use stale closes and rates (marked ``stale``) instead of failing.
+        fx_rates: FX quotes by ``(base, quote)`` pair, as `FxRates.get_rates` returned them;
+            None when no FX source is configured (any conversion is then a
+            `CurrencyMismatchError`). Inverse pairs are derived.
     """
 
-    __slots__ = ("bad", "day", "good")
+    __slots__ = ("_carry", "_fx", "_max_age", "_rates", "bad", "day", "good")
 
-    def __init__(self, quotes: Mapping[str, PriceQuote], day: dt.date) -> None:
+    def __init__(
+        self,
+        quotes: Mapping[str, PriceQuote],
+        day: dt.date,
+        *,
+        max_price_age: dt.timedelta | None = DEFAULT_MAX_PRICE_AGE,
+        carry_forward: bool = False,
+        fx_rates: Mapping[tuple[str, str], FxQuote] | None = None,
+    ) -> None:
         """Check every quote once; see the class docstring."""
         self.day = day
-        self.good: dict[str, tuple[Decimal, dt.date, str]] = {}
+        self._max_age = max_price_age
+        self._carry = carry_forward
+        self._fx = fx_rates
+        self._rates: dict[tuple[str, str], tuple[Decimal, bool] | _ErrorFactory] = {}
+        self.good: dict[str, tuple[Decimal, dt.date, str, bool]] = {}
         self.bad: dict[str, tuple[str, str, object]] = {}
+        oldest = dt.date.min if max_price_age is None else day - max_price_age
         for ticker, quote in quotes.items():
             price = quote.price
+            as_of = quote.as_of
             if type(price) is not Decimal or not price.is_finite() or price <= _ZERO:
                 self.bad[ticker] = ("price must be a finite Decimal above zero", "price", price)
-            elif quote.as_of > day:
+            elif as_of > day:
                 self.bad[ticker] = (
-                    f"price is dated {quote.as_of.isoformat()}, after the snapshot date",
+                    f"price is dated {as_of.isoformat()}, after the snapshot date",
                     "price_date",
-                    quote.as_of,
+                    as_of,
                 )
+            elif as_of < oldest and not carry_forward:
+                self.bad[ticker] = (_too_old(as_of, max_price_age), "stale", as_of)
             else:
-                self.good[ticker] = (price, quote.as_of, quote.currency)
+                self.good[ticker] = (price, as_of, quote.currency, as_of < oldest)
 
     def error(self, portfolio_id: UUID | None, ticker: str) -> SnapshotError:
         """Return the error for valuing `ticker` of `portfolio_id`: invalid or missing price."""
@@ -347,6 +385,10 @@ class PriceTable:
                 portfolio_id=portfolio_id, snapshot_date=self.day, ticker=ticker
             )
         reason, field, value = bad
+        if field == "stale":
+            return MissingPriceError(
+                portfolio_id=portfolio_id, snapshot_date=self.day, ticker=ticker, detail=reason
+            )
         return InvalidPriceError(
             reason,
             portfolio_id=portfolio_id,
@@ -355,6 +397,79 @@ class PriceTable:
             ticker=ticker,
             value=value,
         )
+
+    def rate(
+        self, portfolio_id: UUID, ticker: str, from_currency: str, to_currency: str
+    ) -> tuple[Decimal, bool]:
+        """Return the rate converting `from_currency` into `to_currency`, and its staleness.
+
+        Raises:
+            CurrencyMismatchError: No FX source is configured.
+            MissingFxRateError: Neither direction of the pair has a usable rate.
+            InvalidFxRateError: The rate found is invalid.
+        """
+        pair = (from_currency, to_currency)
+        found = self._rates.get(pair)
+        if found is None:
+            found = self._rates[pair] = self._resolve(pair)
+        if callable(found):
+            raise found(portfolio_id, ticker)
+        return found
+
+    def _resolve(self, pair: tuple[str, str]) -> tuple[Decimal, bool] | _ErrorFactory:
+        """Look the pair up once; a failure is kept as a factory of errors naming a position."""
+        day, (base, quote_currency) = self.day, pair
+        if self._fx is None:
+            return lambda pid, ticker: CurrencyMismatchError(
+                portfolio_id=pid,
+                snapshot_date=day,
+                ticker=ticker,
+                expected=quote_currency,
+                actual=base,
+            )
+        try:
+            quote = resolve_rate(self._fx, base, quote_currency, day)
+        except InvalidFxRateError as error:
+            invalid = error
+
+            def named(pid: UUID, ticker: str) -> Exception:
+                new = InvalidFxRateError(
+                    str(invalid.args[0]) if invalid.args else "invalid rate",
+                    base=invalid.base,
+                    quote=invalid.quote,
+                    as_of=invalid.as_of,
+                    value=invalid.value,
+                )
+                new.add_note(f"portfolio {pid}, ticker {ticker!r}, on {day.isoformat()}")
+                return new
+
+            return named
+        if quote is None:
+            return lambda pid, ticker: MissingFxRateError(
+                base=base, quote=quote_currency, as_of=day, portfolio_id=pid, ticker=ticker
+            )
+        oldest = dt.date.min if self._max_age is None else day - self._max_age
+        if quote.as_of >= oldest:
+            return quote.rate, False
+        if self._carry:
+            return quote.rate, True
+        detail = (
+            f"the latest FX rate {base}/{quote_currency} on or before {day.isoformat()} is "
+            f"older than max_price_age ({self._max_age}): dated"
+        )
+        rate_date = quote.as_of
+        return lambda pid, ticker: MissingFxRateError(
+            base=base,
+            quote=quote_currency,
+            as_of=rate_date,
+            portfolio_id=pid,
+            ticker=ticker,
+            detail=detail,
+        )
+
+
+def _too_old(as_of: dt.date, max_age: dt.timedelta | None) -> str:
+    return f"the latest close is from {as_of.isoformat()}, older than max_price_age ({max_age})"
 
 
 _DEFAULT = SnapshotCalculator()

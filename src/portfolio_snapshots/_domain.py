@@ -177,3 +177,16 @@ class Lease:
     owner: str
     fence: int
     expires_at: dt.datetime
+
+
+class MissingDataPolicy(enum.StrEnum):
+    """What a run does with a close or FX rate older than its ``max_price_age``.
+
+    ``FAIL`` (the default) treats it as missing: that portfolio-day fails with a clear error
+    and nothing is stored for it. ``CARRY_FORWARD`` values with the last known close or rate
+    and marks the position and the snapshot ``stale``, so a chart can show it. Either way, a
+    ticker that has no price at all fails: a missing price is never valued at zero.
+    """
+
+    FAIL = "fail"
+    CARRY_FORWARD = "carry_forward"

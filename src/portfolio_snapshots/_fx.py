@@ -23,11 +23,11 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from portfolio_snapshots._calculator import exact_context
+from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._ledger_errors import InvalidFxRateError, MissingFxRateError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Mapping
+    from collections.abc import Collection, Iterable, Mapping, Sequence
 
 #: Significant digits of a derived (inverted) rate.
 FX_PRECISION = 28
@@ -94,6 +94,27 @@ class FxRates(Protocol):
         self, pairs: Collection[tuple[str, str]], as_of: dt.date
     ) -> Mapping[tuple[str, str], FxQuote]:
         """Return the latest rate on or before `as_of` for each pair that has one."""
+        ...
+
+
+@runtime_checkable
+class FxRateHistory(Protocol):
+    """An optional capability of an `FxRates` adapter: a date range of rates in one call.
+
+    Backfills use it, when the adapter has it, to ask for each pair's rates once for the whole
+    range instead of once per day.
+
+    Contract:
+        - `get_rate_history` returns, for each requested pair, every rate stored under that
+          exact pair dated from `start` to `end` inclusive, in ascending date order; pairs
+          without any are absent. Inverse pairs are not derived here: callers ask for both
+          directions (`pairs_with_inverses`).
+    """
+
+    async def get_rate_history(
+        self, pairs: Collection[tuple[str, str]], start: dt.date, end: dt.date
+    ) -> Mapping[tuple[str, str], Sequence[FxQuote]]:
+        """Return the rates of each pair dated from `start` to `end` inclusive, by date."""
         ...
 
 
@@ -322,6 +343,21 @@ class InMemoryFxRates:
             return None
         i = bisect.bisect_right(dates, as_of)
         return self._quotes[pair][i - 1] if i else None
+
+    async def get_rate_history(
+        self, pairs: Collection[tuple[str, str]], start: dt.date, end: dt.date
+    ) -> dict[tuple[str, str], list[FxQuote]]:
+        """Return every rate stored under each pair, dated from `start` to `end` inclusive."""
+        self.request_count += 1
+        found: dict[tuple[str, str], list[FxQuote]] = {}
+        for pair in pairs:
+            dates = self._dates.get(pair)
+            if dates:
+                lo = bisect.bisect_left(dates, start)
+                hi = bisect.bisect_right(dates, end)
+                if hi > lo:
+                    found[pair] = self._quotes[pair][lo:hi]
+        return found
 
     async def get_rates(
         self, pairs: Collection[tuple[str, str]], as_of: dt.date

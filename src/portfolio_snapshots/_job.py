@@ -9,6 +9,7 @@ is not redone, and an interrupted one resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import datetime as dt
 import hashlib
@@ -18,12 +19,13 @@ import random
 import socket
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from portfolio_snapshots._calculator import PriceTable, SnapshotCalculator
-from portfolio_snapshots._domain import RunState
+from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable, SnapshotCalculator
+from portfolio_snapshots._domain import MissingDataPolicy, RunState
 from portfolio_snapshots._errors import (
     InvalidDateRangeError,
+    InvalidInputError,
     LeaseLostError,
     PortfolioNotFoundError,
 )
@@ -36,15 +38,19 @@ from portfolio_snapshots._events import (
     RunFinished,
     RunStarted,
 )
+from portfolio_snapshots._fx import FxRateHistory, pairs_with_inverses
+from portfolio_snapshots._ledger_ports import PortfolioDayStream, PortfolioHistory
+from portfolio_snapshots._ports import PriceHistory
 from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotFailure
 from portfolio_snapshots._retry import RetryPolicy
 from portfolio_snapshots._time import date_range, utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
     from uuid import UUID
 
-    from portfolio_snapshots._domain import Lease, Portfolio, PortfolioSnapshot
+    from portfolio_snapshots._domain import Lease, Portfolio, PortfolioSnapshot, PriceQuote
+    from portfolio_snapshots._fx import FxQuote, FxRates
     from portfolio_snapshots._ports import (
         MarketData,
         PortfolioRepository,
@@ -52,8 +58,12 @@ if TYPE_CHECKING:
         RunLock,
         SnapshotRepository,
     )
+    from portfolio_snapshots._ratelimit import TokenBucket
 
 T = TypeVar("T")
+B = TypeVar("B")
+K = TypeVar("K")
+V = TypeVar("V")
 
 #: One unit of work: a portfolio's state at the end of a date, and that date.
 _Item = tuple["Portfolio", dt.date]
@@ -137,7 +147,16 @@ class SnapshotJob:
     Args:
         portfolios: Where portfolios come from.
         snapshots: Where snapshots go.
-        market_data: Where prices come from.
+        market_data: Where prices come from. When it also offers `PriceHistory`, backfills
+            fetch each batch's closes once for the whole range.
+        fx_rates: Where exchange rates come from, for positions priced in another currency
+            than their portfolio's (None: such a position fails with `CurrencyMismatchError`).
+            When it also offers `FxRateHistory`, backfills fetch rates once per range.
+        missing_data: What to do with a close or rate older than `max_price_age`: fail that
+            portfolio-day (the default) or carry the last one forward, marked ``stale``.
+        max_price_age: How old a close or rate may be (7 days by default; None: any age).
+        rate_limit: A `TokenBucket` every market-data and FX request waits for (None: no
+            limit), for providers that cap requests per second.
         calculator: Values portfolios (a default `SnapshotCalculator` otherwise).
         retry: Retry policy for every call to a port (the default `RetryPolicy` otherwise).
         ledger: Remembers run keys, so a succeeded run is not redone and an unfinished one
@@ -163,6 +182,10 @@ class SnapshotJob:
         portfolios: PortfolioRepository,
         snapshots: SnapshotRepository,
         market_data: MarketData,
+        fx_rates: FxRates | None = None,
+        missing_data: MissingDataPolicy = MissingDataPolicy.FAIL,
+        max_price_age: dt.timedelta | None = DEFAULT_MAX_PRICE_AGE,
+        rate_limit: TokenBucket | None = None,
         calculator: SnapshotCalculator | None = None,
         retry: RetryPolicy | None = None,
         ledger: RunLedger | None = None,
@@ -186,6 +209,10 @@ class SnapshotJob:
         self.portfolios = portfolios
         self.snapshots = snapshots
         self.market_data = market_data
+        self.fx_rates = fx_rates
+        self.missing_data = MissingDataPolicy(missing_data)
+        self.max_price_age = max_price_age
+        self.rate_limit = rate_limit
         self.calculator = calculator or SnapshotCalculator()
         self.retry = retry or RetryPolicy()
         self.ledger = ledger
@@ -249,11 +276,10 @@ class SnapshotJob:
             {"kind": "daily", "date": day.isoformat()},
         )
 
-        async def items(_run: _Run) -> AsyncIterator[_Item]:
-            async for portfolio in self.portfolios.iter_portfolios(day):
-                yield portfolio, day
+        async def work(run: _Run) -> None:
+            await self._run_batches(self._daily_batches(day, run), self._process_batch, run)
 
-        return await self._run(spec, items)
+        return await self._run(spec, work)
 
     async def backfill(
         self,
@@ -266,8 +292,10 @@ class SnapshotJob:
     ) -> RunReport:
         """Snapshot one portfolio for every calendar day from `start` to `end` inclusive.
 
-        Each day is valued as it was: the holdings the repository reports for that date, at
-        prices on or before that date.
+        Each day is valued as it was: the holdings the repository reports for that date (in
+        one pass when it offers `PortfolioHistory`), at closes and FX rates on or before that
+        date (fetched once for the whole range when the adapters offer `PriceHistory` and
+        `FxRateHistory`).
 
         Args:
             portfolio_id: The portfolio.
@@ -287,12 +315,7 @@ class SnapshotJob:
             LeaseLostError: The lease was lost mid-run; the run stopped writing.
         """
         self._check_range(start, end)
-        probe = _Run(None, self.events)
-        known = await self._call(
-            "get_portfolio", lambda: self.portfolios.get_portfolio(portfolio_id, end), probe
-        )
-        if known is None:
-            raise PortfolioNotFoundError(portfolio_id)
+        await self._require_known(portfolio_id)
         spec = _Spec(
             "backfill",
             start,
@@ -306,27 +329,122 @@ class SnapshotJob:
                 "only_missing": only_missing,
             },
         )
+        return await self._run(
+            spec, self._backfill_work([portfolio_id], start, end, only_missing=only_missing)
+        )
 
-        async def items(run: _Run) -> AsyncIterator[_Item]:
-            days = date_range(start, end)
-            if only_missing or run.resume:
-                stored = await self._call(
-                    "existing_dates",
-                    lambda: self.snapshots.existing_dates(portfolio_id, start, end),
-                    run,
-                )
-                run.skipped += sum(1 for d in days if d in stored)
-                days = [d for d in days if d not in stored]
-            for day in days:
-                portfolio = (
-                    known if day == end else await self._portfolio_on(portfolio_id, day, run)
-                )
-                if portfolio is None:
-                    run.skipped += 1
+    async def backfill_all(
+        self,
+        start: dt.date,
+        end: dt.date,
+        *,
+        only_missing: bool = False,
+        key: str | None = None,
+    ) -> RunReport:
+        """Snapshot every portfolio active on `end`, for every day from `start` to `end`.
+
+        Portfolios are taken in batches, each batch's holdings replayed for the whole range
+        and its prices fetched once per batch of tickers (not once per day), then written in
+        batches of ``batch_size``.
+
+        Args:
+            start: The first date.
+            end: The last date (today at the latest).
+            only_missing: Compute only the portfolio-days that have no stored snapshot yet.
+            key: The run key; ``backfill-all:<start>:<end>`` by default.
+
+        Returns:
+            The run's report.
+
+        Raises:
+            InvalidDateRangeError: `start` is after `end`, or `end` is in the future.
+            RunKeyConflictError: `key` was used before with other parameters.
+            LeaseLostError: The lease was lost mid-run; the run stopped writing.
+        """
+        self._check_range(start, end)
+        spec = _Spec(
+            "backfill_all",
+            start,
+            end,
+            key or f"backfill-all:{start.isoformat()}:{end.isoformat()}",
+            {
+                "kind": "backfill_all",
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "only_missing": only_missing,
+            },
+        )
+
+        async def ids(run: _Run) -> AsyncIterator[UUID]:
+            async for item in self._active(end, run):
+                if isinstance(item, tuple):
+                    yield item[0].id
                 else:
-                    yield portfolio, day
+                    yield item
 
-        return await self._run(spec, items)
+        async def work(run: _Run) -> None:
+            per_batch = self._portfolios_per_backfill_batch(start, end)
+            await self._run_batches(
+                _chunks(ids(run), per_batch),
+                lambda pids, r: self._backfill_batch(pids, start, end, only_missing, r),
+                run,
+            )
+
+        return await self._run(spec, work)
+
+    async def recompute_since(
+        self, portfolio_id: UUID, day: dt.date, *, key: str | None = None
+    ) -> RunReport:
+        """Rewrite a portfolio's snapshots from `day` to its latest stored one.
+
+        For when its transactions changed after the fact (a late or corrected trade): every
+        stored day from `day` on is valued again, as it was, and replaced. A day that now
+        fails keeps its old snapshot and is reported. Nothing stored means nothing to do.
+
+        Args:
+            portfolio_id: The portfolio.
+            day: The first date to rewrite.
+            key: The run key; by default one unique to this call
+                (``recompute:<portfolio>:<day>:<end>:<started at>``), so a later change is
+                recomputed again.
+
+        Returns:
+            The run's report.
+
+        Raises:
+            InvalidDateRangeError: `day` is in the future.
+            PortfolioNotFoundError: The repository does not know the portfolio.
+        """
+        today = self.today()
+        if day > today:
+            raise InvalidDateRangeError("the date is in the future", start=day, end=today)
+        await self._require_known(portfolio_id)
+        probe = _Run(None, self.events)
+        stored = await self._call(
+            "existing_dates",
+            lambda: self.snapshots.existing_dates(portfolio_id, day, today),
+            probe,
+        )
+        end = max(stored, default=day)
+        spec = _Spec(
+            "recompute",
+            day,
+            end,
+            key
+            or f"recompute:{portfolio_id}:{day.isoformat()}:{end.isoformat()}:"
+            f"{self.now().isoformat()}",
+            {
+                "kind": "recompute",
+                "portfolio_id": str(portfolio_id),
+                "start": day.isoformat(),
+                "end": end.isoformat(),
+            },
+        )
+        if not stored:
+            return await self._run(spec, _nothing)
+        return await self._run(
+            spec, self._backfill_work([portfolio_id], day, end, only_missing=False)
+        )
 
     # --- the run skeleton ---------------------------------------------------------------
 
@@ -339,7 +457,7 @@ class SnapshotJob:
                 f"end is in the future (today is {today.isoformat()} UTC)", start=start, end=end
             )
 
-    async def _run(self, spec: _Spec, items: Callable[[_Run], AsyncIterator[_Item]]) -> RunReport:
+    async def _run(self, spec: _Spec, work: Callable[[_Run], Awaitable[None]]) -> RunReport:
         """Take the lease, consult the ledger, do the work, record and report it."""
         started = self.now()
         run = _Run(spec.key if self.ledger or self.lock else None, self.events)
@@ -369,7 +487,7 @@ class SnapshotJob:
             self.events(
                 RunStarted(spec.kind, run.key, spec.start, spec.end, run.attempt, run.fence)
             )
-            await self._run_items(items(run), run)
+            await work(run)
             report = self._report(spec, started, run)
             if self.ledger is not None:
                 ledger = self.ledger
@@ -463,47 +581,65 @@ class SnapshotJob:
 
         return await self.retry.call(fn, sleep=self._sleep, rng=self._rng, on_retry=on_retry)
 
-    async def _portfolio_on(self, portfolio_id: UUID, day: dt.date, run: _Run) -> Portfolio | None:
-        attempts = [1]
-        try:
-            return await self._call(
-                "get_portfolio",
-                lambda: self.portfolios.get_portfolio(portfolio_id, day),
-                run,
-                attempts,
-            )
-        except Exception as error:  # noqa: BLE001 - one failing day must not stop the run
-            run.fail(portfolio_id, day, error, attempts[0])
-            return None
-
     # --- batches ------------------------------------------------------------------------
 
-    async def _run_items(self, items: AsyncIterator[_Item], run: _Run) -> None:
-        """Cut `items` into batches and process them, at most `concurrency` at a time."""
+    async def _run_batches(
+        self,
+        batches: AsyncIterator[B],
+        process: Callable[[B, _Run], Awaitable[None]],
+        run: _Run,
+    ) -> None:
+        """Process `batches`, at most `concurrency` at a time, with backpressure."""
         slots = asyncio.Semaphore(self.concurrency)
 
-        async def guarded(batch: list[_Item]) -> None:
+        async def guarded(batch: B) -> None:
             try:
-                await self._process_batch(batch, run)
+                await process(batch, run)
             finally:
                 slots.release()
 
         try:
             async with asyncio.TaskGroup() as group:
-                batch: list[_Item] = []
-                async for item in items:
-                    batch.append(item)
-                    if len(batch) >= self.batch_size:
-                        await slots.acquire()
-                        group.create_task(guarded(batch))
-                        batch = []
-                if batch:
+                async for batch in batches:
                     await slots.acquire()
                     group.create_task(guarded(batch))
         except ExceptionGroup as group_error:
             # Batches catch their own failures; what escapes is a lost lease or a bug in the
             # job itself. Raise it as itself, not wrapped.
             raise group_error.exceptions[0] from None
+
+    async def _active(
+        self, day: dt.date, run: _Run
+    ) -> AsyncIterator[tuple[Portfolio, dt.date] | UUID]:
+        """Stream the portfolios active on `day`; ids of those that cannot be built.
+
+        With a repository offering `PortfolioDayStream`, a portfolio whose state cannot be
+        built is recorded as a failure of `day` and its id is still yielded (a backfill may
+        build its other days); otherwise `iter_portfolios` is used.
+        """
+        repo = self.portfolios
+        if isinstance(repo, PortfolioDayStream):
+            async for entry in repo.iter_portfolio_days(day):
+                if entry.portfolio is not None:
+                    yield entry.portfolio, day
+                else:
+                    if entry.error is not None:
+                        run.fail(entry.portfolio_id, day, entry.error, 1)
+                    else:
+                        run.skipped += 1
+                    yield entry.portfolio_id
+        else:
+            async for portfolio in repo.iter_portfolios(day):
+                yield portfolio, day
+
+    async def _daily_batches(self, day: dt.date, run: _Run) -> AsyncIterator[list[_Item]]:
+        async def items() -> AsyncIterator[_Item]:
+            async for item in self._active(day, run):
+                if isinstance(item, tuple):
+                    yield item
+
+        async for batch in _chunks(items(), self.batch_size):
+            yield batch
 
     async def _process_batch(self, batch: list[_Item], run: _Run) -> None:
         """Price, value and store one batch; every failure is recorded per portfolio-day."""
@@ -515,26 +651,44 @@ class SnapshotJob:
             by_day.setdefault(day, []).append(portfolio)
         valued: list[PortfolioSnapshot] = []
         for day, portfolios in by_day.items():
-            await self._value_day(portfolios, day, run, valued)
-        if not valued:
-            return
-        await self._ensure_lease(run)
-        attempts = [1]
-        fence = run.fence
-        try:
-            await self._call(
-                "upsert_many",
-                lambda: self.snapshots.upsert_many(valued, fence=fence),
-                run,
-                attempts,
-            )
-        except LeaseLostError:
-            raise
-        except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
-            for s in valued:
-                run.fail(s.portfolio_id, s.snapshot_date, error, attempts[0])
-        else:
-            run.succeeded += len(valued)
+            table = await self._price_day(portfolios, day, run)
+            if table is not None:
+                self._value(portfolios, table, run, valued)
+        await self._write(valued, run)
+
+    def _value(
+        self,
+        portfolios: list[Portfolio],
+        table: PriceTable,
+        run: _Run,
+        valued: list[PortfolioSnapshot],
+    ) -> None:
+        snapshots, failed = self.calculator.value_many(portfolios, table)
+        valued.extend(snapshots)
+        for p, reason in failed:
+            run.fail(p.id, table.day, reason, 1)
+
+    async def _write(self, valued: list[PortfolioSnapshot], run: _Run) -> None:
+        """Store `valued` in writes of at most `batch_size`, each fenced and atomic."""
+        for i in range(0, len(valued), self.batch_size):
+            chunk = valued[i : i + self.batch_size]
+            await self._ensure_lease(run)
+            attempts = [1]
+            fence = run.fence
+            try:
+                await self._call(
+                    "upsert_many",
+                    lambda: self.snapshots.upsert_many(chunk, fence=fence),  # noqa: B023
+                    run,
+                    attempts,
+                )
+            except LeaseLostError:
+                raise
+            except Exception as error:  # noqa: BLE001 - fails this write's portfolios only
+                for s in chunk:
+                    run.fail(s.portfolio_id, s.snapshot_date, error, attempts[0])
+            else:
+                run.succeeded += len(chunk)
 
     async def _drop_stored(self, batch: list[_Item], run: _Run) -> list[_Item]:
         """On a resumed run, leave out the portfolio-days an earlier attempt stored."""
@@ -551,25 +705,365 @@ class SnapshotJob:
         run.skipped += len(stored)
         return [(p, day) for p, day in batch if (p.id, day) not in stored]
 
-    async def _value_day(
+    def _table(
         self,
-        portfolios: list[Portfolio],
+        quotes: Mapping[str, PriceQuote],
         day: dt.date,
-        run: _Run,
-        valued: list[PortfolioSnapshot],
-    ) -> None:
-        """Price `portfolios` for `day` in one call and append their snapshots to `valued`."""
+        rates: Mapping[tuple[str, str], FxQuote] | None,
+    ) -> PriceTable:
+        return PriceTable(
+            quotes,
+            day,
+            max_price_age=self.max_price_age,
+            carry_forward=self.missing_data is MissingDataPolicy.CARRY_FORWARD,
+            fx_rates=rates,
+        )
+
+    async def _price_day(
+        self, portfolios: list[Portfolio], day: dt.date, run: _Run
+    ) -> PriceTable | None:
+        """Fetch the day's closes (one call) and FX rates (one call, if any are needed).
+
+        Returns None, after recording the failure of every portfolio, if a call fails for good.
+        """
         tickers = {t for p in portfolios for t, q in p.holdings.items() if q}
         attempts = [1]
         try:
-            quotes = await self._call(
+            quotes = await self._market(
                 "get_prices", lambda: self.market_data.get_prices(tickers, day), run, attempts
             )
+            pairs = _fx_pairs(quotes.values(), portfolios)
+            rates = None
+            if pairs and self.fx_rates is not None:
+                fx = self.fx_rates
+                attempts[0] = 1
+                rates = await self._market(
+                    "get_rates",
+                    lambda: fx.get_rates(pairs_with_inverses(pairs), day),
+                    run,
+                    attempts,
+                )
         except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
             for p in portfolios:
                 run.fail(p.id, day, error, attempts[0])
+            return None
+        return self._table(quotes, day, rates)
+
+    async def _market(
+        self,
+        operation: str,
+        fn: Callable[[], Awaitable[T]],
+        run: _Run,
+        attempts: list[int] | None = None,
+    ) -> T:
+        """Like `_call`, for market-data requests: each attempt waits for the rate limit."""
+        limit = self.rate_limit
+        if limit is None:
+            return await self._call(operation, fn, run, attempts)
+
+        async def limited() -> T:
+            await limit.acquire()
+            return await fn()
+
+        return await self._call(operation, limited, run, attempts)
+
+    # --- backfills ----------------------------------------------------------------------
+
+    async def _require_known(self, portfolio_id: UUID) -> None:
+        """Raise `PortfolioNotFoundError` unless the repository knows the portfolio today.
+
+        A portfolio whose state today cannot be built (an invalid ledger) is known: its days
+        are reported one by one by the run.
+        """
+        probe = _Run(None, self.events)
+        today = self.today()
+        try:
+            known = await self._call(
+                "get_portfolio", lambda: self.portfolios.get_portfolio(portfolio_id, today), probe
+            )
+        except InvalidInputError:
             return
-        snapshots, failed = self.calculator.value_many(portfolios, PriceTable(quotes, day))
-        valued.extend(snapshots)
-        for p, reason in failed:
-            run.fail(p.id, day, reason, 1)
+        if known is None:
+            raise PortfolioNotFoundError(portfolio_id)
+
+    def _portfolios_per_backfill_batch(self, start: dt.date, end: dt.date) -> int:
+        days = (end - start).days + 1
+        return max(1, min(self.batch_size, self.batch_size * _BACKFILL_DAYS_PER_ITEM // days))
+
+    def _backfill_work(
+        self, portfolio_ids: list[UUID], start: dt.date, end: dt.date, *, only_missing: bool
+    ) -> Callable[[_Run], Awaitable[None]]:
+        async def work(run: _Run) -> None:
+            await self._backfill_batch(portfolio_ids, start, end, only_missing, run)
+
+        return work
+
+    async def _backfill_batch(
+        self,
+        portfolio_ids: list[UUID],
+        start: dt.date,
+        end: dt.date,
+        only_missing: bool,
+        run: _Run,
+    ) -> None:
+        """Replay, price once for the range, value and store a batch of portfolios."""
+        await self._ensure_lease(run)
+        by_day: dict[dt.date, list[Portfolio]] = {}
+        for pid in portfolio_ids:
+            skip: frozenset[dt.date] = frozenset()
+            if only_missing or run.resume:
+                attempts = [1]
+                try:
+                    skip = await self._call(
+                        "existing_dates",
+                        lambda: self.snapshots.existing_dates(pid, start, end),  # noqa: B023
+                        run,
+                        attempts,
+                    )
+                except Exception as error:  # noqa: BLE001 - fails this portfolio's days only
+                    for day in date_range(start, end):
+                        run.fail(pid, day, error, attempts[0])
+                    continue
+                run.skipped += len(skip)
+            for day, state in await self._states(pid, start, end, skip, run):
+                by_day.setdefault(day, []).append(state)
+        if not by_day:
+            return
+        valued: list[PortfolioSnapshot] = []
+        if isinstance(self.market_data, PriceHistory) and len(by_day) > 1:
+            await self._value_with_history(by_day, run, valued)
+        else:
+            for day in sorted(by_day):
+                table = await self._price_day(by_day[day], day, run)
+                if table is not None:
+                    self._value(by_day[day], table, run, valued)
+        await self._write(valued, run)
+
+    async def _states(
+        self,
+        portfolio_id: UUID,
+        start: dt.date,
+        end: dt.date,
+        skip: frozenset[dt.date],
+        run: _Run,
+    ) -> list[tuple[dt.date, Portfolio]]:
+        """Return the portfolio's state on each day to value; failures and absences recorded."""
+        repo = self.portfolios
+        if isinstance(repo, PortfolioHistory):
+            return await self._states_from_history(
+                repo, portfolio_id, start, end, skip=skip, run=run
+            )
+        states: list[tuple[dt.date, Portfolio]] = []
+        for day in date_range(start, end):
+            if day not in skip:
+                portfolio = await self._portfolio_on(portfolio_id, day, run)
+                if portfolio is not None:
+                    states.append((day, portfolio))
+        return states
+
+    async def _states_from_history(
+        self,
+        repo: PortfolioHistory,
+        portfolio_id: UUID,
+        start: dt.date,
+        end: dt.date,
+        *,
+        skip: frozenset[dt.date],
+        run: _Run,
+    ) -> list[tuple[dt.date, Portfolio]]:
+        """Read the whole range in one pass (retried until it starts yielding)."""
+        attempts = [1]
+        try:
+            days = await self._call(
+                "portfolio_history",
+                lambda: _collect(repo.portfolio_history(portfolio_id, start, end)),
+                run,
+                attempts,
+            )
+        except Exception as error:  # noqa: BLE001 - fails this portfolio's days only
+            for day in date_range(start, end):
+                if day not in skip:
+                    run.fail(portfolio_id, day, error, attempts[0])
+            return []
+        states: list[tuple[dt.date, Portfolio]] = []
+        for entry in days:
+            if entry.as_of in skip:
+                continue
+            if entry.portfolio is not None:
+                states.append((entry.as_of, entry.portfolio))
+            elif entry.error is not None:
+                run.fail(portfolio_id, entry.as_of, entry.error, 1)
+            else:
+                run.skipped += 1
+        return states
+
+    async def _portfolio_on(self, portfolio_id: UUID, day: dt.date, run: _Run) -> Portfolio | None:
+        """Return the state on `day`; None (a failure recorded, or a day skipped) otherwise."""
+        attempts = [1]
+        try:
+            portfolio = await self._call(
+                "get_portfolio",
+                lambda: self.portfolios.get_portfolio(portfolio_id, day),
+                run,
+                attempts,
+            )
+        except Exception as error:  # noqa: BLE001 - one failing day must not stop the run
+            run.fail(portfolio_id, day, error, attempts[0])
+            return None
+        if portfolio is None:
+            run.skipped += 1
+        return portfolio
+
+    async def _value_with_history(
+        self,
+        by_day: dict[dt.date, list[Portfolio]],
+        run: _Run,
+        valued: list[PortfolioSnapshot],
+    ) -> None:
+        """Fetch the batch's closes (and rates) once for the whole range, then value each day."""
+        days = sorted(by_day)
+        first, last = days[0], days[-1]
+        everyone = [p for portfolios in by_day.values() for p in portfolios]
+        tickers = {t for p in everyone for t, q in p.holdings.items() if q}
+        attempts = [1]
+        try:
+            prices = await self._series(
+                "prices",
+                lambda: self.market_data.get_prices(tickers, first),
+                lambda: self.market_data.get_price_history(tickers, first, last),  # type: ignore[attr-defined]
+                run,
+                attempts,
+            )
+            rates: _Series[tuple[str, str], FxQuote] | None = None
+            pairs = _fx_pairs(prices.latest(), everyone)
+            if pairs and self.fx_rates is not None:
+                fx, wanted = self.fx_rates, pairs_with_inverses(pairs)
+                attempts[0] = 1
+                if isinstance(fx, FxRateHistory):
+                    rates = await self._series(
+                        "rates",
+                        lambda: fx.get_rates(wanted, first),
+                        lambda: fx.get_rate_history(wanted, first, last),
+                        run,
+                        attempts,
+                    )
+        except Exception as error:  # noqa: BLE001 - fails this batch's portfolio-days only
+            for day in days:
+                for p in by_day[day]:
+                    run.fail(p.id, day, error, attempts[0])
+            return
+        for day in days:
+            portfolios = by_day[day]
+            if rates is None and pairs and self.fx_rates is not None:
+                table = await self._price_day_rates(portfolios, day, prices.on(day), run)
+                if table is None:
+                    continue
+            else:
+                table = self._table(prices.on(day), day, None if rates is None else rates.on(day))
+            self._value(portfolios, table, run, valued)
+
+    async def _price_day_rates(
+        self,
+        portfolios: list[Portfolio],
+        day: dt.date,
+        quotes: Mapping[str, PriceQuote],
+        run: _Run,
+    ) -> PriceTable | None:
+        """Fetch one day's FX rates for known closes (an FX source without history)."""
+        fx = self.fx_rates
+        pairs = _fx_pairs(quotes.values(), portfolios)
+        if fx is None or not pairs:
+            return self._table(quotes, day, None)
+        attempts = [1]
+        try:
+            rates = await self._market(
+                "get_rates", lambda: fx.get_rates(pairs_with_inverses(pairs), day), run, attempts
+            )
+        except Exception as error:  # noqa: BLE001 - fails this day's portfolios only
+            for p in portfolios:
+                run.fail(p.id, day, error, attempts[0])
+            return None
+        return self._table(quotes, day, rates)
+
+    async def _series(
+        self,
+        what: str,
+        seed: Callable[[], Awaitable[Mapping[K, V]]],
+        history: Callable[[], Awaitable[Mapping[K, Sequence[V]]]],
+        run: _Run,
+        attempts: list[int],
+    ) -> _Series[K, V]:
+        """Build dated series from the latest value on or before the range and its history."""
+        before = await self._market(f"get_{what}", seed, run, attempts)
+        attempts[0] = 1
+        during = await self._market(f"get_{what[:-1]}_history", history, run, attempts)
+        return _Series(before, during)
+
+
+class _Series(Generic[K, V]):
+    """Dated values per key (closes per ticker, rates per pair), looked up on or before a date."""
+
+    __slots__ = ("_dates", "_values")
+
+    def __init__(self, before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> None:
+        self._dates: dict[K, list[dt.date]] = {}
+        self._values: dict[K, list[V]] = {}
+        for key in {*before, *during}:
+            values = sorted(
+                {_as_of(v): v for v in (*_maybe(before.get(key)), *during.get(key, ()))}.items()
+            )
+            self._dates[key] = [d for d, _ in values]
+            self._values[key] = [v for _, v in values]
+
+    def latest(self) -> list[V]:
+        """Every key's latest value (for the currencies in play)."""
+        return [values[-1] for values in self._values.values()]
+
+    def on(self, day: dt.date) -> dict[K, V]:
+        """The latest value of each key dated on or before `day`."""
+        found: dict[K, V] = {}
+        for key, dates in self._dates.items():
+            i = bisect.bisect_right(dates, day)
+            if i:
+                found[key] = self._values[key][i - 1]
+        return found
+
+
+def _as_of(value: object) -> dt.date:
+    return value.as_of  # type: ignore[attr-defined, no-any-return]
+
+
+def _maybe(value: V | None) -> tuple[V, ...]:
+    return () if value is None else (value,)
+
+
+def _fx_pairs(
+    quotes: Iterable[PriceQuote], portfolios: Iterable[Portfolio]
+) -> frozenset[tuple[str, str]]:
+    """The conversions the quotes may need: each quote currency into each portfolio's."""
+    quoted = {q.currency for q in quotes}
+    bases = {p.currency for p in portfolios}
+    return frozenset((q, b) for q in quoted for b in bases if q != b)
+
+
+async def _chunks(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
+    batch: list[T] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _collect(items: AsyncIterator[T]) -> list[T]:
+    return [item async for item in items]
+
+
+async def _nothing(_run: _Run) -> None:
+    return None
+
+
+#: A backfill batch holds about ``batch_size * 20`` portfolio-days: as many portfolios as fit.
+_BACKFILL_DAYS_PER_ITEM = 20

@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
-from portfolio_snapshots._calculator import exact_context
+from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio
 from portfolio_snapshots._errors import InvalidDateRangeError
 from portfolio_snapshots._ledger_errors import (

@@ -211,16 +211,30 @@ class MissingFxRateError(SnapshotError, LookupError):
         base: The currency to convert from.
         quote: The currency to convert into.
         as_of: The date asked for.
+        portfolio_id: The portfolio being valued, when known.
+        ticker: The position needing the rate, when known.
     """
 
-    def __init__(self, *, base: str, quote: str, as_of: dt.date) -> None:
-        """Build the error for the pair ``base/quote``."""
-        super().__init__(
-            f"no FX rate {base}/{quote} (nor {quote}/{base}) on or before {as_of.isoformat()}"
-        )
+    def __init__(
+        self,
+        *,
+        base: str,
+        quote: str,
+        as_of: dt.date,
+        portfolio_id: UUID | None = None,
+        ticker: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Build the error for the pair ``base/quote``, naming the position when known."""
+        what = detail or f"no FX rate {base}/{quote} (nor {quote}/{base}) on or before"
+        where = f"portfolio {portfolio_id}: " if portfolio_id is not None else ""
+        held = f"ticker {ticker!r}: " if ticker is not None else ""
+        super().__init__(f"{where}{held}{what} {as_of.isoformat()}")
         self.base = base
         self.quote = quote
         self.as_of = as_of
+        self.portfolio_id = portfolio_id
+        self.ticker = ticker
 
 
 class InvalidSnapshotSeriesError(InvalidPortfolioError):

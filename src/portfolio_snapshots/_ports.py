@@ -73,6 +73,26 @@ class MarketData(Protocol):
 
 
 @runtime_checkable
+class PriceHistory(Protocol):
+    """An optional capability of a `MarketData` adapter: a date range of closes in one call.
+
+    Backfills use it, when the adapter has it, so a backfill of D days over T tickers asks
+    for prices once per batch of tickers instead of D times.
+
+    Contract:
+        - `get_price_history` returns, for each ticker, every close dated from `start` to
+          `end` inclusive, in ascending date order, with the same price convention as
+          `MarketData.get_prices`; tickers without any close in the range are absent.
+    """
+
+    async def get_price_history(
+        self, tickers: Collection[str], start: dt.date, end: dt.date
+    ) -> Mapping[str, Sequence[PriceQuote]]:
+        """Return the closes of each ticker dated from `start` to `end` inclusive, by date."""
+        ...
+
+
+@runtime_checkable
 class SnapshotRepository(Protocol):
     """Where snapshots are stored.
 

@@ -23,7 +23,7 @@ import decimal
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
-from portfolio_snapshots._calculator import exact_context
+from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._ledger_errors import (
     InvalidSnapshotSeriesError,
     MissingFlowDataError,

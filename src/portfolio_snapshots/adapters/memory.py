@@ -103,10 +103,11 @@ class InMemoryPortfolioRepository:
 
 
 class InMemoryMarketData:
-    """A `MarketData` over a dated price history held in memory.
+    """A `MarketData` (and `PriceHistory`) over a dated price history held in memory.
 
-    `get_prices` answers with the latest quote dated on or before `as_of`. It counts its calls
-    in `request_count`, so a host's test can check that prices are fetched in batches.
+    `get_prices` answers with the latest quote dated on or before `as_of`;
+    `get_price_history` with every close of a date range. It counts its calls in
+    `request_count`, so a host's test can check that prices are fetched in batches.
 
     Args:
         quotes: The initial price history.
@@ -147,6 +148,21 @@ class InMemoryMarketData:
                 i = bisect.bisect_right(dates, as_of)
                 if i:
                     found[ticker] = self._quotes[ticker][i - 1]
+        return found
+
+    async def get_price_history(
+        self, tickers: Collection[str], start: dt.date, end: dt.date
+    ) -> dict[str, list[PriceQuote]]:
+        """Return every close dated from `start` to `end` inclusive, by ticker, by date."""
+        self.request_count += 1
+        found: dict[str, list[PriceQuote]] = {}
+        for ticker in tickers:
+            dates = self._dates.get(ticker)
+            if dates:
+                lo = bisect.bisect_left(dates, start)
+                hi = bisect.bisect_right(dates, end)
+                if hi > lo:
+                    found[ticker] = self._quotes[ticker][lo:hi]
         return found
 
 

@@ -21,7 +21,7 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from portfolio_snapshots._calculator import exact_context
+from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import (
     Lease,
     PortfolioSnapshot,
