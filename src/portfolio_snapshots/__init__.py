@@ -16,6 +16,7 @@ from portfolio_snapshots._calculator import (
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import (
     Lease,
+    MissingDataPolicy,
     Portfolio,
     PortfolioSnapshot,
     PositionValuation,
@@ -46,22 +47,69 @@ from portfolio_snapshots._events import (
     RunFinished,
     RunStarted,
 )
+from portfolio_snapshots._fx import (
+    FX_PRECISION,
+    FxQuote,
+    FxRateHistory,
+    FxRates,
+    InMemoryFxRates,
+    pairs_with_inverses,
+    resolve_rate,
+)
 from portfolio_snapshots._job import SnapshotJob
+from portfolio_snapshots._ledger import (
+    LedgerReplayer,
+    LedgerState,
+    Transaction,
+    TransactionKind,
+    replay,
+    replay_range,
+    validate_transaction,
+)
+from portfolio_snapshots._ledger_errors import (
+    FutureTransactionError,
+    InvalidFxRateError,
+    InvalidSnapshotSeriesError,
+    InvalidTransactionError,
+    MissingFlowDataError,
+    MissingFxRateError,
+    OversoldPositionError,
+    TransactionCurrencyError,
+    UndefinedReturnError,
+    UnknownTransactionKindError,
+    UnsortedLedgerError,
+)
+from portfolio_snapshots._ledger_parsing import parse_transaction
+from portfolio_snapshots._ledger_ports import PortfolioDay, PortfolioDayStream, PortfolioHistory
 from portfolio_snapshots._parsing import parse_portfolio, parse_price_quote
 from portfolio_snapshots._ports import (
     MarketData,
     PortfolioRepository,
+    PriceHistory,
     RunLedger,
     RunLock,
     SnapshotRepository,
 )
+from portfolio_snapshots._ratelimit import TokenBucket
 from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotFailure
 from portfolio_snapshots._retry import RetryHook, RetryPolicy
+from portfolio_snapshots._returns import (
+    RETURNS_PRECISION,
+    PeriodReturn,
+    cumulative_time_weighted_return,
+    modified_dietz_return,
+    time_weighted_returns,
+)
 from portfolio_snapshots._time import date_range, utc_now
 from portfolio_snapshots.adapters._sql_common import (
     DatabaseBusyError,
     DatabaseUnavailableError,
     SchemaVersionError,
+)
+from portfolio_snapshots.adapters.ledger import (
+    InMemoryTransactionSource,
+    LedgerPortfolioRepository,
+    TransactionSource,
 )
 from portfolio_snapshots.adapters.memory import (
     InMemoryMarketData,
@@ -71,37 +119,61 @@ from portfolio_snapshots.adapters.memory import (
     InMemorySnapshotRepository,
 )
 from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
+from portfolio_snapshots.adapters.splits import unadjust_splits
 from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 
 __all__ = [
     "DEFAULT_MAX_PRICE_AGE",
+    "FX_PRECISION",
     "ISO_4217_MINOR_UNITS",
+    "RETURNS_PRECISION",
     "CurrencyMismatchError",
     "DatabaseBusyError",
     "DatabaseUnavailableError",
     "EventHook",
+    "FutureTransactionError",
+    "FxQuote",
+    "FxRateHistory",
+    "FxRates",
+    "InMemoryFxRates",
     "InMemoryMarketData",
     "InMemoryPortfolioRepository",
     "InMemoryRunLedger",
     "InMemoryRunLock",
     "InMemorySnapshotRepository",
+    "InMemoryTransactionSource",
     "InvalidDateRangeError",
+    "InvalidFxRateError",
     "InvalidInputError",
     "InvalidPortfolioError",
     "InvalidPriceError",
+    "InvalidSnapshotSeriesError",
+    "InvalidTransactionError",
     "Lease",
     "LeaseLost",
     "LeaseLostError",
+    "LedgerPortfolioRepository",
+    "LedgerReplayer",
+    "LedgerState",
     "LoggingEvents",
     "MarketData",
+    "MissingDataPolicy",
+    "MissingFlowDataError",
+    "MissingFxRateError",
     "MissingPriceError",
+    "OversoldPositionError",
     "PerTickerMarketData",
+    "PeriodReturn",
     "Portfolio",
+    "PortfolioDay",
+    "PortfolioDayStream",
     "PortfolioFailed",
+    "PortfolioHistory",
     "PortfolioNotFoundError",
     "PortfolioRepository",
     "PortfolioSnapshot",
     "PositionValuation",
+    "PriceHistory",
     "PriceQuote",
     "PriceTable",
     "RetryHook",
@@ -125,12 +197,30 @@ __all__ = [
     "SnapshotJob",
     "SnapshotRepository",
     "SqliteSnapshotStore",
+    "TokenBucket",
+    "Transaction",
+    "TransactionCurrencyError",
+    "TransactionKind",
+    "TransactionSource",
     "TransientError",
+    "UndefinedReturnError",
+    "UnknownTransactionKindError",
+    "UnsortedLedgerError",
+    "cumulative_time_weighted_return",
     "date_range",
     "exact_context",
+    "modified_dietz_return",
+    "pairs_with_inverses",
     "parse_portfolio",
     "parse_price_quote",
+    "parse_transaction",
+    "replay",
+    "replay_range",
+    "resolve_rate",
+    "time_weighted_returns",
+    "unadjust_splits",
     "utc_now",
+    "validate_transaction",
     "value_portfolio",
 ]
 
