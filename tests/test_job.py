@@ -151,12 +151,28 @@ def test_run_daily_snapshot_empty_portfolios() -> None:
 
 
 def test_run_daily_fetches_prices_once_per_batch_with_unique_tickers() -> None:
-    """25 portfolios in batches of 10 make exactly 3 price calls, each with unique tickers."""
+    """Each batch asks in one call for its unique tickers that no earlier batch asked for."""
+    portfolios = InMemoryPortfolioRepository(
+        Portfolio(pid(i), Decimal(1), {f"T{i // 10}": Decimal(1), "ALL": Decimal(2)})
+        for i in range(25)
+    )
+    market = make_market([PRICED], ["T0", "T1", "T2", "ALL"])
+    counting = CountingMarket(market)
+    report = asyncio.run(make_job(portfolios, counting, batch_size=10, concurrency=1).run_daily())
+    assert report.succeeded == 25
+    assert counting.calls == [
+        (frozenset({"T0", "ALL"}), TODAY),
+        (frozenset({"T1"}), TODAY),
+        (frozenset({"T2"}), TODAY),
+    ]
+
+
+def test_batches_that_need_no_new_price_make_no_call() -> None:
+    """When every ticker was priced by an earlier batch, later batches ask for nothing."""
     portfolios, market = simple_world(25)
     counting = CountingMarket(market)
-    asyncio.run(make_job(portfolios, counting, batch_size=10).run_daily())
-    assert len(counting.calls) == 3
-    assert all(tickers == {"AAA", "BBB"} for tickers, _ in counting.calls)
+    asyncio.run(make_job(portfolios, counting, batch_size=10, concurrency=1).run_daily())
+    assert counting.calls == [(frozenset({"AAA", "BBB"}), TODAY)]
 
 
 def test_run_daily_bounds_concurrency() -> None:

@@ -150,7 +150,7 @@ def test_two_replicas_firing_together_do_the_work_once() -> None:
     assert sorted(r.status for r in reports) == ["already_running", "completed"]
     done = next(r for r in reports if r.status == "completed")
     assert done.succeeded == 30
-    assert counting.calls == 8  # 30 portfolios in batches of 4, priced once each
+    assert 1 <= counting.calls <= 8  # at most one price call per batch of 4
     assert store.all() == clean_run()
 
 
@@ -514,7 +514,17 @@ def big_world(n: int) -> tuple[InMemoryPortfolioRepository, InMemoryMarketData]:
 
 def test_thirty_percent_transient_price_failures_still_snapshot_everyone() -> None:
     """With 30% of price calls failing transiently, 1,000 portfolios are all stored."""
-    portfolios, market = big_world(1000)
+    # Each batch of 25 holds a ticker of its own, so each of the 40 batches asks for prices.
+    portfolios = InMemoryPortfolioRepository(
+        Portfolio(uuid.UUID(int=i + 1), Decimal(i), {f"B{i // 25}": Decimal(1), "ALL": Decimal(2)})
+        for i in range(1000)
+    )
+    market = InMemoryMarketData(
+        [
+            PriceQuote("ALL", Decimal(3), DAY),
+            *(PriceQuote(f"B{n}", Decimal(n + 1), DAY) for n in range(40)),
+        ]
+    )
     faulty = FaultyMarketData(market, Fault(fail_rate=0.3, seed=11))
     store = InMemorySnapshotRepository()
     job = SnapshotJob(
@@ -528,8 +538,8 @@ def test_thirty_percent_transient_price_failures_still_snapshot_everyone() -> No
     report = asyncio.run(job.run_daily())
     assert (report.succeeded, report.failed) == (1000, 0)
     assert len(store) == 1000
-    assert report.retried == faulty.failures > 0
-    assert faulty.calls == 40 + faulty.failures  # one success per batch, plus the retries
+    assert report.retried == faulty.failures > 5
+    assert faulty.calls == 40 + faulty.failures  # one successful call per batch, plus retries
 
 
 def test_one_ticker_failing_for_good_fails_exactly_its_holders() -> None:

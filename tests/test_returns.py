@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
 import uuid
@@ -280,9 +279,9 @@ def test_every_return_is_the_exact_value_rounded_once(series: list[PortfolioSnap
 def test_snapshots_without_flow_data_are_an_error(field: str) -> None:
     """A snapshot lacking net_contributions or external_flow raises MissingFlowDataError."""
     missing = (
-        dataclasses.replace(WORKED[1], net_contributions=None)
+        WORKED[1].replace(net_contributions=None)
         if field == "net_contributions"
-        else dataclasses.replace(WORKED[1], external_flow=None)
+        else WORKED[1].replace(external_flow=None)
     )
     series = [WORKED[0], missing]
     for compute in (time_weighted_returns, cumulative_time_weighted_return, modified_dietz_return):
@@ -297,7 +296,7 @@ def test_snapshots_without_flow_data_are_an_error(field: str) -> None:
 
 def test_a_float_amount_is_an_error() -> None:
     """A snapshot amount that is not a finite Decimal raises InvalidSnapshotSeriesError."""
-    bad = dataclasses.replace(WORKED[1], total_value=1100.0)  # type: ignore[arg-type]
+    bad = WORKED[1].replace(total_value=1100.0)
     with pytest.raises(InvalidSnapshotSeriesError) as caught:
         time_weighted_returns([WORKED[0], bad])
     assert (caught.value.field, caught.value.value) == ("total_value", 1100.0)
@@ -305,10 +304,10 @@ def test_a_float_amount_is_an_error() -> None:
 
 def test_mixed_portfolios_or_currencies_are_an_error() -> None:
     """A series must be of one portfolio in one currency."""
-    other = dataclasses.replace(WORKED[1], portfolio_id=uuid.UUID(int=7))
+    other = WORKED[1].replace(portfolio_id=uuid.UUID(int=7))
     with pytest.raises(InvalidSnapshotSeriesError, match="mixes portfolios"):
         time_weighted_returns([WORKED[0], other])
-    euros = dataclasses.replace(WORKED[1], currency="EUR")
+    euros = WORKED[1].replace(currency="EUR")
     with pytest.raises(InvalidSnapshotSeriesError, match="mixes currencies") as caught:
         modified_dietz_return([WORKED[0], euros])
     assert caught.value.value == "EUR"
@@ -324,7 +323,7 @@ def test_dates_must_increase(order: list[int]) -> None:
 
 def test_a_day_flow_that_contradicts_the_contributions_is_an_error() -> None:
     """On consecutive days, external_flow must equal the change in net_contributions."""
-    wrong = dataclasses.replace(WORKED[2], external_flow=Decimal(400))
+    wrong = WORKED[2].replace(external_flow=Decimal(400))
     with pytest.raises(InvalidSnapshotSeriesError, match="differs") as caught:
         time_weighted_returns([WORKED[0], WORKED[1], wrong])
     assert (caught.value.field, caught.value.value, caught.value.snapshot_date) == (

@@ -19,7 +19,6 @@ from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
     Portfolio,
     PortfolioSnapshot,
-    PositionValuation,
     PriceQuote,
 )
 from portfolio_snapshots._errors import (
@@ -60,9 +59,8 @@ _EXACT = EXACT
 #: How old a close (or an FX rate) may be before it counts as missing, by default.
 DEFAULT_MAX_PRICE_AGE = dt.timedelta(days=7)
 
-# Building the named tuple through tuple.__new__ skips its Python-level __new__: the hot path
-# of a daily run creates one per position.
-_new_position = tuple.__new__
+# The hot path builds each snapshot's positions as one flat tuple (see PortfolioSnapshot).
+_from_flat = PortfolioSnapshot.from_flat
 _ZERO = Decimal(0)
 
 
@@ -257,26 +255,22 @@ class SnapshotCalculator:
             )
         if table.day != day:
             raise ValueError(f"price table is for {table.day}, not {day}")
-        for name, extra in (
-            ("net_contributions", net_contributions),
-            ("external_flow", external_flow),
-        ):
-            if extra is not None and (type(extra) is not Decimal or not extra.is_finite()):
-                raise InvalidPortfolioError(
-                    "must be a finite Decimal or None",
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    field=name,
-                    value=extra,
-                )
+        if net_contributions is not None or external_flow is not None:
+            _check_flows(pid, day, net_contributions, external_flow)
         exp, total = self._units.get(currency) or self._unit(currency)
-        good = table.good
-        positions: list[PositionValuation] = []
-        append = positions.append
+        get_price = table.good.get
+        flat: list[object] = []
+        extend = flat.extend
         any_stale = False
+        # Names bound to locals: this loop runs once per position of every portfolio.
+        decimal_type, zero = Decimal, _ZERO
         for ticker in sorted(holdings):
             quantity = holdings[ticker]
-            if type(quantity) is not Decimal or not quantity.is_finite() or quantity < _ZERO:
+            if (
+                quantity.__class__ is not decimal_type
+                or not quantity.is_finite()
+                or quantity < zero
+            ):
                 raise InvalidPortfolioError(
                     "quantity must be a finite, non-negative Decimal",
                     portfolio_id=pid,
@@ -287,7 +281,7 @@ class SnapshotCalculator:
                 )
             if not quantity:
                 continue
-            entry = good.get(ticker)
+            entry = get_price(ticker)
             if entry is None:
                 raise table.error(pid, ticker)
             price, price_date, price_currency, stale = entry
@@ -298,22 +292,18 @@ class SnapshotCalculator:
                 rate, rate_stale = table.rate(pid, ticker, price_currency, currency)
                 value = (quantity * price * rate).quantize(exp)
                 stale = stale or rate_stale
-            any_stale = any_stale or stale
+            if stale:
+                any_stale = True
             total += value
-            append(
-                _new_position(
-                    PositionValuation,
-                    (ticker, quantity, price, price_date, value, price_currency, rate, stale),
-                )
-            )
-        return PortfolioSnapshot(
+            extend((ticker, quantity, price, price_date, value, price_currency, rate, stale))
+        return _from_flat(
             pid,
             day,
             currency,
             cash,
             total,
             cash + total,
-            tuple(positions),
+            tuple(flat),
             net_contributions,
             external_flow,
             any_stale,
@@ -341,7 +331,17 @@ class PriceTable:
             `CurrencyMismatchError`). Inverse pairs are derived.
     """
 
-    __slots__ = ("_carry", "_fx", "_max_age", "_rates", "bad", "day", "good")
+    __slots__ = (
+        "_carry",
+        "_fx",
+        "_max_age",
+        "_rates",
+        "asked",
+        "asked_pairs",
+        "bad",
+        "day",
+        "good",
+    )
 
     def __init__(
         self,
@@ -356,26 +356,66 @@ class PriceTable:
         self.day = day
         self._max_age = max_price_age
         self._carry = carry_forward
-        self._fx = fx_rates
+        self._fx: dict[tuple[str, str], FxQuote] | None = (
+            None if fx_rates is None else dict(fx_rates)
+        )
         self._rates: dict[tuple[str, str], tuple[Decimal, bool] | _ErrorFactory] = {}
         self.good: dict[str, tuple[Decimal, dt.date, str, bool]] = {}
         self.bad: dict[str, tuple[str, str, object]] = {}
-        oldest = dt.date.min if max_price_age is None else day - max_price_age
+        #: Tickers whose quotes were asked for, found or not (see `add_quotes`).
+        self.asked: set[str] = set()
+        #: FX pairs whose rates were asked for, found or not (see `add_rates`).
+        self.asked_pairs: set[tuple[str, str]] = set()
+        self.add_quotes(quotes)
+
+    def add_quotes(self, quotes: Mapping[str, PriceQuote], asked: Iterable[str] = ()) -> None:
+        """Check and add more quotes of the same day (a later batch's new tickers).
+
+        Args:
+            quotes: The quotes found.
+            asked: The tickers that were asked for: those without a quote stay missing.
+        """
+        day, max_age, carry = self.day, self._max_age, self._carry
+        oldest = dt.date.min if max_age is None else day - max_age
+        good, bad = self.good, self.bad
         for ticker, quote in quotes.items():
             price = quote.price
             as_of = quote.as_of
             if type(price) is not Decimal or not price.is_finite() or price <= _ZERO:
-                self.bad[ticker] = ("price must be a finite Decimal above zero", "price", price)
+                bad[ticker] = ("price must be a finite Decimal above zero", "price", price)
             elif as_of > day:
-                self.bad[ticker] = (
+                bad[ticker] = (
                     f"price is dated {as_of.isoformat()}, after the snapshot date",
                     "price_date",
                     as_of,
                 )
-            elif as_of < oldest and not carry_forward:
-                self.bad[ticker] = (_too_old(as_of, max_price_age), "stale", as_of)
+            elif as_of < oldest and not carry:
+                bad[ticker] = (_too_old(as_of, max_age), "stale", as_of)
             else:
-                self.good[ticker] = (price, as_of, quote.currency, as_of < oldest)
+                good[ticker] = (price, as_of, quote.currency, as_of < oldest)
+        self.asked.update(quotes)
+        self.asked.update(asked)
+
+    def add_rates(
+        self, rates: Mapping[tuple[str, str], FxQuote], asked: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Add more FX rates of the same day; conversions are looked up afresh.
+
+        Args:
+            rates: The rates found, by pair.
+            asked: The pairs that were asked for: those without a rate stay missing.
+        """
+        if self._fx is None:
+            self._fx = {}
+        self._fx.update(rates)
+        self._rates.clear()
+        self.asked_pairs.update(rates)
+        self.asked_pairs.update(asked)
+
+    def currencies(self, tickers: Iterable[str]) -> set[str]:
+        """Return the currencies of the valid quotes of `tickers`."""
+        good = self.good
+        return {good[t][2] for t in tickers if t in good}
 
     def error(self, portfolio_id: UUID | None, ticker: str) -> SnapshotError:
         """Return the error for valuing `ticker` of `portfolio_id`: invalid or missing price."""
@@ -466,6 +506,23 @@ class PriceTable:
             ticker=ticker,
             detail=detail,
         )
+
+
+def _check_flows(
+    pid: UUID, day: dt.date, net_contributions: Decimal | None, external_flow: Decimal | None
+) -> None:
+    for name, amount in (
+        ("net_contributions", net_contributions),
+        ("external_flow", external_flow),
+    ):
+        if amount is not None and (type(amount) is not Decimal or not amount.is_finite()):
+            raise InvalidPortfolioError(
+                "must be a finite Decimal or None",
+                portfolio_id=pid,
+                snapshot_date=day,
+                field=name,
+                value=amount,
+            )
 
 
 def _too_old(as_of: dt.date, max_age: dt.timedelta | None) -> str:

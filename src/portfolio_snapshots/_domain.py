@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import NamedTuple
 from uuid import UUID
@@ -90,13 +91,50 @@ class PositionValuation(NamedTuple):
     stale: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+#: Fields per position in `PortfolioSnapshot.flat_positions`: those of `PositionValuation`.
+POSITION_WIDTH = len(PositionValuation._fields)
+
+#: The fields of a snapshot as users see them (``positions`` built from ``flat_positions``).
+SNAPSHOT_FIELD_NAMES = (
+    "portfolio_id",
+    "snapshot_date",
+    "currency",
+    "cash_balance",
+    "holdings_value",
+    "total_value",
+    "positions",
+    "net_contributions",
+    "external_flow",
+    "stale",
+)
+
+_SNAPSHOT_FIELDS = (
+    "portfolio_id",
+    "snapshot_date",
+    "currency",
+    "cash_balance",
+    "holdings_value",
+    "total_value",
+    "flat_positions",
+    "net_contributions",
+    "external_flow",
+    "stale",
+)
+
+
 class PortfolioSnapshot:
     """A portfolio's valuation on one date: one per (portfolio_id, snapshot_date).
 
     Invariants, guaranteed by the calculator: ``holdings_value`` is the exact sum of the
     positions' market values; ``total_value == cash_balance + holdings_value`` exactly;
     positions are sorted by ticker and none has a quantity of zero.
+
+    Immutable, compared and hashed by value, like a frozen dataclass (use `replace` for a
+    changed copy). The positions are kept as one flat tuple of their fields
+    (`flat_positions`) and built as `PositionValuation` values when `positions` is read: a
+    daily run creates millions of positions that are stored and never looked at, and a flat
+    tuple of immutable values costs neither time to build nor the garbage collector's
+    attention.
 
     Attributes:
         portfolio_id: The portfolio valued.
@@ -105,11 +143,24 @@ class PortfolioSnapshot:
         cash_balance: Cash held.
         holdings_value: Sum of the positions' market values.
         total_value: ``cash_balance + holdings_value``.
-        positions: The valued positions, sorted by ticker.
+        positions: The valued positions, sorted by ticker (built on each read).
+        flat_positions: The positions' fields, position after position
+            (`POSITION_WIDTH` each), the form adapters store.
         net_contributions: Deposits minus withdrawals to date, when the ledger is known.
         external_flow: The day's deposits minus withdrawals, when the ledger is known.
         stale: Whether any position was valued with a carried-forward price or rate.
     """
+
+    __slots__ = _SNAPSHOT_FIELDS
+    __match_args__ = (
+        "portfolio_id",
+        "snapshot_date",
+        "currency",
+        "cash_balance",
+        "holdings_value",
+        "total_value",
+        "positions",
+    )
 
     portfolio_id: UUID
     snapshot_date: dt.date
@@ -117,17 +168,172 @@ class PortfolioSnapshot:
     cash_balance: Decimal
     holdings_value: Decimal
     total_value: Decimal
-    positions: tuple[PositionValuation, ...] = ()
-    net_contributions: Decimal | None = None
-    external_flow: Decimal | None = None
-    stale: bool = False
+    flat_positions: tuple[object, ...]
+    net_contributions: Decimal | None
+    external_flow: Decimal | None
+    stale: bool
+
+    def __init__(  # noqa: PLR0917 - the snapshot's fields, positional like a dataclass
+        self,
+        portfolio_id: UUID,
+        snapshot_date: dt.date,
+        currency: str,
+        cash_balance: Decimal,
+        holdings_value: Decimal,
+        total_value: Decimal,
+        positions: Iterable[PositionValuation] = (),
+        net_contributions: Decimal | None = None,
+        external_flow: Decimal | None = None,
+        stale: bool = False,
+    ) -> None:
+        """Build a snapshot; see the class docstring for the fields."""
+        flat = tuple(itertools.chain.from_iterable(positions))
+        if len(flat) % POSITION_WIDTH:
+            raise ValueError("positions must be PositionValuation values")
+        _fill(
+            self,
+            portfolio_id,
+            snapshot_date,
+            currency,
+            cash_balance,
+            holdings_value,
+            total_value,
+            flat,
+            net_contributions,
+            external_flow,
+            stale,
+        )
+
+    @classmethod
+    def from_flat(  # noqa: PLR0917 - the snapshot's fields, positional like the constructor
+        cls,
+        portfolio_id: UUID,
+        snapshot_date: dt.date,
+        currency: str,
+        cash_balance: Decimal,
+        holdings_value: Decimal,
+        total_value: Decimal,
+        flat_positions: tuple[object, ...],
+        net_contributions: Decimal | None = None,
+        external_flow: Decimal | None = None,
+        stale: bool = False,
+    ) -> PortfolioSnapshot:
+        """Build a snapshot from positions already flattened (as `flat_positions` holds them).
+
+        The fast path for the calculator and for adapters reading stored rows; nothing is
+        checked, so give it only what a snapshot's `flat_positions` held.
+        """
+        snapshot = _new(cls)
+        _fill(
+            snapshot,
+            portfolio_id,
+            snapshot_date,
+            currency,
+            cash_balance,
+            holdings_value,
+            total_value,
+            flat_positions,
+            net_contributions,
+            external_flow,
+            stale,
+        )
+        return snapshot
+
+    @property
+    def positions(self) -> tuple[PositionValuation, ...]:
+        """The valued positions, sorted by ticker."""
+        flat = self.flat_positions
+        return tuple(
+            _new_position(PositionValuation, flat[i : i + POSITION_WIDTH])
+            for i in range(0, len(flat), POSITION_WIDTH)
+        )
 
     def position(self, ticker: str) -> PositionValuation | None:
         """Return the position in `ticker`, or None when the snapshot holds none."""
-        for p in self.positions:
-            if p.ticker == ticker:
-                return p
+        flat = self.flat_positions
+        for i in range(0, len(flat), POSITION_WIDTH):
+            if flat[i] == ticker:
+                return _new_position(PositionValuation, flat[i : i + POSITION_WIDTH])
         return None
+
+    def replace(self, **changes: object) -> PortfolioSnapshot:
+        """Return a copy with the given fields changed (``positions=`` included)."""
+        values: dict[str, object] = {f: getattr(self, f) for f in _SNAPSHOT_FIELDS}
+        if "positions" in changes:
+            values["flat_positions"] = tuple(
+                itertools.chain.from_iterable(changes.pop("positions"))  # type: ignore[arg-type]
+            )
+        unknown = set(changes) - set(_SNAPSHOT_FIELDS)
+        if unknown:
+            raise TypeError(f"PortfolioSnapshot has no field {min(unknown)!r}")
+        values.update(changes)
+        return PortfolioSnapshot.from_flat(**values)  # type: ignore[arg-type]
+
+    __replace__ = replace  # copy.replace() on Python 3.13+
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in _SNAPSHOT_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        """Compare every field, like a dataclass."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        """Hash every field, like a frozen dataclass."""
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        """Show every field, positions built."""
+        fields = ", ".join(
+            f"{f}={getattr(self, f)!r}" for f in _SNAPSHOT_FIELDS if f != "flat_positions"
+        )
+        return f"PortfolioSnapshot({fields}, positions={self.positions!r})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Refuse: snapshots are immutable."""
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        """Refuse: snapshots are immutable."""
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle through `from_flat`."""
+        return (PortfolioSnapshot.from_flat, self._key())
+
+
+_new = object.__new__
+_new_position = tuple.__new__
+# The slots' own setters bypass the frozen __setattr__; they are how snapshots are filled.
+_SETTERS = tuple(PortfolioSnapshot.__dict__[f].__set__ for f in _SNAPSHOT_FIELDS)
+
+
+def _fill(  # noqa: PLR0917 - every field, positionally, on the hot path
+    snapshot: PortfolioSnapshot,
+    portfolio_id: UUID,
+    snapshot_date: dt.date,
+    currency: str,
+    cash_balance: Decimal,
+    holdings_value: Decimal,
+    total_value: Decimal,
+    flat_positions: tuple[object, ...],
+    net_contributions: Decimal | None,
+    external_flow: Decimal | None,
+    stale: bool,
+) -> None:
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = _SETTERS
+    s0(snapshot, portfolio_id)
+    s1(snapshot, snapshot_date)
+    s2(snapshot, currency)
+    s3(snapshot, cash_balance)
+    s4(snapshot, holdings_value)
+    s5(snapshot, total_value)
+    s6(snapshot, flat_positions)
+    s7(snapshot, net_contributions)
+    s8(snapshot, external_flow)
+    s9(snapshot, stale)
 
 
 class RunState(enum.StrEnum):

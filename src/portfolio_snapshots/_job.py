@@ -106,6 +106,7 @@ class _Run:
         "retried",
         "skipped",
         "succeeded",
+        "tables",
     )
 
     def __init__(self, key: str | None, events: EventHook) -> None:
@@ -119,6 +120,8 @@ class _Run:
         self.renewed_at: dt.datetime | None = None
         self.attempt = 1
         self.resume = False
+        #: The day's checked closes and rates, shared by the run's batches (see _price_day).
+        self.tables: dict[dt.date, PriceTable] = {}
 
     @property
     def fence(self) -> int | None:
@@ -633,12 +636,16 @@ class SnapshotJob:
                 yield portfolio, day
 
     async def _daily_batches(self, day: dt.date, run: _Run) -> AsyncIterator[list[_Item]]:
-        async def items() -> AsyncIterator[_Item]:
-            async for item in self._active(day, run):
-                if isinstance(item, tuple):
-                    yield item
-
-        async for batch in _chunks(items(), self.batch_size):
+        """Cut the day's portfolios into batches (inline: this loop sees every portfolio)."""
+        size = self.batch_size
+        batch: list[_Item] = []
+        async for item in self._active(day, run):
+            if isinstance(item, tuple):
+                batch.append(item)
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        if batch:
             yield batch
 
     async def _process_batch(self, batch: list[_Item], run: _Run) -> None:
@@ -722,32 +729,43 @@ class SnapshotJob:
     async def _price_day(
         self, portfolios: list[Portfolio], day: dt.date, run: _Run
     ) -> PriceTable | None:
-        """Fetch the day's closes (one call) and FX rates (one call, if any are needed).
+        """Return the run's price table for `day`, completed for these portfolios.
+
+        Each ticker's close (and each FX pair's rate) is asked for once per run and date: a
+        batch asks, in one call, only for the tickers no earlier batch asked for, so every
+        portfolio of a run is valued at the same prices.
 
         Returns None, after recording the failure of every portfolio, if a call fails for good.
         """
-        tickers = {t for p in portfolios for t, q in p.holdings.items() if q}
+        table = run.tables.get(day)
+        if table is None:
+            table = run.tables[day] = self._table({}, day, None if self.fx_rates is None else {})
+        # Zero quantities need no price, but leaving them in costs less than filtering them.
+        tickers = {t for p in portfolios for t in p.holdings}
+        needed = tickers - table.asked
         attempts = [1]
         try:
-            quotes = await self._market(
-                "get_prices", lambda: self.market_data.get_prices(tickers, day), run, attempts
-            )
-            pairs = _fx_pairs(quotes.values(), portfolios)
-            rates = None
-            if pairs and self.fx_rates is not None:
-                fx = self.fx_rates
-                attempts[0] = 1
-                rates = await self._market(
-                    "get_rates",
-                    lambda: fx.get_rates(pairs_with_inverses(pairs), day),
-                    run,
-                    attempts,
+            if needed:
+                quotes = await self._market(
+                    "get_prices", lambda: self.market_data.get_prices(needed, day), run, attempts
                 )
+                table.add_quotes(quotes, asked=needed)
+            fx = self.fx_rates
+            if fx is not None:
+                bases = {p.currency for p in portfolios}
+                pairs = {(q, b) for q in table.currencies(tickers) for b in bases if q != b}
+                wanted = pairs_with_inverses(pairs) - table.asked_pairs
+                if wanted:
+                    attempts[0] = 1
+                    rates = await self._market(
+                        "get_rates", lambda: fx.get_rates(wanted, day), run, attempts
+                    )
+                    table.add_rates(rates, asked=wanted)
         except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
             for p in portfolios:
                 run.fail(p.id, day, error, attempts[0])
             return None
-        return self._table(quotes, day, rates)
+        return table
 
     async def _market(
         self,

@@ -76,8 +76,7 @@ class _TwoPlacesColumn(InMemorySnapshotRepository):
         self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
     ) -> None:
         rounded = [
-            dataclasses.replace(s, cash_balance=s.cash_balance.quantize(Decimal("0.01")))
-            for s in snapshots
+            s.replace(cash_balance=s.cash_balance.quantize(Decimal("0.01"))) for s in snapshots
         ]
         await super().upsert_many(rounded, fence=fence)
 

@@ -236,7 +236,7 @@ def test_identical_row_is_not_rewritten(target: Target) -> None:
     before = version()
     target.run(lambda store: store.upsert_many([snap], fence=2))
     assert version() == before
-    target.run(lambda store: store.upsert_many([dataclasses.replace(snap, stale=False)], fence=2))
+    target.run(lambda store: store.upsert_many([snap.replace(stale=False)], fence=2))
     assert version() != before
 
 
@@ -337,7 +337,7 @@ def test_run_lock(target: Target) -> None:
 
 def test_non_decimal_money_is_refused(target: Target) -> None:
     """A float amount is rejected with InvalidInputError before anything is written."""
-    bad = dataclasses.replace(plain_snapshot(PID, DAY), total_value=2.5)  # type: ignore[arg-type]
+    bad = plain_snapshot(PID, DAY).replace(total_value=2.5)
 
     with pytest.raises(InvalidInputError):
         target.run(lambda store: store.upsert_many([plain_snapshot(uuid.uuid4(), DAY), bad]))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import sqlite3
 import uuid
@@ -237,7 +236,7 @@ def test_identical_row_is_not_rewritten(tmp_path: Path) -> None:
     async def body(store: SqliteSnapshotStore) -> None:
         await store.upsert_many([snap], fence=2)  # identical: skipped
         await store.upsert_many([snap], fence=3)  # newer fence: rewritten
-        await store.upsert_many([dataclasses.replace(snap, stale=False)], fence=3)  # rewritten
+        await store.upsert_many([snap.replace(stale=False)], fence=3)  # rewritten
 
     run(db, body)
     assert query(db, "SELECT count(*) FROM updates") == [(2,)]
@@ -246,7 +245,7 @@ def test_identical_row_is_not_rewritten(tmp_path: Path) -> None:
 def test_non_decimal_money_is_refused(tmp_path: Path) -> None:
     """A float amount is rejected with InvalidInputError before anything is written."""
     db = tmp_path / "s.db"
-    bad = dataclasses.replace(plain_snapshot(PID, DAY), cash_balance=1.5)  # type: ignore[arg-type]
+    bad = plain_snapshot(PID, DAY).replace(cash_balance=1.5)
 
     with pytest.raises(InvalidInputError):
         run(db, lambda store: store.upsert_many([plain_snapshot(uuid.uuid4(), DAY), bad]))

@@ -17,7 +17,6 @@ from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
     Lease,
     PortfolioSnapshot,
-    PositionValuation,
     PriceQuote,
     RunRecord,
     RunState,
@@ -166,14 +165,14 @@ class InMemoryMarketData:
         return found
 
 
-# A stored snapshot, kept as plain tuples of immutable values (like a database row): the
-# collector untracks them, so a store holding millions of snapshots costs it nothing.
+# A stored snapshot, kept as a plain tuple of immutable values (like a database row): the
+# collector untracks it, so a store holding millions of snapshots costs it nothing.
 _Row = tuple[
     str,  # currency
     Decimal,  # cash_balance
     Decimal,  # holdings_value
     Decimal,  # total_value
-    tuple[tuple[object, ...], ...],  # positions, each a plain tuple of its fields
+    tuple[object, ...],  # flat_positions
     Decimal | None,  # net_contributions
     Decimal | None,  # external_flow
     bool,  # stale
@@ -187,7 +186,7 @@ def _to_row(s: PortfolioSnapshot, fence: int) -> _Row:
         s.cash_balance,
         s.holdings_value,
         s.total_value,
-        tuple(map(tuple, s.positions)),
+        s.flat_positions,
         s.net_contributions,
         s.external_flow,
         s.stale,
@@ -196,19 +195,7 @@ def _to_row(s: PortfolioSnapshot, fence: int) -> _Row:
 
 
 def _from_row(portfolio_id: UUID, day: dt.date, row: _Row) -> PortfolioSnapshot:
-    currency, cash, holdings_value, total, positions, contributions, flow, stale, _ = row
-    return PortfolioSnapshot(
-        portfolio_id,
-        day,
-        currency,
-        cash,
-        holdings_value,
-        total,
-        tuple(PositionValuation._make(p) for p in positions),
-        contributions,
-        flow,
-        stale,
-    )
+    return PortfolioSnapshot.from_flat(portfolio_id, day, *row[:-1])
 
 
 class InMemorySnapshotRepository:

@@ -13,7 +13,6 @@ keep checking under ``python -O`` and their messages say what the contract expec
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import decimal
 import itertools
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import (
+    SNAPSHOT_FIELD_NAMES,
     Lease,
     PortfolioSnapshot,
     PositionValuation,
@@ -136,9 +136,9 @@ def _differences(got: object, want: PortfolioSnapshot) -> list[str]:
     if not isinstance(got, PortfolioSnapshot):
         return [f"expected a PortfolioSnapshot, got {got!r}"]
     problems = []
-    for field in dataclasses.fields(PortfolioSnapshot):
-        g, w = getattr(got, field.name), getattr(want, field.name)
-        if field.name == "positions":
+    for name in SNAPSHOT_FIELD_NAMES:
+        g, w = getattr(got, name), getattr(want, name)
+        if name == "positions":
             if not isinstance(g, tuple):
                 problems.append(f"positions: expected a tuple, got {g!r}")
             elif len(g) != len(w):
@@ -147,7 +147,7 @@ def _differences(got: object, want: PortfolioSnapshot) -> list[str]:
                 for i, (gp, wp) in enumerate(zip(g, w, strict=True)):
                     problems.extend(_position_differences(i, gp, wp))
         elif _unlike(g, w):
-            problems.append(f"{field.name}: read back {g!r}, wrote {w!r}")
+            problems.append(f"{name}: read back {g!r}, wrote {w!r}")
     return problems
 
 
