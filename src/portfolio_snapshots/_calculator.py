@@ -60,7 +60,7 @@ _EXACT = EXACT
 DEFAULT_MAX_PRICE_AGE = dt.timedelta(days=7)
 
 # The hot path builds each snapshot's positions as one flat tuple (see PortfolioSnapshot).
-_from_flat = PortfolioSnapshot.from_flat
+_from_values = PortfolioSnapshot.from_values
 _ZERO = Decimal(0)
 
 
@@ -255,7 +255,13 @@ class SnapshotCalculator:
             )
         if table.day != day:
             raise ValueError(f"price table is for {table.day}, not {day}")
-        if net_contributions is not None or external_flow is not None:
+        if (
+            net_contributions is not None
+            and (net_contributions.__class__ is not Decimal or not net_contributions.is_finite())
+        ) or (
+            external_flow is not None
+            and (external_flow.__class__ is not Decimal or not external_flow.is_finite())
+        ):
             _check_flows(pid, day, net_contributions, external_flow)
         exp, total = self._units.get(currency) or self._unit(currency)
         get_price = table.good.get
@@ -296,17 +302,19 @@ class SnapshotCalculator:
                 any_stale = True
             total += value
             extend((ticker, quantity, price, price_date, value, price_currency, rate, stale))
-        return _from_flat(
-            pid,
-            day,
-            currency,
-            cash,
-            total,
-            cash + total,
-            tuple(flat),
-            net_contributions,
-            external_flow,
-            any_stale,
+        return _from_values(
+            (
+                pid,
+                day,
+                currency,
+                cash,
+                total,
+                cash + total,
+                tuple(flat),
+                net_contributions,
+                external_flow,
+                any_stale,
+            )
         )
 
 

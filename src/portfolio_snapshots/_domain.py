@@ -15,7 +15,7 @@ import enum
 import itertools
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from uuid import UUID
 
 DEFAULT_CURRENCY = "USD"
@@ -122,6 +122,15 @@ _SNAPSHOT_FIELDS = (
 )
 
 
+def _field(index: int, doc: str) -> property:
+    """A read-only property returning item `index` of a snapshot's `values`."""
+
+    def get(snapshot: PortfolioSnapshot) -> object:
+        return snapshot.values[index]
+
+    return property(get, doc=doc)
+
+
 class PortfolioSnapshot:
     """A portfolio's valuation on one date: one per (portfolio_id, snapshot_date).
 
@@ -130,11 +139,11 @@ class PortfolioSnapshot:
     positions are sorted by ticker and none has a quantity of zero.
 
     Immutable, compared and hashed by value, like a frozen dataclass (use `replace` for a
-    changed copy). The positions are kept as one flat tuple of their fields
-    (`flat_positions`) and built as `PositionValuation` values when `positions` is read: a
-    daily run creates millions of positions that are stored and never looked at, and a flat
-    tuple of immutable values costs neither time to build nor the garbage collector's
-    attention.
+    changed copy). Its fields live in one tuple (`values`) and the positions in it as one flat
+    tuple of their fields (`flat_positions`), built as `PositionValuation` values when
+    `positions` is read: a daily run creates millions of positions that are stored and never
+    looked at, and flat tuples of immutable values cost neither time to build nor the garbage
+    collector's attention.
 
     Attributes:
         portfolio_id: The portfolio valued.
@@ -149,9 +158,11 @@ class PortfolioSnapshot:
         net_contributions: Deposits minus withdrawals to date, when the ledger is known.
         external_flow: The day's deposits minus withdrawals, when the ledger is known.
         stale: Whether any position was valued with a carried-forward price or rate.
+        values: Every field but `positions`, in the order of the constructor's arguments
+            (`flat_positions` in the place of `positions`).
     """
 
-    __slots__ = _SNAPSHOT_FIELDS
+    __slots__ = ("values",)
     __match_args__ = (
         "portfolio_id",
         "snapshot_date",
@@ -162,16 +173,53 @@ class PortfolioSnapshot:
         "positions",
     )
 
-    portfolio_id: UUID
-    snapshot_date: dt.date
-    currency: str
-    cash_balance: Decimal
-    holdings_value: Decimal
-    total_value: Decimal
-    flat_positions: tuple[object, ...]
-    net_contributions: Decimal | None
-    external_flow: Decimal | None
-    stale: bool
+    values: tuple[
+        UUID,
+        dt.date,
+        str,
+        Decimal,
+        Decimal,
+        Decimal,
+        tuple[object, ...],
+        Decimal | None,
+        Decimal | None,
+        bool,
+    ]
+
+    if TYPE_CHECKING:
+        # Read-only fields for type checkers; at run time each reads one item of `values`.
+        @property
+        def portfolio_id(self) -> UUID: ...
+        @property
+        def snapshot_date(self) -> dt.date: ...
+        @property
+        def currency(self) -> str: ...
+        @property
+        def cash_balance(self) -> Decimal: ...
+        @property
+        def holdings_value(self) -> Decimal: ...
+        @property
+        def total_value(self) -> Decimal: ...
+        @property
+        def flat_positions(self) -> tuple[object, ...]: ...
+        @property
+        def net_contributions(self) -> Decimal | None: ...
+        @property
+        def external_flow(self) -> Decimal | None: ...
+        @property
+        def stale(self) -> bool: ...
+
+    else:
+        portfolio_id = _field(0, "The portfolio valued.")
+        snapshot_date = _field(1, "The UTC date valued.")
+        currency = _field(2, "The currency of every amount.")
+        cash_balance = _field(3, "Cash held.")
+        holdings_value = _field(4, "Sum of the positions' market values.")
+        total_value = _field(5, "cash_balance + holdings_value.")
+        flat_positions = _field(6, "The positions' fields, position after position.")
+        net_contributions = _field(7, "Deposits minus withdrawals to date, or None.")
+        external_flow = _field(8, "The day's deposits minus withdrawals, or None.")
+        stale = _field(9, "Whether a value was carried forward.")
 
     def __init__(  # noqa: PLR0917 - the snapshot's fields, positional like a dataclass
         self,
@@ -190,18 +238,20 @@ class PortfolioSnapshot:
         flat = tuple(itertools.chain.from_iterable(positions))
         if len(flat) % POSITION_WIDTH:
             raise ValueError("positions must be PositionValuation values")
-        _fill(
+        _set_values(
             self,
-            portfolio_id,
-            snapshot_date,
-            currency,
-            cash_balance,
-            holdings_value,
-            total_value,
-            flat,
-            net_contributions,
-            external_flow,
-            stale,
+            (
+                portfolio_id,
+                snapshot_date,
+                currency,
+                cash_balance,
+                holdings_value,
+                total_value,
+                flat,
+                net_contributions,
+                external_flow,
+                stale,
+            ),
         )
 
     @classmethod
@@ -220,29 +270,49 @@ class PortfolioSnapshot:
     ) -> PortfolioSnapshot:
         """Build a snapshot from positions already flattened (as `flat_positions` holds them).
 
-        The fast path for the calculator and for adapters reading stored rows; nothing is
-        checked, so give it only what a snapshot's `flat_positions` held.
+        The fast path for adapters reading stored rows; nothing is checked, so give it only
+        what a snapshot's `flat_positions` held.
         """
-        snapshot = _new(cls)
-        _fill(
-            snapshot,
-            portfolio_id,
-            snapshot_date,
-            currency,
-            cash_balance,
-            holdings_value,
-            total_value,
-            flat_positions,
-            net_contributions,
-            external_flow,
-            stale,
+        return cls.from_values(
+            (
+                portfolio_id,
+                snapshot_date,
+                currency,
+                cash_balance,
+                holdings_value,
+                total_value,
+                flat_positions,
+                net_contributions,
+                external_flow,
+                stale,
+            )
         )
+
+    @classmethod
+    def from_values(
+        cls,
+        values: tuple[
+            UUID,
+            dt.date,
+            str,
+            Decimal,
+            Decimal,
+            Decimal,
+            tuple[object, ...],
+            Decimal | None,
+            Decimal | None,
+            bool,
+        ],
+    ) -> PortfolioSnapshot:
+        """Build a snapshot from a `values` tuple, unchecked: the calculator's fast path."""
+        snapshot = _new(cls)
+        _set_values(snapshot, values)
         return snapshot
 
     @property
     def positions(self) -> tuple[PositionValuation, ...]:
         """The valued positions, sorted by ticker."""
-        flat = self.flat_positions
+        flat = self.values[6]
         return tuple(
             _new_position(PositionValuation, flat[i : i + POSITION_WIDTH])
             for i in range(0, len(flat), POSITION_WIDTH)
@@ -250,7 +320,7 @@ class PortfolioSnapshot:
 
     def position(self, ticker: str) -> PositionValuation | None:
         """Return the position in `ticker`, or None when the snapshot holds none."""
-        flat = self.flat_positions
+        flat = self.values[6]
         for i in range(0, len(flat), POSITION_WIDTH):
             if flat[i] == ticker:
                 return _new_position(PositionValuation, flat[i : i + POSITION_WIDTH])
@@ -258,7 +328,7 @@ class PortfolioSnapshot:
 
     def replace(self, **changes: object) -> PortfolioSnapshot:
         """Return a copy with the given fields changed (``positions=`` included)."""
-        values: dict[str, object] = {f: getattr(self, f) for f in _SNAPSHOT_FIELDS}
+        values: dict[str, object] = dict(zip(_SNAPSHOT_FIELDS, self.values, strict=True))
         if "positions" in changes:
             values["flat_positions"] = tuple(
                 itertools.chain.from_iterable(changes.pop("positions"))  # type: ignore[arg-type]
@@ -271,23 +341,22 @@ class PortfolioSnapshot:
 
     __replace__ = replace  # copy.replace() on Python 3.13+
 
-    def _key(self) -> tuple[object, ...]:
-        return tuple(getattr(self, f) for f in _SNAPSHOT_FIELDS)
-
     def __eq__(self, other: object) -> bool:
         """Compare every field, like a dataclass."""
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._key() == other._key()
+        return self.values == other.values
 
     def __hash__(self) -> int:
         """Hash every field, like a frozen dataclass."""
-        return hash(self._key())
+        return hash(self.values)
 
     def __repr__(self) -> str:
         """Show every field, positions built."""
         fields = ", ".join(
-            f"{f}={getattr(self, f)!r}" for f in _SNAPSHOT_FIELDS if f != "flat_positions"
+            f"{name}={value!r}"
+            for name, value in zip(_SNAPSHOT_FIELDS, self.values, strict=True)
+            if name != "flat_positions"
         )
         return f"PortfolioSnapshot({fields}, positions={self.positions!r})"
 
@@ -300,40 +369,14 @@ class PortfolioSnapshot:
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        """Pickle through `from_flat`."""
-        return (PortfolioSnapshot.from_flat, self._key())
+        """Pickle through `from_values`."""
+        return (PortfolioSnapshot.from_values, (self.values,))
 
 
 _new = object.__new__
 _new_position = tuple.__new__
-# The slots' own setters bypass the frozen __setattr__; they are how snapshots are filled.
-_SETTERS = tuple(PortfolioSnapshot.__dict__[f].__set__ for f in _SNAPSHOT_FIELDS)
-
-
-def _fill(  # noqa: PLR0917 - every field, positionally, on the hot path
-    snapshot: PortfolioSnapshot,
-    portfolio_id: UUID,
-    snapshot_date: dt.date,
-    currency: str,
-    cash_balance: Decimal,
-    holdings_value: Decimal,
-    total_value: Decimal,
-    flat_positions: tuple[object, ...],
-    net_contributions: Decimal | None,
-    external_flow: Decimal | None,
-    stale: bool,
-) -> None:
-    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = _SETTERS
-    s0(snapshot, portfolio_id)
-    s1(snapshot, snapshot_date)
-    s2(snapshot, currency)
-    s3(snapshot, cash_balance)
-    s4(snapshot, holdings_value)
-    s5(snapshot, total_value)
-    s6(snapshot, flat_positions)
-    s7(snapshot, net_contributions)
-    s8(snapshot, external_flow)
-    s9(snapshot, stale)
+# The slot's own setter bypasses the frozen __setattr__: it is how snapshots are filled.
+_set_values = PortfolioSnapshot.__dict__["values"].__set__
 
 
 class RunState(enum.StrEnum):

@@ -155,11 +155,14 @@ class LedgerState:
     opened_on: dt.date | None = None
 
     def to_portfolio(self, portfolio_id: UUID) -> Portfolio:
-        """Return the state as the `Portfolio` of `portfolio_id`, contributions and flow filled."""
+        """Return the state as the `Portfolio` of `portfolio_id`, contributions and flow filled.
+
+        The holdings are the state's own read-only mapping, shared, not copied.
+        """
         return Portfolio(
             portfolio_id,
             self.cash,
-            dict(self.holdings),
+            self.holdings,
             self.currency,
             self.net_contributions,
             self.external_flow,

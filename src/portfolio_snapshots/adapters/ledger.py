@@ -176,6 +176,7 @@ class LedgerPortfolioRepository:
         replayer = LedgerReplayer(txs, currency=currency, portfolio_id=portfolio_id)
         error: Exception | None = None
         day = start
+        portfolio: Portfolio | None = None
         while day <= end:
             if error is None:
                 try:
@@ -187,7 +188,16 @@ class LedgerPortfolioRepository:
             elif state.opened_on is None:
                 yield PortfolioDay(portfolio_id, day)
             else:
-                yield PortfolioDay(portfolio_id, day, state.to_portfolio(portfolio_id))
+                # Most days change nothing: keep the same Portfolio value until something does.
+                if (
+                    portfolio is None
+                    or portfolio.holdings is not state.holdings
+                    or portfolio.cash_balance != state.cash
+                    or portfolio.net_contributions != state.net_contributions
+                    or portfolio.external_flow != state.external_flow
+                ):
+                    portfolio = state.to_portfolio(portfolio_id)
+                yield PortfolioDay(portfolio_id, day, portfolio)
             day += _ONE_DAY
 
     async def _load(self, portfolio_id: UUID, as_of: dt.date) -> PortfolioDay:

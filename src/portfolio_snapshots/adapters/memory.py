@@ -10,7 +10,6 @@ import bisect
 import copy
 import dataclasses
 import datetime as dt
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from portfolio_snapshots._domain import (
@@ -25,6 +24,7 @@ from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+    from decimal import Decimal
     from uuid import UUID
 
     from portfolio_snapshots._domain import Portfolio
@@ -165,37 +165,18 @@ class InMemoryMarketData:
         return found
 
 
-# A stored snapshot, kept as a plain tuple of immutable values (like a database row): the
-# collector untracks it, so a store holding millions of snapshots costs it nothing.
-_Row = tuple[
-    str,  # currency
-    Decimal,  # cash_balance
-    Decimal,  # holdings_value
-    Decimal,  # total_value
-    tuple[object, ...],  # flat_positions
-    Decimal | None,  # net_contributions
-    Decimal | None,  # external_flow
-    bool,  # stale
-    int,  # fence
-]
+# A stored snapshot: its values but the key (ids are objects the collector tracks), then its
+# fence. A plain tuple of immutable values, like a database row: the collector untracks it,
+# so a store holding millions of snapshots costs it nothing.
+_Row = tuple[object, ...]
 
 
 def _to_row(s: PortfolioSnapshot, fence: int) -> _Row:
-    return (
-        s.currency,
-        s.cash_balance,
-        s.holdings_value,
-        s.total_value,
-        s.flat_positions,
-        s.net_contributions,
-        s.external_flow,
-        s.stale,
-        fence,
-    )
+    return (*s.values[2:], fence)
 
 
 def _from_row(portfolio_id: UUID, day: dt.date, row: _Row) -> PortfolioSnapshot:
-    return PortfolioSnapshot.from_flat(portfolio_id, day, *row[:-1])
+    return PortfolioSnapshot.from_values((portfolio_id, day, *row[:-1]))  # type: ignore[arg-type]
 
 
 class InMemorySnapshotRepository:
@@ -224,7 +205,7 @@ class InMemorySnapshotRepository:
         """Insert or replace `snapshots`; atomic, as the method never suspends."""
         token = 0 if fence is None else fence
         # Encode the whole batch before writing anything, so a bad element writes nothing.
-        encoded = [(s.portfolio_id, s.snapshot_date, _to_row(s, token)) for s in snapshots]
+        encoded = [(s.values[0], s.values[1], _to_row(s, token)) for s in snapshots]
         rows = self._rows
         for pid, day, row in encoded:
             days = rows.get(pid)
@@ -232,7 +213,7 @@ class InMemorySnapshotRepository:
                 days = rows[pid] = {}
             if fence is not None:
                 stored = days.get(day)
-                if stored is not None and stored[-1] > fence:
+                if stored is not None and stored[-1] > fence:  # type: ignore[operator]
                     continue
             days[day] = row
 
