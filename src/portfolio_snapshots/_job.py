@@ -941,7 +941,8 @@ class SnapshotJob:
         """Fetch the batch's closes (and rates) once for the whole range, then value each day."""
         days = sorted(by_day)
         first, last = days[0], days[-1]
-        everyone = [p for portfolios in by_day.values() for p in portfolios]
+        # Unchanged days share one Portfolio value: look at each distinct one once.
+        everyone = list({id(p): p for ps in by_day.values() for p in ps}.values())
         tickers = {t for p in everyone for t, q in p.holdings.items() if q}
         attempts = [1]
         try:
