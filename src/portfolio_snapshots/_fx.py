@@ -15,7 +15,6 @@ unit).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 import decimal
@@ -23,6 +22,7 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._ledger_errors import InvalidFxRateError, MissingFxRateError
 
@@ -311,8 +311,7 @@ class InMemoryFxRates:
 
     def __init__(self, quotes: Iterable[FxQuote] = ()) -> None:
         """Hold `quotes`; see the class docstring."""
-        self._dates: dict[tuple[str, str], list[dt.date]] = {}
-        self._quotes: dict[tuple[str, str], list[FxQuote]] = {}
+        self._rates: DatedValues[tuple[str, str], FxQuote] = DatedValues()
         self.request_count = 0
         for q in quotes:
             self.add(q)
@@ -324,40 +323,19 @@ class InMemoryFxRates:
             InvalidFxRateError: The quote is invalid (see `check_fx_quote`).
         """
         check_fx_quote(quote)
-        dates = self._dates.setdefault(quote.pair, [])
-        quotes = self._quotes.setdefault(quote.pair, [])
-        i = bisect.bisect_left(dates, quote.as_of)
-        if i < len(dates) and dates[i] == quote.as_of:
-            quotes[i] = quote
-        else:
-            dates.insert(i, quote.as_of)
-            quotes.insert(i, quote)
+        self._rates.put(quote.pair, quote.as_of, quote)
 
     def add_rate(self, base: str, quote: str, as_of: dt.date, rate: Decimal) -> None:
         """Add the rate of ``base/quote`` on `as_of` (units of `quote` per unit of `base`)."""
         self.add(FxQuote(base, quote, rate, as_of))
-
-    def _latest(self, pair: tuple[str, str], as_of: dt.date) -> FxQuote | None:
-        dates = self._dates.get(pair)
-        if not dates:
-            return None
-        i = bisect.bisect_right(dates, as_of)
-        return self._quotes[pair][i - 1] if i else None
 
     async def get_rate_history(
         self, pairs: Collection[tuple[str, str]], start: dt.date, end: dt.date
     ) -> dict[tuple[str, str], list[FxQuote]]:
         """Return every rate stored under each pair, dated from `start` to `end` inclusive."""
         self.request_count += 1
-        found: dict[tuple[str, str], list[FxQuote]] = {}
-        for pair in pairs:
-            dates = self._dates.get(pair)
-            if dates:
-                lo = bisect.bisect_left(dates, start)
-                hi = bisect.bisect_right(dates, end)
-                if hi > lo:
-                    found[pair] = self._quotes[pair][lo:hi]
-        return found
+        found = {pair: self._rates.between(pair, start, end) for pair in pairs}
+        return {pair: quotes for pair, quotes in found.items() if quotes}
 
     async def get_rates(
         self, pairs: Collection[tuple[str, str]], as_of: dt.date
@@ -368,7 +346,7 @@ class InMemoryFxRates:
         for base, code in pairs:
             available = {}
             for pair in ((base, code), (code, base)):
-                latest = self._latest(pair, as_of)
+                latest = self._rates.latest(pair, as_of)
                 if latest is not None:
                     available[pair] = latest
             resolved = resolve_rate(available, base, code, as_of)

@@ -9,7 +9,6 @@ is not redone, and an interrupted one resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
 import datetime as dt
 import hashlib
@@ -19,9 +18,10 @@ import random
 import socket
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable, SnapshotCalculator
+from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._domain import MissingDataPolicy, RunState
 from portfolio_snapshots._errors import (
     InvalidDateRangeError,
@@ -953,8 +953,8 @@ class SnapshotJob:
                 run,
                 attempts,
             )
-            rates: _Series[tuple[str, str], FxQuote] | None = None
-            pairs = _fx_pairs(prices.latest(), everyone)
+            rates: DatedValues[tuple[str, str], FxQuote] | None = None
+            pairs = _fx_pairs(prices.last_values(), everyone)
             if pairs and self.fx_rates is not None:
                 fx, wanted = self.fx_rates, pairs_with_inverses(pairs)
                 attempts[0] = 1
@@ -974,11 +974,17 @@ class SnapshotJob:
         for day in days:
             portfolios = by_day[day]
             if rates is None and pairs and self.fx_rates is not None:
-                table = await self._price_day_rates(portfolios, day, prices.on(day), run)
+                table = await self._price_day_rates(
+                    portfolios, day, prices.latest_of_each(day), run
+                )
                 if table is None:
                     continue
             else:
-                table = self._table(prices.on(day), day, None if rates is None else rates.on(day))
+                table = self._table(
+                    prices.latest_of_each(day),
+                    day,
+                    None if rates is None else rates.latest_of_each(day),
+                )
             self._value(portfolios, table, run, valued)
 
     async def _price_day_rates(
@@ -1011,49 +1017,27 @@ class SnapshotJob:
         history: Callable[[], Awaitable[Mapping[K, Sequence[V]]]],
         run: _Run,
         attempts: list[int],
-    ) -> _Series[K, V]:
+    ) -> DatedValues[K, V]:
         """Build dated series from the latest value on or before the range and its history."""
         before = await self._market(f"get_{what}", seed, run, attempts)
         attempts[0] = 1
         during = await self._market(f"get_{what[:-1]}_history", history, run, attempts)
-        return _Series(before, during)
+        return _series(before, during)
 
 
-class _Series(Generic[K, V]):
-    """Dated values per key (closes per ticker, rates per pair), looked up on or before a date."""
-
-    __slots__ = ("_dates", "_values")
-
-    def __init__(self, before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> None:
-        self._dates: dict[K, list[dt.date]] = {}
-        self._values: dict[K, list[V]] = {}
-        for key in {*before, *during}:
-            values = sorted(
-                {_as_of(v): v for v in (*_maybe(before.get(key)), *during.get(key, ()))}.items()
-            )
-            self._dates[key] = [d for d, _ in values]
-            self._values[key] = [v for _, v in values]
-
-    def latest(self) -> list[V]:
-        """Every key's latest value (for the currencies in play)."""
-        return [values[-1] for values in self._values.values()]
-
-    def on(self, day: dt.date) -> dict[K, V]:
-        """The latest value of each key dated on or before `day`."""
-        found: dict[K, V] = {}
-        for key, dates in self._dates.items():
-            i = bisect.bisect_right(dates, day)
-            if i:
-                found[key] = self._values[key][i - 1]
-        return found
+def _series(before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> DatedValues[K, V]:
+    """Dated values per key from the latest value before a range and the range's values."""
+    series: DatedValues[K, V] = DatedValues()
+    for key, value in before.items():
+        series.put(key, _as_of(value), value)
+    for key, values in during.items():
+        for value in values:
+            series.put(key, _as_of(value), value)
+    return series
 
 
 def _as_of(value: object) -> dt.date:
     return value.as_of  # type: ignore[attr-defined, no-any-return]
-
-
-def _maybe(value: V | None) -> tuple[V, ...]:
-    return () if value is None else (value,)
 
 
 def _fx_pairs(

@@ -6,12 +6,12 @@ They keep everything in dicts in the current process and never suspend inside a 
 
 from __future__ import annotations
 
-import bisect
 import copy
 import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
     Lease,
@@ -38,28 +38,6 @@ __all__ = [
 ]
 
 
-class _Versions:
-    """States of one portfolio, each in force from its date on, sorted by date."""
-
-    __slots__ = ("dates", "states")
-
-    def __init__(self) -> None:
-        self.dates: list[dt.date] = []
-        self.states: list[Portfolio] = []
-
-    def put(self, since: dt.date, state: Portfolio) -> None:
-        i = bisect.bisect_left(self.dates, since)
-        if i < len(self.dates) and self.dates[i] == since:
-            self.states[i] = state
-        else:
-            self.dates.insert(i, since)
-            self.states.insert(i, state)
-
-    def at(self, as_of: dt.date) -> Portfolio | None:
-        i = bisect.bisect_right(self.dates, as_of)
-        return self.states[i - 1] if i else None
-
-
 class InMemoryPortfolioRepository:
     """A `PortfolioRepository` over portfolios held in memory, with dated versions.
 
@@ -73,16 +51,13 @@ class InMemoryPortfolioRepository:
 
     def __init__(self, portfolios: Iterable[Portfolio] = ()) -> None:
         """Hold `portfolios`; see the class docstring."""
-        self._versions: dict[UUID, _Versions] = {}
+        self._versions: DatedValues[UUID, Portfolio] = DatedValues()
         for p in portfolios:
             self.put(p)
 
     def put(self, portfolio: Portfolio, *, since: dt.date | None = None) -> None:
         """Record `portfolio`'s state from the end of `since` on (from always when None)."""
-        versions = self._versions.get(portfolio.id)
-        if versions is None:
-            versions = self._versions[portfolio.id] = _Versions()
-        versions.put(dt.date.min if since is None else since, portfolio)
+        self._versions.put(portfolio.id, dt.date.min if since is None else since, portfolio)
 
     def __len__(self) -> int:
         """Return the number of portfolios known, whatever their dates."""
@@ -90,15 +65,15 @@ class InMemoryPortfolioRepository:
 
     async def iter_portfolios(self, as_of: dt.date) -> AsyncIterator[Portfolio]:
         """Yield each portfolio that exists on `as_of`, in the state in force then."""
-        for versions in list(self._versions.values()):
-            state = versions.at(as_of)
+        versions = self._versions
+        for portfolio_id in list(versions.keys()):
+            state = versions.latest(portfolio_id, as_of)
             if state is not None:
                 yield state
 
     async def get_portfolio(self, portfolio_id: UUID, as_of: dt.date) -> Portfolio | None:
         """Return the portfolio's state in force on `as_of`, or None."""
-        versions = self._versions.get(portfolio_id)
-        return None if versions is None else versions.at(as_of)
+        return self._versions.latest(portfolio_id, as_of)
 
 
 class InMemoryMarketData:
@@ -114,22 +89,14 @@ class InMemoryMarketData:
 
     def __init__(self, quotes: Iterable[PriceQuote] = ()) -> None:
         """Hold `quotes`; see the class docstring."""
-        self._dates: dict[str, list[dt.date]] = {}
-        self._quotes: dict[str, list[PriceQuote]] = {}
+        self._quotes: DatedValues[str, PriceQuote] = DatedValues()
         self.request_count = 0
         for q in quotes:
             self.add(q)
 
     def add(self, quote: PriceQuote) -> None:
         """Add `quote`, replacing any quote of the same ticker and date."""
-        dates = self._dates.setdefault(quote.ticker, [])
-        quotes = self._quotes.setdefault(quote.ticker, [])
-        i = bisect.bisect_left(dates, quote.as_of)
-        if i < len(dates) and dates[i] == quote.as_of:
-            quotes[i] = quote
-        else:
-            dates.insert(i, quote.as_of)
-            quotes.insert(i, quote)
+        self._quotes.put(quote.ticker, quote.as_of, quote)
 
     def add_price(
         self, ticker: str, as_of: dt.date, price: Decimal, currency: str = DEFAULT_CURRENCY
@@ -140,29 +107,18 @@ class InMemoryMarketData:
     async def get_prices(self, tickers: Collection[str], as_of: dt.date) -> dict[str, PriceQuote]:
         """Return the latest quote on or before `as_of` for each ticker that has one."""
         self.request_count += 1
-        found: dict[str, PriceQuote] = {}
-        for ticker in tickers:
-            dates = self._dates.get(ticker)
-            if dates:
-                i = bisect.bisect_right(dates, as_of)
-                if i:
-                    found[ticker] = self._quotes[ticker][i - 1]
-        return found
+        latest = self._quotes.latest
+        found = {ticker: latest(ticker, as_of) for ticker in tickers}
+        return {ticker: quote for ticker, quote in found.items() if quote is not None}
 
     async def get_price_history(
         self, tickers: Collection[str], start: dt.date, end: dt.date
     ) -> dict[str, list[PriceQuote]]:
         """Return every close dated from `start` to `end` inclusive, by ticker, by date."""
         self.request_count += 1
-        found: dict[str, list[PriceQuote]] = {}
-        for ticker in tickers:
-            dates = self._dates.get(ticker)
-            if dates:
-                lo = bisect.bisect_left(dates, start)
-                hi = bisect.bisect_right(dates, end)
-                if hi > lo:
-                    found[ticker] = self._quotes[ticker][lo:hi]
-        return found
+        between = self._quotes.between
+        found = {ticker: between(ticker, start, end) for ticker in tickers}
+        return {ticker: quotes for ticker, quotes in found.items() if quotes}
 
 
 # A stored snapshot: its values but the key (ids are objects the collector tracks), then its
