@@ -15,7 +15,7 @@ import enum
 import itertools
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 from uuid import UUID
 
 DEFAULT_CURRENCY = "USD"
@@ -93,6 +93,20 @@ class PositionValuation(NamedTuple):
 
 #: Fields per position in `PortfolioSnapshot.flat_positions`: those of `PositionValuation`.
 POSITION_WIDTH = len(PositionValuation._fields)
+
+#: A snapshot's `values`: its fields in the constructor's order, positions flattened.
+SnapshotValues: TypeAlias = tuple[
+    UUID,
+    dt.date,
+    str,
+    Decimal,
+    Decimal,
+    Decimal,
+    tuple[object, ...],
+    Decimal | None,
+    Decimal | None,
+    bool,
+]
 
 #: The fields of a snapshot as users see them (``positions`` built from ``flat_positions``).
 SNAPSHOT_FIELD_NAMES = (
@@ -173,18 +187,7 @@ class PortfolioSnapshot:
         "positions",
     )
 
-    values: tuple[
-        UUID,
-        dt.date,
-        str,
-        Decimal,
-        Decimal,
-        Decimal,
-        tuple[object, ...],
-        Decimal | None,
-        Decimal | None,
-        bool,
-    ]
+    values: SnapshotValues
 
     if TYPE_CHECKING:
         # Read-only fields for type checkers; at run time each reads one item of `values`.
@@ -291,18 +294,7 @@ class PortfolioSnapshot:
     @classmethod
     def from_values(
         cls,
-        values: tuple[
-            UUID,
-            dt.date,
-            str,
-            Decimal,
-            Decimal,
-            Decimal,
-            tuple[object, ...],
-            Decimal | None,
-            Decimal | None,
-            bool,
-        ],
+        values: SnapshotValues,
     ) -> PortfolioSnapshot:
         """Build a snapshot from a `values` tuple, unchecked: the calculator's fast path."""
         snapshot = _new(cls)
