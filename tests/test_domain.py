@@ -48,7 +48,7 @@ def test_snapshots_are_immutable() -> None:
     """Assigning or deleting a field raises FrozenInstanceError, like a frozen dataclass."""
     snap = snapshot()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        snap.total_value = Decimal(0)
+        snap.total_value = Decimal(0)  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         del snap.currency
 

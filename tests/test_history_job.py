@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_strategies import START, ledgers
 from portfolio_snapshots import (
     FxQuote,
     InMemoryFxRates,
@@ -30,6 +29,8 @@ from portfolio_snapshots import (
     unadjust_splits,
 )
 from portfolio_snapshots.testing import FakeClock, FakeSleep
+from portfolio_snapshots.testing.strategies import LEDGER_START as START
+from portfolio_snapshots.testing.strategies import ledgers
 
 K = TransactionKind
 TODAY = dt.date(2026, 11, 27)

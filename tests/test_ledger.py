@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger_strategies import START, ledgers
 from portfolio_snapshots import InvalidDateRangeError, InvalidPortfolioError, Portfolio
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._ledger import (
@@ -32,6 +31,8 @@ from portfolio_snapshots._ledger_errors import (
     UnsortedLedgerError,
 )
 from portfolio_snapshots._ledger_parsing import parse_transaction
+from portfolio_snapshots.testing.strategies import LEDGER_START as START
+from portfolio_snapshots.testing.strategies import ledgers
 
 PID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 OTHER = uuid.UUID("00000000-0000-4000-8000-000000000002")

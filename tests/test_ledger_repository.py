@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import given
 
-from ledger_strategies import START, ledgers
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemorySnapshotRepository,
@@ -30,6 +29,8 @@ from portfolio_snapshots.adapters.ledger import (
     LedgerPortfolioRepository,
     TransactionSource,
 )
+from portfolio_snapshots.testing.strategies import LEDGER_START as START
+from portfolio_snapshots.testing.strategies import ledgers
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

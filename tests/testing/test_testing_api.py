@@ -64,7 +64,7 @@ def test_every_public_name_is_documented() -> None:
 
 
 def test_strategies_all_is_sorted_and_complete() -> None:
-    """The strategies module exports every public strategy, in sorted order."""
+    """The strategies module exports every public strategy and LEDGER_START, in sorted order."""
     public = {
         name
         for name, obj in vars(strategies).items()
@@ -72,5 +72,5 @@ def test_strategies_all_is_sorted_and_complete() -> None:
         and inspect.isfunction(obj)
         and obj.__module__ == strategies.__name__
     }
-    assert set(strategies.__all__) == public
-    assert strategies.__all__ == sorted(strategies.__all__)
+    assert set(strategies.__all__) == public | {"LEDGER_START"}
+    assert strategies.__all__ == sorted(strategies.__all__, key=lambda n: (not n.isupper(), n))

@@ -11,14 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Final, TypeVar
+from uuid import UUID
 
-from portfolio_snapshots._domain import PositionValuation, RunRecord, RunState
+from portfolio_snapshots._domain import POSITION_WIDTH, PositionValuation, RunRecord, RunState
 from portfolio_snapshots._errors import InvalidInputError, SnapshotError, TransientError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from uuid import UUID
 
     from portfolio_snapshots._domain import PortfolioSnapshot
 
@@ -155,6 +156,102 @@ def positions_from_json(text: str) -> tuple[PositionValuation, ...]:
     return tuple(out)
 
 
+_STR: Final = frozenset({str})
+_DATE: Final = frozenset({dt.date})
+_DECIMAL: Final = frozenset({Decimal})
+
+
+def flat_positions_json(flat: tuple[object, ...]) -> str:
+    """Encode positions given flat, as `PortfolioSnapshot.flat_positions` holds them.
+
+    Returns the very text `positions_json` returns for the same positions, without a dict and
+    a ``json.dumps`` per position (writes spend most of their time here). Positions of the
+    usual types are formatted directly; when any field is of another type (a subclass, a
+    float...), each position goes through `positions_json` itself, so odd values are
+    encoded, or refused, exactly as there.
+
+    Raises:
+        InvalidInputError: An amount is not a Decimal.
+    """
+    width = POSITION_WIDTH
+    usual = (
+        set(map(type, flat[1::width] + flat[2::width] + flat[4::width])) <= _DECIMAL
+        and set(map(type, flat[0::width])) <= _STR
+        and set(map(type, flat[3::width])) <= _DATE
+    )
+    parts: list[str] = []
+    append = parts.append
+    for i in range(0, len(flat), width):
+        ticker, quantity, price, price_date, value, price_currency, fx_rate, stale = flat[
+            i : i + width
+        ]
+        if usual and price_currency is None and fx_rate is None and not stale:
+            # str(Decimal) and date.isoformat() never hold a character JSON would escape.
+            append(
+                f'{{"ticker":{encode_basestring(ticker)},"quantity":"{quantity!s}",'  # type: ignore[arg-type]
+                f'"price":"{price!s}","price_date":"{price_date.isoformat()}",'  # type: ignore[attr-defined]
+                f'"market_value":"{value!s}"}}'
+            )
+        else:
+            append(_position_json(flat[i : i + width]))
+    return "[" + ",".join(parts) + "]"
+
+
+def _position_json(fields: tuple[object, ...]) -> str:
+    """Encode one position's fields as `positions_json` does (without the brackets)."""
+    ticker, quantity, price, price_date, value, price_currency, fx_rate, stale = fields
+    if (
+        type(ticker) is not str
+        or type(quantity) is not Decimal
+        or type(price) is not Decimal
+        or type(price_date) is not dt.date
+        or type(value) is not Decimal
+        or (price_currency is not None and type(price_currency) is not str)
+        or (fx_rate is not None and type(fx_rate) is not Decimal)
+    ):
+        # An odd position (a subclass, a float...): the reference encoder decides.
+        return positions_json([PositionValuation(*fields)])[1:-1]  # type: ignore[arg-type]
+    text = (
+        f'{{"ticker":{encode_basestring(ticker)},"quantity":"{quantity!s}",'
+        f'"price":"{price!s}","price_date":"{price_date.isoformat()}",'
+        f'"market_value":"{value!s}"'
+    )
+    if price_currency is not None:
+        text += f',"price_currency":{encode_basestring(price_currency)}'
+    if fx_rate is not None:
+        text += f',"fx_rate":"{fx_rate!s}"'
+    if stale:
+        text += ',"stale":true'
+    return text + "}"
+
+
+def flat_positions_from_json(text: str) -> tuple[object, ...]:
+    """Decode what `positions_json` wrote into the flat form of `PortfolioSnapshot.from_flat`.
+
+    The same values as `positions_from_json`, without building a `PositionValuation` each.
+    """
+    items: list[dict[str, object]] = json.loads(text)
+    flat: list[object] = []
+    extend = flat.extend
+    date = dt.date.fromisoformat
+    for item in items:
+        fx_rate = item.get("fx_rate")
+        price_currency = item.get("price_currency")
+        extend(
+            (
+                str(item["ticker"]),
+                Decimal(str(item["quantity"])),
+                Decimal(str(item["price"])),
+                date(str(item["price_date"])),
+                Decimal(str(item["market_value"])),
+                None if price_currency is None else str(price_currency),
+                None if fx_rate is None else Decimal(str(fx_rate)),
+                item.get("stale") is True,
+            )
+        )
+    return tuple(flat)
+
+
 def report_json(report: Mapping[str, object]) -> str:
     """Encode a run report as JSON.
 
@@ -206,7 +303,17 @@ def dedupe_sorted(snapshots: Iterable[PortfolioSnapshot]) -> list[PortfolioSnaps
     last: dict[tuple[UUID, dt.date], PortfolioSnapshot] = {}
     for s in snapshots:
         last[s.portfolio_id, s.snapshot_date] = s
+    if set(map(type, (pid for pid, _ in last))) <= _UUID:
+        # The order of UUIDs is that of their integers, which compare without a Python call.
+        return [last[k] for k in sorted(last, key=_int_key)]
     return [last[k] for k in sorted(last)]
+
+
+_UUID: Final = frozenset({UUID})
+
+
+def _int_key(key: tuple[UUID, dt.date]) -> tuple[int, dt.date]:
+    return key[0].int, key[1]
 
 
 def run_record(  # noqa: PLR0917 - one argument per column

@@ -68,9 +68,9 @@ from portfolio_snapshots.adapters._sql_common import (
     as_utc,
     chunks,
     dedupe_sorted,
+    flat_positions_from_json,
+    flat_positions_json,
     lease_lost_detail,
-    positions_from_json,
-    positions_json,
     report_from_json,
     report_json,
     run_record,
@@ -444,24 +444,94 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int) -> dict[str, object]:
         "net_contributions": _optional_checked(s.net_contributions, "net_contributions"),
         "external_flow": _optional_checked(s.external_flow, "external_flow"),
         "stale": bool(s.stale),
-        "positions": positions_json(s.positions),
+        "positions": flat_positions_json(s.flat_positions),
         "fence": fence,
     }
 
 
-def _snapshot(row: RowMapping) -> PortfolioSnapshot:
-    return PortfolioSnapshot(
-        row["portfolio_id"],
-        row["snapshot_date"],
-        row["currency"],
-        row["cash_balance"],
-        row["holdings_value"],
-        row["total_value"],
-        positions_from_json(row["positions"]),
-        row["net_contributions"],
-        row["external_flow"],
-        bool(row["stale"]),
+def _snapshot(row: Sequence[Any]) -> PortfolioSnapshot:
+    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed)."""
+    pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
+    return PortfolioSnapshot.from_flat(
+        pid,
+        day,
+        currency,
+        cash,
+        holdings,
+        total,
+        flat_positions_from_json(positions),
+        net,
+        flow,
+        bool(stale),
     )
+
+
+class _DriverUpsert:
+    """The snapshot upsert as the driver's own SQL and rows: ``executemany`` without Core.
+
+    Core's per-row work (a parameter dict, then each column's bind processor) costs as much
+    as the driver's insert itself. Here the statement is compiled once, and each snapshot
+    becomes one tuple in the statement's parameter order: decimals and positions encoded as
+    `DecimalText` and `flat_positions_json` encode them, every other column through the bind
+    processor SQLAlchemy itself would apply. Only for positional paramstyles (asyncpg,
+    aiosqlite); `compile` returns None otherwise, and the store uses Core.
+    """
+
+    __slots__ = ("_fenced", "_plain", "_processors")
+
+    def __init__(
+        self,
+        plain: str,
+        fenced: str,
+        processors: tuple[tuple[int, Callable[[Any], Any]], ...],
+    ) -> None:
+        self._plain = plain
+        self._fenced = fenced
+        self._processors = processors
+
+    @classmethod
+    def compile(
+        cls,
+        dialect: Dialect,
+        plain: postgresql.Insert | sqlite_dialect.Insert,
+        fenced: postgresql.Insert | sqlite_dialect.Insert,
+    ) -> _DriverUpsert | None:
+        compiled = [statement.compile(dialect=dialect) for statement in (plain, fenced)]
+        names = [c.name for c in _snapshots.columns]
+        if any(not c.positional or c.positiontup != names for c in compiled):
+            return None
+        processors = []
+        for i, column in enumerate(_snapshots.columns):
+            if isinstance(column.type, DecimalText):
+                continue  # `_row` does what its processor does: str() of a checked Decimal
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((i, process))
+        return cls(compiled[0].string, compiled[1].string, tuple(processors))
+
+    def sql(self, *, fenced: bool) -> str:
+        """Return the statement's text."""
+        return self._fenced if fenced else self._plain
+
+    def row(self, s: PortfolioSnapshot, fence: int) -> tuple[object, ...]:
+        """Return the driver's parameters for `s`, in the statement's order."""
+        net, flow = s.net_contributions, s.external_flow
+        values: list[object] = [
+            s.portfolio_id,
+            s.snapshot_date,
+            s.currency,
+            str(_checked(s.cash_balance, "cash_balance")),
+            str(_checked(s.holdings_value, "holdings_value")),
+            str(_checked(s.total_value, "total_value")),
+            None if net is None else str(_checked(net, "net_contributions")),
+            None if flow is None else str(_checked(flow, "external_flow")),
+            bool(s.stale),
+            flat_positions_json(s.flat_positions),
+            fence,
+        ]
+        for i, process in self._processors:
+            values[i] = process(values[i])
+        return tuple(values)
 
 
 def _record(row: RowMapping) -> RunRecord:
@@ -525,6 +595,9 @@ class SqlAlchemySnapshotStore:
         self._owns_engine = False
         self._upsert_plain = self._upsert_statement(fenced=False)
         self._upsert_fenced = self._upsert_statement(fenced=True)
+        self._driver = _DriverUpsert.compile(
+            engine.dialect, self._upsert_plain, self._upsert_fenced
+        )
 
     @classmethod
     async def open(
@@ -609,15 +682,26 @@ class SqlAlchemySnapshotStore:
         self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
     ) -> None:
         """Insert or replace `snapshots` in one transaction (see the class docstring)."""
-        rows = [
-            _snapshot_params(s, 0 if fence is None else fence) for s in dedupe_sorted(snapshots)
-        ]
-        if not rows:
+        stored_fence = 0 if fence is None else fence
+        ordered = dedupe_sorted(snapshots)
+        if not ordered:
             return
+        driver = self._driver
+        # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
+        if (
+            driver is not None
+            and "schema_translate_map" not in self._engine.get_execution_options()
+        ):
+            rows = [driver.row(s, stored_fence) for s in ordered]
+            with _translated():
+                async with self._engine.begin() as conn:
+                    await conn.exec_driver_sql(driver.sql(fenced=fence is not None), rows)
+            return
+        params = [_snapshot_params(s, stored_fence) for s in ordered]
         statement = self._upsert_plain if fence is None else self._upsert_fenced
         with _translated():
             async with self._engine.begin() as conn:
-                await conn.execute(statement, rows)
+                await conn.execute(statement, params)
 
     async def existing_keys(
         self, keys: Collection[tuple[UUID, dt.date]]
@@ -646,7 +730,7 @@ class SqlAlchemySnapshotStore:
         )
         with _translated():
             async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).mappings().one_or_none()
+                row = (await conn.execute(query)).one_or_none()
         return None if row is None else _snapshot(row)
 
     async def list_snapshots(
@@ -664,7 +748,7 @@ class SqlAlchemySnapshotStore:
         )
         with _translated():
             async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).mappings().all()
+                rows = (await conn.execute(query)).all()
         return [_snapshot(r) for r in rows]
 
     async def existing_dates(

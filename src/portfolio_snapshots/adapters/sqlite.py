@@ -46,13 +46,13 @@ from portfolio_snapshots.adapters._sql_common import (
     chunks,
     decimal_text,
     dedupe_sorted,
+    flat_positions_from_json,
+    flat_positions_json,
     from_utc_text,
     lease_lost_detail,
     optional_decimal,
     optional_decimal_text,
     optional_from_utc_text,
-    positions_from_json,
-    positions_json,
     report_from_json,
     report_json,
     run_record,
@@ -238,21 +238,21 @@ def _snapshot_row(s: PortfolioSnapshot, fence: int) -> tuple[object, ...]:
         optional_decimal_text(s.net_contributions, "net_contributions"),
         optional_decimal_text(s.external_flow, "external_flow"),
         1 if s.stale else 0,
-        positions_json(s.positions),
+        flat_positions_json(s.flat_positions),
         fence,
     )
 
 
 def _snapshot(row: sqlite3.Row | tuple[object, ...]) -> PortfolioSnapshot:
     pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
-    return PortfolioSnapshot(
+    return PortfolioSnapshot.from_flat(
         UUID(str(pid)),
         dt.date.fromisoformat(str(day)),
         str(currency),
         Decimal(str(cash)),
         Decimal(str(holdings)),
         Decimal(str(total)),
-        positions_from_json(str(positions)),
+        flat_positions_from_json(str(positions)),
         optional_decimal(None if net is None else str(net)),
         optional_decimal(None if flow is None else str(flow)),
         bool(stale),

@@ -1,0 +1,1 @@
+"""Benchmark scripts: run each as a program (see its "To run:" docstring)."""
