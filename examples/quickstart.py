@@ -1,14 +1,17 @@
-"""Quick start: snapshot three portfolios with the in-memory adapters, then backfill a week.
+"""Quick start: snapshot three portfolios into an SQLite file, then backfill a week.
 
 To run:
-    pip install -e . && python examples/quickstart.py
+    pip install -e . && python examples/quickstart.py [--db quickstart.sqlite3]
 
-It prints a small table of the snapshots it stored. Nothing leaves the process: the in-memory
-adapters stand in for the host's database and price provider.
+It wires the in-memory portfolio and price adapters (standing in for the host's database and
+price provider) to the embedded default store, `SqliteSnapshotStore`, which also keeps the run
+ledger and the leases: run it twice and the second daily run finds its key already succeeded
+and does nothing. It prints a table of the stored snapshots.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import uuid
@@ -17,10 +20,10 @@ from decimal import Decimal
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
-    InMemorySnapshotRepository,
     Portfolio,
     PortfolioSnapshot,
     SnapshotJob,
+    SqliteSnapshotStore,
     date_range,
     utc_now,
 )
@@ -59,20 +62,30 @@ def table(snapshots: list[PortfolioSnapshot]) -> str:
     return "\n".join(lines)
 
 
-async def main() -> None:
+async def main(db: str) -> None:
     """Run today's snapshot for everyone, then backfill Alice's last week."""
     today = utc_now().date()
     portfolios, market = build_world(today)
-    snapshots = InMemorySnapshotRepository()
-    job = SnapshotJob(portfolios=portfolios, snapshots=snapshots, market_data=market)
-
-    daily = await job.run_daily()
-    print(f"daily run: {daily.as_dict()['succeeded']} of {daily.processed} portfolios stored")
-
-    backfill = await job.backfill(ALICE, today - dt.timedelta(days=6), today, only_missing=True)
-    print(f"backfill: {backfill.succeeded} days stored, {backfill.skipped} already there\n")
-    print(table(snapshots.all()))
+    async with await SqliteSnapshotStore.open(db) as store:
+        job = SnapshotJob(
+            portfolios=portfolios, snapshots=store, market_data=market, ledger=store, lock=store
+        )
+        daily = await job.run_daily()
+        print(
+            f"daily run {daily.key}: {daily.status}, "
+            f"{daily.as_dict()['succeeded']} of {daily.processed} portfolios stored"
+        )
+        week = today - dt.timedelta(days=6)
+        backfill = await job.backfill(ALICE, week, today, only_missing=True)
+        print(
+            f"backfill: {backfill.status}, {backfill.succeeded} days stored, "
+            f"{backfill.skipped} already there\n"
+        )
+        rows = [s for p in (ALICE, BOB, CAROL) for s in await store.list_snapshots(p, week, today)]
+        print(table(rows))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description="Snapshot three portfolios into SQLite.")
+    parser.add_argument("--db", default="quickstart.sqlite3", help="the SQLite file to use")
+    asyncio.run(main(parser.parse_args().db))

@@ -15,29 +15,37 @@ def test_there_are_examples() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_runs_and_says_how(path: Path) -> None:
+def test_example_runs_and_says_how(path: Path, tmp_path: Path) -> None:
     """Every example starts with a 'To run:' docstring and exits 0 when run as documented."""
     assert "To run:" in path.read_text(encoding="utf-8").split('"""')[1]
     result = subprocess.run(  # noqa: S603 - our own example, run with this interpreter
-        [sys.executable, str(path)], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,  # whatever an example writes lands here
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
 
 
-def test_quickstart_prints_a_table_of_snapshots() -> None:
-    """The quick start stores the daily run and the backfill and prints them."""
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+def test_quickstart_stores_into_sqlite_and_a_rerun_does_nothing(tmp_path: Path) -> None:
+    """The quick start fills an SQLite file; run again, its run keys have already succeeded."""
+    command = [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--db", "q.sqlite3"]
+    first = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
     )
-    assert "daily run: 3 of 3 portfolios stored" in result.stdout
-    assert "backfill: 6 days stored, 1 already there" in result.stdout
-    rows = [line for line in result.stdout.splitlines() if re.match(r"^\w{5} +\d{4}-", line)]
+    assert ": completed, 3 of 3 portfolios stored" in first.stdout
+    assert "backfill: completed, 6 days stored, 1 already there" in first.stdout
+    rows = [line for line in first.stdout.splitlines() if re.match(r"^\w{5} +\d{4}-", line)]
     assert len(rows) == 9
+    assert (tmp_path / "q.sqlite3").exists()
+    again = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    )
+    assert ": already_succeeded, 3 of 3 portfolios stored" in again.stdout
+    assert [line for line in again.stdout.splitlines() if re.match(r"^\w{5} +\d{4}-", line)] == rows
 
 
 def _python_blocks(markdown: Path) -> list[str]:
