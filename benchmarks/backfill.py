@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=500)
     parser.add_argument("--portfolios", type=int, default=1000)
     parser.add_argument("--portfolio-days", type=int, default=365)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20261127)
     args = parser.parse_args()
     rng = random.Random(args.seed)

@@ -31,6 +31,10 @@ class DatedValues(Generic[K, V]):
         """Record `value` for `key` on `day`, replacing any value of that key and date."""
         dates = self._dates.setdefault(key, [])
         values = self._values.setdefault(key, [])
+        if not dates or day > dates[-1]:  # the usual case: values arrive in date order
+            dates.append(day)
+            values.append(value)
+            return
         i = bisect.bisect_left(dates, day)
         if i < len(dates) and dates[i] == day:
             values[i] = value
