@@ -156,73 +156,97 @@ def positions_from_json(text: str) -> tuple[PositionValuation, ...]:
     return tuple(out)
 
 
-_STR: Final = frozenset({str})
-_DATE: Final = frozenset({dt.date})
-_DECIMAL: Final = frozenset({Decimal})
+#: What `flat_positions_json` remembers per ticker: the price, price date, price currency,
+#: FX rate and stale flag it encoded last, then a position's text before its quantity,
+#: between its quantity and its market value, and after its market value.
+PositionTexts = dict[object, tuple[object, object, object, object, object, str, str, str]]
 
 
-def flat_positions_json(flat: tuple[object, ...]) -> str:
+def flat_positions_json(flat: tuple[object, ...], texts: PositionTexts | None = None) -> str:
     """Encode positions given flat, as `PortfolioSnapshot.flat_positions` holds them.
 
     Returns the very text `positions_json` returns for the same positions, without a dict and
-    a ``json.dumps`` per position (writes spend most of their time here). Positions of the
-    usual types are formatted directly; when any field is of another type (a subclass, a
-    float...), each position goes through `positions_json` itself, so odd values are
-    encoded, or refused, exactly as there.
+    a ``json.dumps`` per position: writes spend most of their time here. The parts of a
+    position that come from its price (ticker, price, price date, currency, FX rate, stale
+    flag) are encoded once per `texts`: pass the same dict for every snapshot of a batch, and
+    the price of a ticker that all its holders share (as in a run) is encoded once per batch.
+    They are reused only for the very same price, date, currency, rate and flag objects, so
+    nothing else can match. When a field is of an unusual type (a subclass, a float...), the whole
+    array goes through `positions_json` itself, so odd values are encoded, or refused,
+    exactly as there.
+
+    Args:
+        flat: The positions' fields, position after position.
+        texts: A cache shared by the snapshots of one batch, or None.
 
     Raises:
         InvalidInputError: An amount is not a Decimal.
     """
-    width = POSITION_WIDTH
-    usual = (
-        set(map(type, flat[1::width] + flat[2::width] + flat[4::width])) <= _DECIMAL
-        and set(map(type, flat[0::width])) <= _STR
-        and set(map(type, flat[3::width])) <= _DATE
-    )
+    if len(flat) % POSITION_WIDTH:
+        return _reference_json(flat)
+    if texts is None:
+        texts = {}
+    get = texts.get
     parts: list[str] = []
     append = parts.append
-    for i in range(0, len(flat), width):
-        ticker, quantity, price, price_date, value, price_currency, fx_rate, stale = flat[
-            i : i + width
-        ]
-        if usual and price_currency is None and fx_rate is None and not stale:
-            # str(Decimal) and date.isoformat() never hold a character JSON would escape.
-            append(
-                f'{{"ticker":{encode_basestring(ticker)},"quantity":"{quantity!s}",'  # type: ignore[arg-type]
-                f'"price":"{price!s}","price_date":"{price_date.isoformat()}",'  # type: ignore[attr-defined]
-                f'"market_value":"{value!s}"}}'
-            )
-        else:
-            append(_position_json(flat[i : i + width]))
+    for ticker, quantity, price, price_date, value, currency, fx_rate, stale in zip(
+        *[iter(flat)] * POSITION_WIDTH, strict=True
+    ):
+        known = get(ticker)
+        if (
+            known is None
+            or known[0] is not price
+            or known[1] is not price_date
+            or known[2] is not currency
+            or known[3] is not fx_rate
+            or known[4] is not stale
+        ):
+            made = _position_texts(ticker, price, price_date, currency, fx_rate, stale)
+            if made is None:
+                return _reference_json(flat)
+            known = texts[ticker] = made
+        if type(quantity) is not Decimal or type(value) is not Decimal:
+            return _reference_json(flat)
+        # str(Decimal) never holds a character JSON would escape.
+        append(f"{known[5]}{quantity!s}{known[6]}{value!s}{known[7]}")
     return "[" + ",".join(parts) + "]"
 
 
-def _position_json(fields: tuple[object, ...]) -> str:
-    """Encode one position's fields as `positions_json` does (without the brackets)."""
-    ticker, quantity, price, price_date, value, price_currency, fx_rate, stale = fields
+def _reference_json(flat: tuple[object, ...]) -> str:
+    """Encode flat positions with `positions_json`, for values off the fast path."""
+    width = POSITION_WIDTH
+    fields = [flat[i : i + width] for i in range(0, len(flat), width)]
+    return positions_json([PositionValuation(*f) for f in fields])  # type: ignore[arg-type]
+
+
+def _position_texts(  # noqa: PLR0917 - a position's fields, in order
+    ticker: object,
+    price: object,
+    price_date: object,
+    currency: object,
+    fx_rate: object,
+    stale: object,
+) -> tuple[object, object, object, object, object, str, str, str] | None:
+    """Return what `flat_positions_json` remembers of a price, or None for unusual types."""
     if (
         type(ticker) is not str
-        or type(quantity) is not Decimal
         or type(price) is not Decimal
         or type(price_date) is not dt.date
-        or type(value) is not Decimal
-        or (price_currency is not None and type(price_currency) is not str)
+        or (currency is not None and type(currency) is not str)
         or (fx_rate is not None and type(fx_rate) is not Decimal)
     ):
-        # An odd position (a subclass, a float...): the reference encoder decides.
-        return positions_json([PositionValuation(*fields)])[1:-1]  # type: ignore[arg-type]
-    text = (
-        f'{{"ticker":{encode_basestring(ticker)},"quantity":"{quantity!s}",'
-        f'"price":"{price!s}","price_date":"{price_date.isoformat()}",'
-        f'"market_value":"{value!s}"'
-    )
-    if price_currency is not None:
-        text += f',"price_currency":{encode_basestring(price_currency)}'
+        return None
+    # str(Decimal) and date.isoformat() never hold a character JSON would escape.
+    head = f'{{"ticker":{encode_basestring(ticker)},"quantity":"'
+    middle = f'","price":"{price!s}","price_date":"{price_date.isoformat()}","market_value":"'
+    tail = '"'
+    if currency is not None:
+        tail += f',"price_currency":{encode_basestring(currency)}'
     if fx_rate is not None:
-        text += f',"fx_rate":"{fx_rate!s}"'
+        tail += f',"fx_rate":"{fx_rate!s}"'
     if stale:
-        text += ',"stale":true'
-    return text + "}"
+        tail += ',"stale":true'
+    return price, price_date, currency, fx_rate, stale, head, middle, tail + "}"
 
 
 def flat_positions_from_json(text: str) -> tuple[object, ...]:
@@ -300,20 +324,16 @@ def dedupe_sorted(snapshots: Iterable[PortfolioSnapshot]) -> list[PortfolioSnaps
     One row per key per statement is what ``ON CONFLICT DO UPDATE`` needs, and writing keys in
     one global order keeps concurrent batches from deadlocking on each other's rows.
     """
-    last: dict[tuple[UUID, dt.date], PortfolioSnapshot] = {}
-    for s in snapshots:
-        last[s.portfolio_id, s.snapshot_date] = s
-    if set(map(type, (pid for pid, _ in last))) <= _UUID:
-        # The order of UUIDs is that of their integers, which compare without a Python call.
-        return [last[k] for k in sorted(last, key=_int_key)]
+    keyed = [(s.values[0], s.values[1], s) for s in snapshots]
+    if {type(pid) for pid, _, _ in keyed} <= _UUID:
+        # UUIDs are equal and ordered as their integers are, which hash and compare in C.
+        by_int = {(pid.int, day): s for pid, day, s in keyed}
+        return [by_int[k] for k in sorted(by_int)]
+    last = {(pid, day): s for pid, day, s in keyed}
     return [last[k] for k in sorted(last)]
 
 
 _UUID: Final = frozenset({UUID})
-
-
-def _int_key(key: tuple[UUID, dt.date]) -> tuple[int, dt.date]:
-    return key[0].int, key[1]
 
 
 def run_record(  # noqa: PLR0917 - one argument per column

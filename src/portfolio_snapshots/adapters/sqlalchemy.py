@@ -64,6 +64,7 @@ from portfolio_snapshots.adapters._sql_common import (
     SNAPSHOTS_TABLE,
     DatabaseBusyError,
     DatabaseUnavailableError,
+    PositionTexts,
     SchemaVersionError,
     as_utc,
     chunks,
@@ -433,7 +434,7 @@ def _optional_checked(value: Decimal | None, field: str) -> Decimal | None:
     return None if value is None else _checked(value, field)
 
 
-def _snapshot_params(s: PortfolioSnapshot, fence: int) -> dict[str, object]:
+def _snapshot_params(s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> dict[str, object]:
     return {
         "portfolio_id": s.portfolio_id,
         "snapshot_date": s.snapshot_date,
@@ -444,7 +445,7 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int) -> dict[str, object]:
         "net_contributions": _optional_checked(s.net_contributions, "net_contributions"),
         "external_flow": _optional_checked(s.external_flow, "external_flow"),
         "stale": bool(s.stale),
-        "positions": flat_positions_json(s.flat_positions),
+        "positions": flat_positions_json(s.flat_positions, texts),
         "fence": fence,
     }
 
@@ -452,42 +453,60 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int) -> dict[str, object]:
 def _snapshot(row: Sequence[Any]) -> PortfolioSnapshot:
     """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed)."""
     pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
-    return PortfolioSnapshot.from_flat(
-        pid,
-        day,
-        currency,
-        cash,
-        holdings,
-        total,
-        flat_positions_from_json(positions),
-        net,
-        flow,
-        bool(stale),
+    return PortfolioSnapshot.from_values(
+        (
+            pid,
+            day,
+            currency,
+            cash,
+            holdings,
+            total,
+            flat_positions_from_json(positions),
+            net,
+            flow,
+            bool(stale),
+        )
     )
 
 
 class _DriverUpsert:
-    """The snapshot upsert as the driver's own SQL and rows: ``executemany`` without Core.
+    """The snapshot upsert as the driver's own SQL and parameters, without Core's binding.
 
-    Core's per-row work (a parameter dict, then each column's bind processor) costs as much
-    as the driver's insert itself. Here the statement is compiled once, and each snapshot
-    becomes one tuple in the statement's parameter order: decimals and positions encoded as
-    `DecimalText` and `flat_positions_json` encode them, every other column through the bind
-    processor SQLAlchemy itself would apply. Only for positional paramstyles (asyncpg,
-    aiosqlite); `compile` returns None otherwise, and the store uses Core.
+    Core's per-row work (a parameter dict, then each column's bind processor) costs about as
+    much as the driver's insert itself. Here the statement is compiled once, and a snapshot
+    becomes one tuple in the statement's parameter order, each value what Core would have
+    bound: amounts as `DecimalText` binds them (``str`` of a checked Decimal), positions as
+    `flat_positions_json` encodes them, the id and the date through the bind processors
+    SQLAlchemy itself would apply, and ``stale`` as that column's processor binds True or
+    False. Only for positional paramstyles (asyncpg, aiosqlite) and the column processors
+    known here; otherwise `compile` returns None and the store binds through Core.
+
+    On PostgreSQL (asyncpg) a batch is one statement, not one per row: each column is sent
+    as one array, and ``INSERT ... SELECT ... FROM unnest(...) WITH ORDINALITY ... ORDER BY``
+    inserts the rows in the batch's (key) order, with the very ``ON CONFLICT`` clause Core
+    compiled. The server then runs one statement for the batch instead of one per row.
     """
 
-    __slots__ = ("_fenced", "_plain", "_processors")
+    __slots__ = ("_columnar", "_day", "_fenced", "_fresh", "_pid", "_plain", "_stale")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - each piece compile() worked out
         self,
         plain: str,
         fenced: str,
-        processors: tuple[tuple[int, Callable[[Any], Any]], ...],
+        pid: Callable[[Any], Any] | None,
+        day: Callable[[Any], Any] | None,
+        stale: object,
+        fresh: object,
+        *,
+        columnar: bool,
     ) -> None:
         self._plain = plain
         self._fenced = fenced
-        self._processors = processors
+        self._columnar = columnar
+        self._pid = pid
+        self._day = day
+        self._stale = stale
+        self._fresh = fresh
 
     @classmethod
     def compile(
@@ -496,42 +515,96 @@ class _DriverUpsert:
         plain: postgresql.Insert | sqlite_dialect.Insert,
         fenced: postgresql.Insert | sqlite_dialect.Insert,
     ) -> _DriverUpsert | None:
+        """Compile the two upserts for `dialect`, or return None if Core must bind them."""
         compiled = [statement.compile(dialect=dialect) for statement in (plain, fenced)]
         names = [c.name for c in _snapshots.columns]
         if any(not c.positional or c.positiontup != names for c in compiled):
             return None
-        processors = []
-        for i, column in enumerate(_snapshots.columns):
-            if isinstance(column.type, DecimalText):
-                continue  # `_row` does what its processor does: str() of a checked Decimal
-            process = column.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processors.append((i, process))
-        return cls(compiled[0].string, compiled[1].string, tuple(processors))
+        processors = {
+            c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
+            for c in _snapshots.columns
+            if not isinstance(c.type, DecimalText)
+        }
+        if any(processors[c] is not None for c in ("currency", "positions", "fence")):
+            return None
+        stale = processors["stale"]
+        sql = [c.string for c in compiled]
+        columnar = dialect.name == "postgresql" and dialect.driver == "asyncpg"
+        if columnar:
+            sql = [_unnest_upsert(text, dialect) for text in sql]
+        return cls(
+            sql[0],
+            sql[1],
+            processors["portfolio_id"],
+            processors["snapshot_date"],
+            True if stale is None else stale(True),  # noqa: FBT003 - the bound value of True
+            False if stale is None else stale(False),  # noqa: FBT003 - the bound value of False
+            columnar=columnar,
+        )
 
     def sql(self, *, fenced: bool) -> str:
         """Return the statement's text."""
         return self._fenced if fenced else self._plain
 
-    def row(self, s: PortfolioSnapshot, fence: int) -> tuple[object, ...]:
-        """Return the driver's parameters for `s`, in the statement's order."""
-        net, flow = s.net_contributions, s.external_flow
-        values: list[object] = [
-            s.portfolio_id,
-            s.snapshot_date,
-            s.currency,
-            str(_checked(s.cash_balance, "cash_balance")),
-            str(_checked(s.holdings_value, "holdings_value")),
-            str(_checked(s.total_value, "total_value")),
-            None if net is None else str(_checked(net, "net_contributions")),
-            None if flow is None else str(_checked(flow, "external_flow")),
-            bool(s.stale),
-            flat_positions_json(s.flat_positions),
+    def parameters(
+        self, rows: list[tuple[object, ...]]
+    ) -> list[tuple[object, ...]] | tuple[list[object], ...]:
+        """Return what to execute `sql` with: the rows, or on PostgreSQL one array a column."""
+        if self._columnar:
+            return tuple(list(column) for column in zip(*rows, strict=True))
+        return rows
+
+    def row(self, s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> tuple[object, ...]:
+        """Return the driver's parameters for `s`, in the statement's order.
+
+        Raises:
+            InvalidInputError: An amount is not a Decimal.
+        """
+        pid, day, currency, cash, holdings, total, flat, net, flow, stale = s.values
+        # Seen as objects: a host may hand in a float, which must be refused.
+        amounts: tuple[object, object, object] = (cash, holdings, total)
+        if not (
+            isinstance(amounts[0], Decimal)
+            and isinstance(amounts[1], Decimal)
+            and isinstance(amounts[2], Decimal)
+        ):
+            _checked(cash, "cash_balance")
+            _checked(holdings, "holdings_value")
+            _checked(total, "total_value")
+        net_text = None if net is None else str(_checked(net, "net_contributions"))
+        flow_text = None if flow is None else str(_checked(flow, "external_flow"))
+        stale_value = self._stale if stale else self._fresh
+        positions = flat_positions_json(flat, texts)
+        return (
+            pid if self._pid is None else self._pid(pid),
+            day if self._day is None else self._day(day),
+            currency,
+            str(cash),
+            str(holdings),
+            str(total),
+            net_text,
+            flow_text,
+            stale_value,
+            positions,
             fence,
-        ]
-        for i, process in self._processors:
-            values[i] = process(values[i])
-        return tuple(values)
+        )
+
+
+def _unnest_upsert(compiled: str, dialect: Dialect) -> str:
+    """Turn the compiled one-row upsert into one taking each column as an array.
+
+    ``INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT ...`` becomes ``INSERT INTO t (a, b)
+    SELECT a, b FROM unnest($1::type[], $2::type[]) WITH ORDINALITY AS batch (a, b, ord)
+    ORDER BY ord ON CONFLICT ...``, keeping Core's own conflict clause.
+    """
+    head, rest = compiled.split(" VALUES ", 1)
+    _, conflict = rest.split(" ON CONFLICT ", 1)
+    names = ", ".join(c.name for c in _snapshots.columns)
+    arrays = ", ".join(
+        f"${i}::{c.type.compile(dialect=dialect)}[]" for i, c in enumerate(_snapshots.columns, 1)
+    )
+    select = f"SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS batch ({names}, ord)"  # noqa: S608
+    return f"{head} {select} ORDER BY ord ON CONFLICT {conflict}"
 
 
 def _record(row: RowMapping) -> RunRecord:
@@ -687,17 +760,21 @@ class SqlAlchemySnapshotStore:
         if not ordered:
             return
         driver = self._driver
+        texts: PositionTexts = {}  # one batch's prices are encoded once
         # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
         if (
             driver is not None
             and "schema_translate_map" not in self._engine.get_execution_options()
         ):
-            rows = [driver.row(s, stored_fence) for s in ordered]
+            rows = [driver.row(s, stored_fence, texts) for s in ordered]
             with _translated():
                 async with self._engine.begin() as conn:
-                    await conn.exec_driver_sql(driver.sql(fenced=fence is not None), rows)
+                    await conn.exec_driver_sql(
+                        driver.sql(fenced=fence is not None),
+                        driver.parameters(rows),
+                    )
             return
-        params = [_snapshot_params(s, stored_fence) for s in ordered]
+        params = [_snapshot_params(s, stored_fence, texts) for s in ordered]
         statement = self._upsert_plain if fence is None else self._upsert_fenced
         with _translated():
             async with self._engine.begin() as conn:

@@ -41,6 +41,7 @@ from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
 from portfolio_snapshots.adapters._sql_common import (
     SCHEMA_VERSION,
     DatabaseBusyError,
+    PositionTexts,
     SchemaVersionError,
     as_utc,
     chunks,
@@ -227,42 +228,47 @@ def _close_all(holder: list[sqlite3.Connection]) -> None:
     holder.clear()
 
 
-def _snapshot_row(s: PortfolioSnapshot, fence: int) -> tuple[object, ...]:
+def _snapshot_row(s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> tuple[object, ...]:
+    pid, day, currency, cash, holdings, total, flat, net, flow, stale = s.values
     return (
-        str(s.portfolio_id),
-        s.snapshot_date.isoformat(),
-        s.currency,
-        decimal_text(s.cash_balance, "cash_balance"),
-        decimal_text(s.holdings_value, "holdings_value"),
-        decimal_text(s.total_value, "total_value"),
-        optional_decimal_text(s.net_contributions, "net_contributions"),
-        optional_decimal_text(s.external_flow, "external_flow"),
-        1 if s.stale else 0,
-        flat_positions_json(s.flat_positions),
+        str(pid),
+        day.isoformat(),
+        currency,
+        decimal_text(cash, "cash_balance"),
+        decimal_text(holdings, "holdings_value"),
+        decimal_text(total, "total_value"),
+        optional_decimal_text(net, "net_contributions"),
+        optional_decimal_text(flow, "external_flow"),
+        1 if stale else 0,
+        flat_positions_json(flat, texts),
         fence,
     )
 
 
 def _snapshot(row: sqlite3.Row | tuple[object, ...]) -> PortfolioSnapshot:
     pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
-    return PortfolioSnapshot.from_flat(
-        UUID(str(pid)),
-        dt.date.fromisoformat(str(day)),
-        str(currency),
-        Decimal(str(cash)),
-        Decimal(str(holdings)),
-        Decimal(str(total)),
-        flat_positions_from_json(str(positions)),
-        optional_decimal(None if net is None else str(net)),
-        optional_decimal(None if flow is None else str(flow)),
-        bool(stale),
+    return PortfolioSnapshot.from_values(
+        (
+            UUID(str(pid)),
+            dt.date.fromisoformat(str(day)),
+            str(currency),
+            Decimal(str(cash)),
+            Decimal(str(holdings)),
+            Decimal(str(total)),
+            flat_positions_from_json(str(positions)),
+            optional_decimal(None if net is None else str(net)),
+            optional_decimal(None if flow is None else str(flow)),
+            bool(stale),
+        )
     )
 
 
 def _upsert(
     conn: sqlite3.Connection, snapshots: Sequence[PortfolioSnapshot], fence: int | None
 ) -> None:
-    rows = [_snapshot_row(s, 0 if fence is None else fence) for s in dedupe_sorted(snapshots)]
+    stored_fence = 0 if fence is None else fence
+    texts: PositionTexts = {}  # one batch's prices are encoded once
+    rows = [_snapshot_row(s, stored_fence, texts) for s in dedupe_sorted(snapshots)]
     if not rows:
         return
     with _Write(conn):
