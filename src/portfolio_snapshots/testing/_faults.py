@@ -116,12 +116,23 @@ class Fault:
 _NO_FAULT = Fault()
 
 
-class _Injector:
+_Inner = TypeVar("_Inner")
+
+
+class _Injector(Generic[_Inner]):
     """The bookkeeping shared by every wrapper: counts, triggers, delays and failures."""
 
     _port_methods: frozenset[str] = frozenset()
 
-    def __init__(self, fault: Fault | None, sleep: Callable[[float], Awaitable[object]]) -> None:
+    def __init__(
+        self,
+        inner: _Inner,
+        fault: Fault | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """Wrap `inner`; see the wrapper's docstring for the arguments."""
+        self.inner = inner
         self.calls = 0
         self.failures = 0
         self.calls_by_method: collections.Counter[str] = collections.Counter()
@@ -218,7 +229,7 @@ _L = TypeVar("_L", bound=RunLedger)
 _K = TypeVar("_K", bound=RunLock)
 
 
-class FaultyPortfolioRepository(_Injector, Generic[_P]):
+class FaultyPortfolioRepository(_Injector[_P]):
     """A `PortfolioRepository` that injects faults into the calls it delegates to `inner`.
 
     `iter_portfolios` counts as one call when it is called; its delay and its first-calls and
@@ -239,17 +250,6 @@ class FaultyPortfolioRepository(_Injector, Generic[_P]):
     """
 
     _port_methods = frozenset({"get_portfolio", "iter_portfolios"})
-
-    def __init__(
-        self,
-        inner: _P,
-        fault: Fault | None = None,
-        *,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        """Wrap `inner`; see the class docstring for the arguments."""
-        super().__init__(fault, sleep)
-        self.inner = inner
 
     def iter_portfolios(self, as_of: dt.date) -> AsyncIterator[Portfolio]:
         """Stream `inner`'s portfolios, failing as the fault says."""
@@ -279,7 +279,7 @@ class FaultyPortfolioRepository(_Injector, Generic[_P]):
         return await self.inner.get_portfolio(portfolio_id, as_of)
 
 
-class FaultyMarketData(_Injector, Generic[_M]):
+class FaultyMarketData(_Injector[_M]):
     """A `MarketData` that injects faults into the price requests it delegates to `inner`.
 
     Args:
@@ -298,17 +298,6 @@ class FaultyMarketData(_Injector, Generic[_M]):
 
     _port_methods = frozenset({"get_prices"})
 
-    def __init__(
-        self,
-        inner: _M,
-        fault: Fault | None = None,
-        *,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        """Wrap `inner`; see the class docstring for the arguments."""
-        super().__init__(fault, sleep)
-        self.inner = inner
-
     async def get_prices(
         self, tickers: Collection[str], as_of: dt.date
     ) -> Mapping[str, PriceQuote]:
@@ -317,7 +306,7 @@ class FaultyMarketData(_Injector, Generic[_M]):
         return await self.inner.get_prices(tickers, as_of)
 
 
-class FaultySnapshotRepository(_Injector, Generic[_S]):
+class FaultySnapshotRepository(_Injector[_S]):
     """A `SnapshotRepository` that injects faults into the calls it delegates to `inner`.
 
     A faulted `upsert_many` fails before `inner` sees it, so nothing of its batch is written.
@@ -340,17 +329,6 @@ class FaultySnapshotRepository(_Injector, Generic[_S]):
     _port_methods = frozenset(
         {"upsert_many", "existing_keys", "get_snapshot", "list_snapshots", "existing_dates"}
     )
-
-    def __init__(
-        self,
-        inner: _S,
-        fault: Fault | None = None,
-        *,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        """Wrap `inner`; see the class docstring for the arguments."""
-        super().__init__(fault, sleep)
-        self.inner = inner
 
     async def upsert_many(
         self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
@@ -386,7 +364,7 @@ class FaultySnapshotRepository(_Injector, Generic[_S]):
         return await self.inner.existing_dates(portfolio_id, start, end)
 
 
-class FaultyRunLedger(_Injector, Generic[_L]):
+class FaultyRunLedger(_Injector[_L]):
     """A `RunLedger` that injects faults into the calls it delegates to `inner`.
 
     Args:
@@ -404,17 +382,6 @@ class FaultyRunLedger(_Injector, Generic[_L]):
     """
 
     _port_methods = frozenset({"start", "finish", "get"})
-
-    def __init__(
-        self,
-        inner: _L,
-        fault: Fault | None = None,
-        *,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        """Wrap `inner`; see the class docstring for the arguments."""
-        super().__init__(fault, sleep)
-        self.inner = inner
 
     async def start(self, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
         """Return `inner`'s answer, unless the fault strikes first."""
@@ -434,7 +401,7 @@ class FaultyRunLedger(_Injector, Generic[_L]):
         return await self.inner.get(key)
 
 
-class FaultyRunLock(_Injector, Generic[_K]):
+class FaultyRunLock(_Injector[_K]):
     """A `RunLock` that injects faults into the calls it delegates to `inner`.
 
     Args:
@@ -452,17 +419,6 @@ class FaultyRunLock(_Injector, Generic[_K]):
     """
 
     _port_methods = frozenset({"acquire", "renew", "release"})
-
-    def __init__(
-        self,
-        inner: _K,
-        fault: Fault | None = None,
-        *,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        """Wrap `inner`; see the class docstring for the arguments."""
-        super().__init__(fault, sleep)
-        self.inner = inner
 
     async def acquire(
         self, key: str, owner: str, ttl: dt.timedelta, now: dt.datetime
