@@ -152,7 +152,12 @@ class SnapshotCalculator:
             )
 
     def value_portfolio(
-        self, portfolio: Portfolio, quotes: Mapping[str, PriceQuote], snapshot_date: dt.date
+        self,
+        portfolio: Portfolio,
+        quotes: Mapping[str, PriceQuote],
+        snapshot_date: dt.date,
+        *,
+        max_price_age: dt.timedelta | None = DEFAULT_MAX_PRICE_AGE,
     ) -> PortfolioSnapshot:
         """Value `portfolio` on `snapshot_date` with the given quotes.
 
@@ -160,41 +165,30 @@ class SnapshotCalculator:
             portfolio: Cash and holdings as of the end of `snapshot_date`.
             quotes: Quotes by ticker; tickers not held are ignored.
             snapshot_date: The date valued.
+            max_price_age: A quote older than this counts as missing (None: any age).
 
         Returns:
             The snapshot; each position records its quote's price and date.
 
         Raises:
-            MissingPriceError: A ticker held in a non-zero quantity has no quote.
+            MissingPriceError: A ticker held in a non-zero quantity has no quote, or only one
+                older than `max_price_age`.
             InvalidPortfolioError: A quantity or the cash is invalid.
             InvalidPriceError: A quote's price is invalid.
             CurrencyMismatchError: A quote is in another currency than the portfolio.
         """
+        table = PriceTable(quotes, snapshot_date, max_price_age=max_price_age)
         with decimal.localcontext(_EXACT):
-            return self.value_in_context(portfolio, quotes, snapshot_date)
-
-    def value_in_context(
-        self,
-        portfolio: Portfolio,
-        quotes: Mapping[str, PriceQuote] | PriceTable,
-        snapshot_date: dt.date,
-    ) -> PortfolioSnapshot:
-        """Like `value_portfolio`, for callers that already entered `exact_context()`.
-
-        The job values a whole batch inside one context, against a `PriceTable` checked once
-        for the batch; outside such a loop, use `value_portfolio`.
-        """
-        table = quotes if isinstance(quotes, PriceTable) else PriceTable(quotes, snapshot_date)
-        return self._value(
-            portfolio.id,
-            snapshot_date,
-            portfolio.currency,
-            portfolio.cash_balance,
-            portfolio.holdings,
-            table,
-            portfolio.net_contributions,
-            portfolio.external_flow,
-        )
+            return self._value(
+                portfolio.id,
+                snapshot_date,
+                portfolio.currency,
+                portfolio.cash_balance,
+                portfolio.holdings,
+                table,
+                portfolio.net_contributions,
+                portfolio.external_flow,
+            )
 
     def value_many(
         self, portfolios: Iterable[Portfolio], table: PriceTable
@@ -546,6 +540,7 @@ def value_portfolio(
     snapshot_date: dt.date,
     *,
     calculator: SnapshotCalculator | None = None,
+    max_price_age: dt.timedelta | None = DEFAULT_MAX_PRICE_AGE,
 ) -> PortfolioSnapshot:
     """Value `portfolio` on `snapshot_date` against `quotes` (see `SnapshotCalculator`).
 
@@ -554,8 +549,11 @@ def value_portfolio(
         quotes: Quotes by ticker.
         snapshot_date: The date valued.
         calculator: The calculator to use; a default one (ISO 4217 minor units) otherwise.
+        max_price_age: A quote older than this counts as missing (None: any age).
 
     Returns:
         The snapshot.
     """
-    return (calculator or _DEFAULT).value_portfolio(portfolio, quotes, snapshot_date)
+    return (calculator or _DEFAULT).value_portfolio(
+        portfolio, quotes, snapshot_date, max_price_age=max_price_age
+    )
