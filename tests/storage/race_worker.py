@@ -11,9 +11,9 @@ store as snapshots, ledger and lock. With ``--ready`` and ``--go`` it then creat
 file and polls for the go file, so that the parent can release several workers at the same
 moment. It runs one date and prints the report (``RunReport.as_dict()``) as one line of JSON.
 
-``--delay`` makes every price request take that many seconds, so runs overlap; with
-``--stall-after N`` every price request after the first N never returns, so the process stays
-in the middle of its run (lease held, some batches stored) until it is killed.
+``--delay`` makes every portfolio take that many seconds to arrive, so runs overlap; with
+``--stall-after N`` the portfolio after the first N never arrives, so the process stays in the
+middle of its run (lease held, the batches of those N portfolios stored) until it is killed.
 ``--clock-offset`` shifts the job's clock, to act as if a lease's TTL had passed.
 """
 
@@ -35,7 +35,6 @@ from portfolio_snapshots import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
     Portfolio,
-    PriceQuote,
     SnapshotJob,
     utc_now,
 )
@@ -43,7 +42,7 @@ from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
 from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import AsyncIterator
 
 #: The date every worker snapshots: in the past, so the real clock (shifted or not) allows it.
 DAY = dt.date(2025, 1, 2)
@@ -69,24 +68,38 @@ def world(n_portfolios: int, seed: int = 20250102) -> tuple[list[Portfolio], InM
     return portfolios, market
 
 
-class SlowMarket:
-    """Prices from `inner`, each request taking `delay` seconds; after `stall_after`, never."""
+class SlowPortfolios:
+    """Portfolios from `inner`, each taking `delay` seconds; after `stall_after`, none comes.
 
-    def __init__(self, inner: InMemoryMarketData, delay: float, stall_after: int | None) -> None:
+    Stalling the stream, not the prices, keeps the victim's stop independent of how the job
+    groups its price requests: the batches cut from the first `stall_after` portfolios are
+    valued and stored, then the run waits, lease held, for a portfolio that never comes.
+    """
+
+    def __init__(
+        self, inner: InMemoryPortfolioRepository, delay: float, stall_after: int | None
+    ) -> None:
         self.inner = inner
         self.delay = delay
         self.stall_after = stall_after
-        self.calls = 0
 
-    async def get_prices(
-        self, tickers: Collection[str], as_of: dt.date
-    ) -> Mapping[str, PriceQuote]:
-        self.calls += 1
-        if self.stall_after is not None and self.calls > self.stall_after:
-            await asyncio.Event().wait()  # the process is killed while it waits here
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        return await self.inner.get_prices(tickers, as_of)
+    async def iter_portfolios(self, as_of: dt.date) -> AsyncIterator[Portfolio]:
+        async for count, portfolio in _enumerate(self.inner.iter_portfolios(as_of)):
+            if self.stall_after is not None and count >= self.stall_after:
+                await asyncio.Event().wait()  # the process is killed while it waits here
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield portfolio
+
+    async def get_portfolio(self, portfolio_id: uuid.UUID, as_of: dt.date) -> Portfolio | None:
+        return await self.inner.get_portfolio(portfolio_id, as_of)
+
+
+async def _enumerate(items: AsyncIterator[Portfolio]) -> AsyncIterator[tuple[int, Portfolio]]:
+    count = 0
+    async for item in items:
+        yield count, item
+        count += 1
 
 
 def wait_for_go(ready: Path, go: Path) -> None:
@@ -116,8 +129,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     portfolios, market = world(args.portfolios)
     async with store:
         job = SnapshotJob(
-            portfolios=InMemoryPortfolioRepository(portfolios),
-            market_data=SlowMarket(market, args.delay, args.stall_after),
+            portfolios=SlowPortfolios(
+                InMemoryPortfolioRepository(portfolios), args.delay, args.stall_after
+            ),
+            market_data=market,
             snapshots=store,
             ledger=store,
             lock=store,

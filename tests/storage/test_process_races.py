@@ -268,10 +268,14 @@ def test_a_run_killed_midway_is_resumed_by_the_next_process(
 
     async def main() -> tuple[int, dict[str, object], dict[str, object]]:
         with workers(database, tmp_path) as start:
-            # Prices for 4 batches come back, then every request hangs: the worker stays in
-            # the middle of its run, lease held, until it is killed.
+            # 20 portfolios arrive (4 batches), then the stream waits for one that never
+            # comes: the worker stays in the middle of its run, lease held, until killed.
             victim = start(
-                "victim", f"--portfolios={n}", f"--batch={batch}", "--delay=0.01", "--stall-after=4"
+                "victim",
+                f"--portfolios={n}",
+                f"--batch={batch}",
+                "--delay=0.01",
+                f"--stall-after={4 * batch}",
             )
 
             async def some_stored() -> bool:

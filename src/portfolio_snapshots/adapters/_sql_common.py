@@ -162,22 +162,39 @@ def positions_from_json(text: str) -> tuple[PositionValuation, ...]:
 PositionTexts = dict[object, tuple[object, object, object, object, object, str, str, str]]
 
 
+#: How many tickers' texts a store keeps between writes (see `remembered`).
+MAX_REMEMBERED_TICKERS: Final = 16_384
+
+
+def remembered(texts: PositionTexts) -> PositionTexts:
+    """Return a store's `texts`, emptied first when they have grown past the limit.
+
+    A store keeps its texts from one write to the next: a run's batches share the day's price
+    objects, so a ticker's price is encoded once per run instead of once per batch. There is
+    one entry per ticker, replaced when its price changes; the limit only bounds the memory a
+    very large ticker universe could take.
+    """
+    if len(texts) > MAX_REMEMBERED_TICKERS:
+        texts.clear()
+    return texts
+
+
 def flat_positions_json(flat: tuple[object, ...], texts: PositionTexts | None = None) -> str:
     """Encode positions given flat, as `PortfolioSnapshot.flat_positions` holds them.
 
     Returns the very text `positions_json` returns for the same positions, without a dict and
     a ``json.dumps`` per position: writes spend most of their time here. The parts of a
     position that come from its price (ticker, price, price date, currency, FX rate, stale
-    flag) are encoded once per `texts`: pass the same dict for every snapshot of a batch, and
-    the price of a ticker that all its holders share (as in a run) is encoded once per batch.
-    They are reused only for the very same price, date, currency, rate and flag objects, so
-    nothing else can match. When a field is of an unusual type (a subclass, a float...), the whole
-    array goes through `positions_json` itself, so odd values are encoded, or refused,
-    exactly as there.
+    flag) are encoded once per ticker and price into `texts`, which the stores keep from one
+    write to the next: a run's portfolios share the day's price objects, so each ticker's
+    price is encoded once per run. A text is reused only for the very same price, date,
+    currency, rate and flag objects, so nothing else can match. When a field is of an unusual
+    type (a subclass, a float...), the whole array goes through `positions_json` itself, so
+    odd values are encoded, or refused, exactly as there.
 
     Args:
         flat: The positions' fields, position after position.
-        texts: A cache shared by the snapshots of one batch, or None.
+        texts: The texts remembered so far (updated in place), or None.
 
     Raises:
         InvalidInputError: An amount is not a Decimal.

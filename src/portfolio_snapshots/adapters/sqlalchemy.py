@@ -72,6 +72,7 @@ from portfolio_snapshots.adapters._sql_common import (
     flat_positions_from_json,
     flat_positions_json,
     lease_lost_detail,
+    remembered,
     report_from_json,
     report_json,
     run_record,
@@ -264,6 +265,9 @@ _schema_version = Table(
 )
 
 _CONTENT: Final = tuple(c.name for c in _snapshots.columns if not c.primary_key)
+
+#: Rows per statement of a write: a big batch is sent in several, in one transaction.
+_ROWS_PER_STATEMENT: Final = 1000
 
 # SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement timeout.
 _BUSY_SQLSTATES: Final = frozenset({"40001", "40P01", "55P03", "57014"})
@@ -671,6 +675,8 @@ class SqlAlchemySnapshotStore:
         self._driver = _DriverUpsert.compile(
             engine.dialect, self._upsert_plain, self._upsert_fenced
         )
+        # Price texts kept between writes (encoding runs between awaits, on the loop).
+        self._texts: PositionTexts = {}
 
     @classmethod
     async def open(
@@ -760,19 +766,18 @@ class SqlAlchemySnapshotStore:
         if not ordered:
             return
         driver = self._driver
-        texts: PositionTexts = {}  # one batch's prices are encoded once
+        texts = remembered(self._texts)
         # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
         if (
             driver is not None
             and "schema_translate_map" not in self._engine.get_execution_options()
         ):
             rows = [driver.row(s, stored_fence, texts) for s in ordered]
+            sql = driver.sql(fenced=fence is not None)
             with _translated():
                 async with self._engine.begin() as conn:
-                    await conn.exec_driver_sql(
-                        driver.sql(fenced=fence is not None),
-                        driver.parameters(rows),
-                    )
+                    for part in chunks(rows, _ROWS_PER_STATEMENT):
+                        await conn.exec_driver_sql(sql, driver.parameters(list(part)))
             return
         params = [_snapshot_params(s, stored_fence, texts) for s in ordered]
         statement = self._upsert_plain if fence is None else self._upsert_fenced

@@ -54,6 +54,7 @@ from portfolio_snapshots.adapters._sql_common import (
     optional_decimal,
     optional_decimal_text,
     optional_from_utc_text,
+    remembered,
     report_from_json,
     report_json,
     run_record,
@@ -264,10 +265,13 @@ def _snapshot(row: sqlite3.Row | tuple[object, ...]) -> PortfolioSnapshot:
 
 
 def _upsert(
-    conn: sqlite3.Connection, snapshots: Sequence[PortfolioSnapshot], fence: int | None
+    conn: sqlite3.Connection,
+    snapshots: Sequence[PortfolioSnapshot],
+    fence: int | None,
+    texts: PositionTexts,
 ) -> None:
     stored_fence = 0 if fence is None else fence
-    texts: PositionTexts = {}  # one batch's prices are encoded once
+    texts = remembered(texts)
     rows = [_snapshot_row(s, stored_fence, texts) for s in dedupe_sorted(snapshots)]
     if not rows:
         return
@@ -477,6 +481,8 @@ class SqliteSnapshotStore:
         self._conn = conn
         self._executor = executor
         self._closed = False
+        # Price texts kept between writes; only the worker thread touches them.
+        self._texts: PositionTexts = {}
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> Self:
@@ -571,7 +577,7 @@ class SqliteSnapshotStore:
         A batch holding a key twice stores the later snapshot; a row identical to the one
         stored (fence included) is not rewritten.
         """
-        await self._run(_upsert, list(snapshots), fence)
+        await self._run(_upsert, list(snapshots), fence, self._texts)
 
     async def existing_keys(
         self, keys: Collection[tuple[UUID, dt.date]]

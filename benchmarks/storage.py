@@ -1,0 +1,477 @@
+"""Benchmark: the SQL stores' writes and reads against a bare ``executemany``, side by side.
+
+To run:
+    python benchmarks/storage.py [--snapshots 100000] [--positions 10] [--batch 500]
+                                 [--days 3650] [--rounds 3] [--backends sqlite,postgres]
+                                 [--pg-dsn postgresql://user@host:port/db]
+
+PostgreSQL comes from ``--pg-dsn``, else ``PORTFOLIO_SNAPSHOTS_PG_DSN``, else the script starts
+a throwaway server with ``scripts/pg-test-server start`` (on a free port, in a directory of its
+own) and stops it at the end. Leave ``postgres`` out of ``--backends`` to run without one.
+
+The data is seeded and valued by `SnapshotCalculator`, as a run values it: one portfolio with
+``--days`` days of history and, for the rest of the ``--snapshots``, as many other portfolios on
+the last day (a backfill plus a daily run), each with ``--positions`` positions. For each
+backend it times, alternately and ``--rounds`` times in this one process, each side writing
+into a fresh, empty table of the same shape (made by the store's own schema code):
+
+- bare: the driver's own ``executemany`` of a plain ``INSERT`` of rows already encoded as the
+  store encodes them (decimal text, JSON positions), one transaction per batch;
+- store: ``upsert_many(batch, fence=1)``, as the job calls it: encoding, deduplication and
+  the ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE`` upsert, one transaction per batch;
+
+then reads the one portfolio's ``--days`` days back, bare (the same ``SELECT`` through the same
+driver, rows as the driver returns them) and through ``list_snapshots`` (snapshots built). It
+checks that both sides stored identical rows, and prints the best times, rows per second and
+the ratios, the figures that matter on a shared, noisy machine. Target: the upsert within 2x of
+the bare insert. The input is built first and frozen out of the garbage collector's sight
+(``gc.freeze``): a job never holds a hundred thousand snapshots at once.
+
+Drivers: ``sqlite3`` for `SqliteSnapshotStore`; asyncpg for `SqlAlchemySnapshotStore` on
+PostgreSQL, whose bare side uses asyncpg directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import gc
+import json
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from portfolio_snapshots import Portfolio, PortfolioSnapshot, PriceQuote, SnapshotCalculator
+from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, create_schema
+from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_SCRIPT = ROOT / "scripts" / "pg-test-server"
+DSN_ENV = "PORTFOLIO_SNAPSHOTS_PG_DSN"
+END = dt.date(2026, 11, 27)
+FENCE = 1
+READ_REPEATS = 5
+COLUMNS = (
+    "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
+    "net_contributions, external_flow, stale, positions, fence"
+)
+READ_COLUMNS = (
+    "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
+    "positions, net_contributions, external_flow, stale"
+)
+SQLITE_INSERT = f"INSERT INTO ps_snapshots ({COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
+SQLITE_SELECT = (
+    f"SELECT {READ_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+    "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date"
+)
+PG_INSERT = (
+    f"INSERT INTO ps_snapshots ({COLUMNS}) "  # noqa: S608 - constant columns
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 12))})"
+)
+PG_SELECT = (
+    f"SELECT {READ_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+    "WHERE portfolio_id = $1 AND snapshot_date >= $2 AND snapshot_date <= $3 "
+    "ORDER BY snapshot_date"
+)
+
+Row = tuple[object, ...]
+T = TypeVar("T")
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def build(n_snapshots: int, n_positions: int, n_days: int, seed: int) -> list[PortfolioSnapshot]:
+    """Return seeded snapshots, valued by the calculator as a run values them.
+
+    One portfolio has `n_days` days of history (a close a day for each of its tickers); the
+    other portfolios have one day each, valued at that day's closes of a 1,000-ticker universe.
+    """
+    rng = random.Random(seed)
+    calculator = SnapshotCalculator()
+    tickers = [f"T{i:04d}" for i in range(1000)]
+
+    def quote(ticker: str, day: dt.date) -> PriceQuote:
+        return PriceQuote(ticker, Decimal(rng.randint(100, 500_000)) / 100, day)
+
+    def portfolio() -> Portfolio:
+        return Portfolio(
+            uuid.UUID(int=rng.getrandbits(128)),
+            Decimal(rng.randint(0, 10_000_000)) / 100,
+            {t: Decimal(rng.randint(1, 100_000)) / 1000 for t in rng.sample(tickers, n_positions)},
+        )
+
+    history = portfolio()
+    out = []
+    for i in range(min(n_days, n_snapshots)):
+        day = END - dt.timedelta(days=i)
+        quotes = {t: quote(t, day) for t in history.holdings}
+        out.append(calculator.value_portfolio(history, quotes, day))
+    closes = {t: quote(t, END) for t in tickers}
+    out += [
+        calculator.value_portfolio(portfolio(), closes, END) for _ in range(n_snapshots - len(out))
+    ]
+    return out
+
+
+def positions_text(s: PortfolioSnapshot) -> str:
+    """Encode positions as both stores do: compact JSON, amounts as decimal strings."""
+    items: list[dict[str, object]] = []
+    for p in s.positions:
+        item: dict[str, object] = {
+            "ticker": p.ticker,
+            "quantity": str(p.quantity),
+            "price": str(p.price),
+            "price_date": p.price_date.isoformat(),
+            "market_value": str(p.market_value),
+        }
+        if p.price_currency is not None:
+            item["price_currency"] = p.price_currency
+        if p.fx_rate is not None:
+            item["fx_rate"] = str(p.fx_rate)
+        if p.stale:
+            item["stale"] = True
+        items.append(item)
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+
+
+def encoded(s: PortfolioSnapshot, *, native: bool) -> Row:
+    """Return the row the store writes for `s`: `native` ids and dates for PostgreSQL."""
+    return (
+        s.portfolio_id if native else str(s.portfolio_id),
+        s.snapshot_date if native else s.snapshot_date.isoformat(),
+        s.currency,
+        str(s.cash_balance),
+        str(s.holdings_value),
+        str(s.total_value),
+        None if s.net_contributions is None else str(s.net_contributions),
+        None if s.external_flow is None else str(s.external_flow),
+        bool(s.stale) if native else int(s.stale),
+        positions_text(s),
+        FENCE,
+    )
+
+
+def batches(items: list[T], size: int) -> list[list[T]]:
+    """Cut `items` into consecutive slices of at most `size`."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Times:
+    """The best time of each side over the rounds, and how many snapshots a read returned."""
+
+    bare_write: float = float("inf")
+    store_write: float = float("inf")
+    bare_read: float = float("inf")
+    store_read: float = float("inf")
+    rows_read: int = 0
+
+    def report(self, title: str, n: int, batch: int, rounds: int) -> None:
+        """Print the figures."""
+        read = self.rows_read
+        print(f"{title}: {n} snapshots in batches of {batch}, best of {rounds} rounds")
+        print(f"  bare executemany  {self.bare_write:8.3f} s  {n / self.bare_write:9,.0f} rows/s")
+        print(
+            f"  upsert_many       {self.store_write:8.3f} s  {n / self.store_write:9,.0f} rows/s"
+            f"  ratio {self.store_write / self.bare_write:.2f}x (target <= 2x)"
+        )
+        print(f"  bare fetch        {self.bare_read:8.4f} s  {read / self.bare_read:9,.0f} rows/s")
+        print(
+            f"  list_snapshots    {self.store_read:8.4f} s  {read / self.store_read:9,.0f} rows/s"
+            f"  ratio {self.store_read / self.bare_read:.2f}x ({read} days of one portfolio)"
+        )
+
+
+def freeze_input() -> None:
+    """Move everything built so far out of the garbage collector's sight.
+
+    A job holds only the batches in flight, never all the input at once: without this, every
+    full collection during a timing would rescan all of it. The collector stays on, so each
+    side still pays for the garbage it makes.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+async def timed(work: Callable[[], Awaitable[object]], repeats: int = 1) -> float:
+    """Return the best of `repeats` timings of `work`, each after a garbage collection."""
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        await work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# --- SQLite ------------------------------------------------------------------------------------
+
+
+async def sqlite_bare_write(conn: sqlite3.Connection, row_batches: list[list[Row]]) -> None:
+    """Insert every batch with ``executemany`` in a transaction of its own."""
+    for rows in row_batches:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(SQLITE_INSERT, rows)
+        conn.execute("COMMIT")
+
+
+async def sqlite_bare_read(conn: sqlite3.Connection, key: tuple[str, str, str]) -> None:
+    """Fetch the range, rows as sqlite3 returns them."""
+    conn.execute(SQLITE_SELECT, key).fetchall()
+
+
+async def store_write(
+    store: SqliteSnapshotStore | SqlAlchemySnapshotStore,
+    snapshot_batches: list[list[PortfolioSnapshot]],
+) -> None:
+    """Upsert every batch as the job does, fenced."""
+    for snapshots in snapshot_batches:
+        await store.upsert_many(snapshots, fence=FENCE)
+
+
+async def bench_sqlite(
+    snapshots: list[PortfolioSnapshot], batch: int, days: int, rounds: int
+) -> Times:
+    """Time the bare sqlite3 insert and `SqliteSnapshotStore.upsert_many`, then the reads."""
+    times = Times()
+    row_batches = batches([encoded(s, native=False) for s in snapshots], batch)
+    freeze_input()
+    snapshot_batches = batches(snapshots, batch)
+    pid, start = snapshots[0].portfolio_id, END - dt.timedelta(days=days - 1)
+    key = (str(pid), start.isoformat(), END.isoformat())
+    with tempfile.TemporaryDirectory(prefix="portfolio-snapshots-bench-") as directory:
+        for r in range(rounds):
+            bare_file = Path(directory) / f"bare-{r}.db"
+            store_file = Path(directory) / f"store-{r}.db"
+            # The same table, made by the store's own migration, in the same WAL mode.
+            await (await SqliteSnapshotStore.open(bare_file)).close()
+            conn = sqlite3.connect(bare_file, isolation_level=None)
+            try:
+                elapsed = await timed(partial(sqlite_bare_write, conn, row_batches))
+                times.bare_write = min(times.bare_write, elapsed)
+                elapsed = await timed(partial(sqlite_bare_read, conn, key), READ_REPEATS)
+                times.bare_read = min(times.bare_read, elapsed)
+            finally:
+                conn.close()
+            async with await SqliteSnapshotStore.open(store_file) as store:
+                elapsed = await timed(partial(store_write, store, snapshot_batches))
+                times.store_write = min(times.store_write, elapsed)
+                elapsed = await timed(partial(store.list_snapshots, pid, start, END), READ_REPEATS)
+                times.store_read = min(times.store_read, elapsed)
+                times.rows_read = len(await store.list_snapshots(pid, start, END))
+            if r == 0:
+                check_sqlite_same(bare_file, store_file, len(snapshots))
+    return times
+
+
+def check_sqlite_same(bare_file: Path, store_file: Path, n: int) -> None:
+    """Stop unless both files hold the same `n` rows, column for column."""
+    conn = sqlite3.connect(bare_file)
+    try:
+        conn.execute("ATTACH DATABASE ? AS store", (str(store_file),))
+        differ = conn.execute(
+            "SELECT count(*) FROM (SELECT * FROM main.ps_snapshots "
+            "EXCEPT SELECT * FROM store.ps_snapshots)"
+        ).fetchone()[0]
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM main.ps_snapshots), "
+            "(SELECT count(*) FROM store.ps_snapshots)"
+        ).fetchone()
+    finally:
+        conn.close()
+    if differ or counts != (n, n):
+        raise SystemExit(f"SQLite: the two sides stored different rows ({differ}, {counts})")
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@contextlib.contextmanager
+def postgres(given: str | None) -> Iterator[str]:
+    """Yield a ``postgresql://`` DSN: `given`, the environment's, or a server started here."""
+    dsn = given or os.environ.get(DSN_ENV)
+    if dsn:
+        yield dsn
+        return
+    directory = Path(tempfile.mkdtemp(prefix="portfolio-snapshots-bench-pg-"))
+    env = {**os.environ, "PG_TEST_DIR": str(directory), "PG_TEST_PORT": str(free_port())}
+
+    def script(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own script, fixed arguments
+            ["bash", str(PG_SCRIPT), command],  # noqa: S607 - bash from PATH is intended
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
+
+    try:
+        started = script("start")
+        if started.returncode != 0:
+            raise SystemExit(f"scripts/pg-test-server start failed:\n{started.stderr}")
+        yield started.stdout.strip().splitlines()[-1].removeprefix(f"export {DSN_ENV}=")
+    finally:
+        script("stop")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """Return `dsn` as an SQLAlchemy URL for asyncpg."""
+    return "postgresql+asyncpg://" + dsn.split("://", 1)[1]
+
+
+@contextlib.asynccontextmanager
+async def schemas(dsn: str, count: int) -> AsyncIterator[list[str]]:
+    """Create `count` schemas holding the store's empty tables; drop them on exit."""
+    names = [f"bench_{uuid.uuid4().hex}" for _ in range(count)]
+    admin = await asyncpg.connect(dsn)
+    try:
+        for name in names:
+            await admin.execute(f'CREATE SCHEMA "{name}"')
+            engine = create_async_engine(
+                sqlalchemy_url(dsn), connect_args={"server_settings": {"search_path": name}}
+            )
+            try:
+                await create_schema(engine)
+            finally:
+                await engine.dispose()
+        yield names
+    finally:
+        for name in names:
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await admin.close()
+
+
+async def pg_bare_write(conn: asyncpg.Connection, row_batches: list[list[Row]]) -> None:
+    """Insert every batch with asyncpg's ``executemany`` in a transaction of its own."""
+    for rows in row_batches:
+        async with conn.transaction():
+            await conn.executemany(PG_INSERT, rows)
+
+
+async def bench_postgres(
+    dsn: str, snapshots: list[PortfolioSnapshot], batch: int, days: int, rounds: int
+) -> Times:
+    """Time the bare asyncpg insert and `SqlAlchemySnapshotStore.upsert_many`, then reads."""
+    times = Times()
+    row_batches = batches([encoded(s, native=True) for s in snapshots], batch)
+    freeze_input()
+    snapshot_batches = batches(snapshots, batch)
+    pid, start = snapshots[0].portfolio_id, END - dt.timedelta(days=days - 1)
+    for r in range(rounds):
+        async with schemas(dsn, 2) as (bare_schema, store_schema):
+            conn = await asyncpg.connect(dsn, server_settings={"search_path": bare_schema})
+            try:
+                elapsed = await timed(partial(pg_bare_write, conn, row_batches))
+                times.bare_write = min(times.bare_write, elapsed)
+                elapsed = await timed(partial(conn.fetch, PG_SELECT, pid, start, END), READ_REPEATS)
+                times.bare_read = min(times.bare_read, elapsed)
+            finally:
+                await conn.close()
+            engine = create_async_engine(
+                sqlalchemy_url(dsn),
+                connect_args={"server_settings": {"search_path": store_schema}},
+            )
+            try:
+                store = SqlAlchemySnapshotStore(engine)
+                await store.get_snapshot(pid, END)  # connect before the clock starts
+                elapsed = await timed(partial(store_write, store, snapshot_batches))
+                times.store_write = min(times.store_write, elapsed)
+                elapsed = await timed(partial(store.list_snapshots, pid, start, END), READ_REPEATS)
+                times.store_read = min(times.store_read, elapsed)
+                times.rows_read = len(await store.list_snapshots(pid, start, END))
+            finally:
+                await engine.dispose()
+            if r == 0:
+                await check_postgres_same(dsn, bare_schema, store_schema, len(snapshots))
+    return times
+
+
+async def check_postgres_same(dsn: str, bare: str, store: str, n: int) -> None:
+    """Stop unless both schemas hold the same `n` rows, column for column."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        differ = await conn.fetchval(
+            f'SELECT count(*) FROM (SELECT * FROM "{bare}".ps_snapshots '  # noqa: S608
+            f'EXCEPT SELECT * FROM "{store}".ps_snapshots) AS d'
+        )
+        counts = [
+            await conn.fetchval(f'SELECT count(*) FROM "{s}".ps_snapshots')  # noqa: S608
+            for s in (bare, store)
+        ]
+    finally:
+        await conn.close()
+    if differ or counts != [n, n]:
+        raise SystemExit(f"PostgreSQL: the two sides stored different rows ({differ}, {counts})")
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Parse arguments, build the data, time each backend and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--snapshots", type=int, default=100_000)
+    parser.add_argument("--positions", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--days", type=int, default=3650)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20261127)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--pg-dsn", default=None, help=f"a postgresql:// DSN (or {DSN_ENV})")
+    args = parser.parse_args()
+    backends = {b.strip() for b in args.backends.split(",") if b.strip()}
+    if not backends <= {"sqlite", "postgres"}:
+        parser.error("--backends takes sqlite and/or postgres")
+    if not 1 <= args.days <= args.snapshots:
+        parser.error("--days must be between 1 and --snapshots")
+
+    snapshots = build(args.snapshots, args.positions, args.days, args.seed)
+    n = len(snapshots)
+    print(
+        f"{n} snapshots x {args.positions} positions: one portfolio over {args.days} days, "
+        f"{n - args.days} portfolios on one day"
+    )
+    if "sqlite" in backends:
+        times = asyncio.run(bench_sqlite(snapshots, args.batch, args.days, args.rounds))
+        times.report("SQLite, SqliteSnapshotStore vs sqlite3", n, args.batch, args.rounds)
+    if "postgres" in backends:
+        with postgres(args.pg_dsn) as dsn:
+            times = asyncio.run(bench_postgres(dsn, snapshots, args.batch, args.days, args.rounds))
+        times.report("PostgreSQL, SqlAlchemySnapshotStore vs asyncpg", n, args.batch, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

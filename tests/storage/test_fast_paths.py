@@ -1,0 +1,215 @@
+"""The SQL stores' fast write paths produce exactly what the straightforward ones produce.
+
+`flat_positions_json` must return the text `positions_json` returns (the stored format), its
+per-batch cache must never hand one price's text to another, `dedupe_sorted` must keep the
+last snapshot of a key in key order, and the SQLAlchemy store's driver-level upsert must store
+the very rows its Core upsert stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from portfolio_snapshots import InvalidInputError, PortfolioSnapshot, PositionValuation
+from portfolio_snapshots.adapters._sql_common import (
+    PositionTexts,
+    dedupe_sorted,
+    flat_positions_from_json,
+    flat_positions_json,
+    positions_from_json,
+    positions_json,
+)
+from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.testing.strategies import snapshots
+from storage.pg_server import asyncpg_url, create_test_schema, drop_test_schema, search_path
+from storage.samples import DAY, PID, plain_snapshot, rich_snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.sampled_from(
+    [Decimal("-0.00"), Decimal("1E+2"), Decimal("0E-7"), Decimal("12.3400")]
+)
+position_lists = st.lists(
+    st.builds(
+        PositionValuation,
+        ticker=st.text(min_size=1, max_size=8),  # quotes, backslashes, control and non-ASCII
+        quantity=decimals,
+        price=decimals,
+        price_date=st.dates(),
+        market_value=decimals,
+        price_currency=st.none() | st.sampled_from(["USD", "EUR", 'Q"\\']),
+        fx_rate=st.none() | decimals,
+        stale=st.booleans(),
+    ),
+    max_size=6,
+)
+
+
+def flat(positions: Sequence[PositionValuation]) -> tuple[object, ...]:
+    """Return `positions` as `PortfolioSnapshot.flat_positions` holds them."""
+    return tuple(itertools.chain.from_iterable(positions))
+
+
+@given(st.lists(position_lists, min_size=1, max_size=4))
+def test_flat_encoding_is_the_reference_encoding(batch: list[list[PositionValuation]]) -> None:
+    """For any positions, shared cache or not, the fast encoder writes the reference text."""
+    texts: PositionTexts = {}
+    for positions in batch:
+        expected = positions_json(positions)
+        assert flat_positions_json(flat(positions), texts) == expected
+        assert flat_positions_json(flat(positions)) == expected
+
+
+@given(snapshots())
+def test_calculated_snapshots_encode_and_decode_as_the_reference(
+    snapshot: PortfolioSnapshot,
+) -> None:
+    """Calculator-made positions encode to the reference text and decode to the same values."""
+    encoded = flat_positions_json(snapshot.flat_positions, {})
+    assert encoded == positions_json(snapshot.positions)
+    assert flat_positions_from_json(encoded) == snapshot.flat_positions
+    assert flat_positions_from_json(encoded) == flat(positions_from_json(encoded))
+
+
+def test_a_cached_price_text_serves_only_that_very_price() -> None:
+    """Equal prices of another exponent, another date or another currency get their own text."""
+    price = Decimal("10.50")
+    first = PositionValuation("AAA", Decimal(1), price, DAY, Decimal("10.50"), "USD")
+    variants = [
+        first._replace(price=Decimal("10.5")),  # equal, but written differently
+        first._replace(price=Decimal("10.50")),  # equal and written alike, another object
+        first._replace(price_date=DAY - dt.timedelta(days=1)),
+        first._replace(price_currency="EUR"),
+        first._replace(fx_rate=Decimal("1.1")),
+        first._replace(stale=True),
+        first._replace(quantity=Decimal("2.000"), market_value=Decimal("21.00")),  # a hit
+    ]
+    for variant in variants:
+        texts: PositionTexts = {}
+        assert flat_positions_json(flat([first]), texts) == positions_json([first])
+        assert flat_positions_json(flat([variant]), texts) == positions_json([variant])
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        PositionValuation("AAA", 1.5, Decimal(1), DAY, Decimal("1.50")),  # type: ignore[arg-type]
+        PositionValuation("AAA", Decimal(1), 2.5, DAY, Decimal("2.50")),  # type: ignore[arg-type]
+        PositionValuation("AAA", Decimal(1), Decimal(1), DAY, 1.0),  # type: ignore[arg-type]
+        PositionValuation("AAA", Decimal(1), Decimal(1), DAY, Decimal(1), None, 1.1),  # type: ignore[arg-type]
+    ],
+    ids=["float-quantity", "float-price", "float-value", "float-fx-rate"],
+)
+def test_a_float_in_a_position_is_refused_as_the_reference_refuses_it(
+    position: PositionValuation,
+) -> None:
+    """A float amount raises the reference encoder's InvalidInputError, naming the field."""
+    with pytest.raises(InvalidInputError) as expected:
+        positions_json([position])
+    with pytest.raises(InvalidInputError) as caught:
+        flat_positions_json(flat([position]), {})
+    assert str(caught.value) == str(expected.value)
+
+
+class Amount(Decimal):
+    """A Decimal subclass, which the fast path leaves to the reference encoder."""
+
+
+def test_unusual_types_are_encoded_as_the_reference_encodes_them() -> None:
+    """Subclasses, integers and datetimes take the reference encoder's path and result."""
+    moment = dt.datetime(2026, 11, 27, 16, 0, tzinfo=dt.UTC)
+    positions = [
+        PositionValuation("AAA", Amount("1.0"), Decimal(2), DAY, Decimal("2.00")),
+        PositionValuation("BBB", Decimal(1), Decimal(2), moment, Decimal("2.00")),
+        PositionValuation("CCC", Decimal(1), Decimal(2), DAY, Decimal("2.00"), None, Amount(1)),
+    ]
+    texts: PositionTexts = {}
+    for position in positions:
+        assert flat_positions_json(flat([position]), texts) == positions_json([position])
+    assert flat_positions_json(flat(positions), texts) == positions_json(positions)
+
+
+def test_dedupe_keeps_the_last_snapshot_of_each_key_in_key_order() -> None:
+    """Duplicates keep the later snapshot; keys come out sorted, UUID ids and others alike."""
+    ids = [uuid.UUID(int=n) for n in (7, 2**127 + 1, 3, 2**64)]
+    batch = [
+        plain_snapshot(pid, DAY - dt.timedelta(days=n % 2), f"{n}.00")
+        for n, pid in enumerate(ids * 2)
+    ]
+    expected = {(s.portfolio_id, s.snapshot_date): s for s in batch}
+    assert dedupe_sorted(batch) == [expected[k] for k in sorted(expected)]
+    assert dedupe_sorted([]) == []
+    # Ids of another type (a host's own) are kept and ordered the same way.
+    named = [s.replace(portfolio_id=str(s.portfolio_id)) for s in batch]
+    expected_named = {(s.portfolio_id, s.snapshot_date): s for s in named}
+    assert dedupe_sorted(named) == [expected_named[k] for k in sorted(expected_named)]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, object]]]:
+    """An empty database for the SQLAlchemy store: its URL and ``connect_args``."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", {}
+        return
+    dsn: str = request.getfixturevalue("pg_dsn")
+    schema = asyncio.run(create_test_schema(dsn))
+    try:
+        yield asyncpg_url(dsn), search_path(schema)
+    finally:
+        asyncio.run(drop_test_schema(dsn, schema))
+
+
+def test_the_driver_upsert_stores_what_the_core_upsert_stores(
+    database: tuple[str, dict[str, object]],
+) -> None:
+    """Both write paths, fenced and not, in one statement or several, store identical rows."""
+    url, connect_args = database
+    days = [DAY - dt.timedelta(days=n) for n in range(3)]
+    rich = [rich_snapshot(uuid.UUID(int=n), day, f"{n}.50") for n in range(5) for day in days]
+    many = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(100, 1300)]
+    batch = [*rich, *many, rich[0].replace(cash_balance=Decimal("-0.00"))]  # a key twice
+
+    async def stored(store: SqlAlchemySnapshotStore, fence: int | None) -> list[tuple[object, ...]]:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM ps_snapshots"))
+        await store.upsert_many(batch, fence=fence)
+        await store.upsert_many(batch[1:7], fence=fence)  # identical rows: skipped
+        async with store.engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT * FROM ps_snapshots ORDER BY portfolio_id, snapshot_date")
+            )
+            return [tuple(row) for row in result]
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
+            assert store._driver is not None
+            # A schema_translate_map, even one that changes nothing, sends writes through Core.
+            core = SqlAlchemySnapshotStore(
+                store.engine.execution_options(schema_translate_map={None: None})
+            )
+            for fence in (None, 3):
+                fast = await stored(store, fence)
+                assert len(fast) == len(rich) + len(many)
+                assert fast == await stored(core, fence)
+            assert await store.get_snapshot(PID, DAY) is None
+            assert await store.list_snapshots(uuid.UUID(int=0), days[-1], DAY) == [
+                rich[2],
+                rich[1],
+                batch[-1],
+            ]
+
+    asyncio.run(main())
