@@ -54,7 +54,6 @@ ISO_4217_MINOR_UNITS: Mapping[str, int] = MappingProxyType(
     }
 )  # fmt: skip
 
-_EXACT = EXACT
 
 #: How old a close (or an FX rate) may be before it counts as missing, by default.
 DEFAULT_MAX_PRICE_AGE = dt.timedelta(days=7)
@@ -141,7 +140,7 @@ class SnapshotCalculator:
                 )
             quantities[ticker] = quantity
             quotes[ticker] = PriceQuote(ticker, price, day, currency)
-        with decimal.localcontext(_EXACT):
+        with decimal.localcontext(EXACT):
             return self._value(
                 portfolio_id,
                 snapshot_date,
@@ -178,7 +177,7 @@ class SnapshotCalculator:
             CurrencyMismatchError: A quote is in another currency than the portfolio.
         """
         table = PriceTable(quotes, snapshot_date, max_price_age=max_price_age)
-        with decimal.localcontext(_EXACT):
+        with decimal.localcontext(EXACT):
             return self._value(
                 portfolio.id,
                 snapshot_date,
@@ -209,7 +208,7 @@ class SnapshotCalculator:
         failed: list[tuple[Portfolio, Exception]] = []
         value = self._value
         day = table.day
-        with decimal.localcontext(_EXACT):
+        with decimal.localcontext(EXACT):
             for p in portfolios:
                 try:
                     snapshot = value(

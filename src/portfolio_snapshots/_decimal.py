@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import decimal
 
-EXACT = decimal.Context(
-    prec=decimal.MAX_PREC,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    rounding=decimal.ROUND_HALF_EVEN,
-    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
-)
+
+def rounding_context(precision: int) -> decimal.Context:
+    """Return a context of `precision` significant digits, ROUND_HALF_EVEN, trapping errors.
+
+    Any exponent is allowed; invalid operations, division by zero and overflow raise.
+    """
+    return decimal.Context(
+        prec=precision,
+        Emax=decimal.MAX_EMAX,
+        Emin=decimal.MIN_EMIN,
+        rounding=decimal.ROUND_HALF_EVEN,
+        traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+    )
+
+
+#: Unbounded precision: products and sums of finite Decimals are exact. Never mutated.
+EXACT = rounding_context(decimal.MAX_PREC)
 
 
 def exact_context() -> decimal.Context:

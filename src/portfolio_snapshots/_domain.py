@@ -122,17 +122,9 @@ SNAPSHOT_FIELD_NAMES = (
     "stale",
 )
 
-_SNAPSHOT_FIELDS = (
-    "portfolio_id",
-    "snapshot_date",
-    "currency",
-    "cash_balance",
-    "holdings_value",
-    "total_value",
-    "flat_positions",
-    "net_contributions",
-    "external_flow",
-    "stale",
+# The same, with the stored form of the positions: the order of `PortfolioSnapshot.values`.
+_SNAPSHOT_FIELDS = tuple(
+    "flat_positions" if name == "positions" else name for name in SNAPSHOT_FIELD_NAMES
 )
 
 
@@ -177,15 +169,7 @@ class PortfolioSnapshot:
     """
 
     __slots__ = ("values",)
-    __match_args__ = (
-        "portfolio_id",
-        "snapshot_date",
-        "currency",
-        "cash_balance",
-        "holdings_value",
-        "total_value",
-        "positions",
-    )
+    __match_args__ = SNAPSHOT_FIELD_NAMES[:7]
 
     values: SnapshotValues
 

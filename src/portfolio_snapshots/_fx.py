@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from portfolio_snapshots._dated import DatedValues
-from portfolio_snapshots._decimal import exact_context
+from portfolio_snapshots._decimal import EXACT, rounding_context
 from portfolio_snapshots._ledger_errors import InvalidFxRateError, MissingFxRateError
 
 if TYPE_CHECKING:
@@ -32,14 +32,8 @@ if TYPE_CHECKING:
 #: Significant digits of a derived (inverted) rate.
 FX_PRECISION = 28
 
-_FX = decimal.Context(
-    prec=FX_PRECISION,
-    rounding=decimal.ROUND_HALF_EVEN,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
-)
-_EXACT = exact_context()
+_FX = rounding_context(FX_PRECISION)
+
 _ONE = Decimal(1)
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -293,7 +287,7 @@ def convert(amount: Decimal, quote: FxQuote) -> Decimal:
     if not amount.is_finite():
         raise ValueError(f"amount must be finite, got {amount!r}")
     check_fx_quote(quote)
-    with decimal.localcontext(_EXACT):
+    with decimal.localcontext(EXACT):
         return amount * quote.rate
 
 

@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
-from portfolio_snapshots._decimal import exact_context
+from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio
 from portfolio_snapshots._errors import InvalidDateRangeError
 from portfolio_snapshots._ledger_errors import (
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 _ZERO = Decimal(0)
 _ONE_DAY = dt.timedelta(days=1)
-_EXACT = exact_context()
+
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
@@ -386,7 +386,7 @@ class _Book:
         cash = self.cash
         flow = _ZERO
         sold: dict[str, Decimal] = {}
-        with decimal.localcontext(_EXACT):
+        with decimal.localcontext(EXACT):
             for tx, kind in checked:
                 if kind is TransactionKind.SPLIT and tx.ticker in holdings:
                     holdings[tx.ticker] *= cast("Decimal", tx.ratio)

@@ -23,7 +23,7 @@ import decimal
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
-from portfolio_snapshots._decimal import exact_context
+from portfolio_snapshots._decimal import EXACT, rounding_context
 from portfolio_snapshots._ledger_errors import (
     InvalidSnapshotSeriesError,
     MissingFlowDataError,
@@ -39,14 +39,8 @@ if TYPE_CHECKING:
 #: Significant digits of every return computed here.
 RETURNS_PRECISION = 28
 
-_CTX = decimal.Context(
-    prec=RETURNS_PRECISION,
-    rounding=decimal.ROUND_HALF_EVEN,
-    Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN,
-    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
-)
-_EXACT = exact_context()
+_CTX = rounding_context(RETURNS_PRECISION)
+
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 
@@ -152,7 +146,7 @@ def _periods(snapshots: Iterable[PortfolioSnapshot], *, at_least: int) -> list[_
                     "snapshot_date",
                     day,
                 )
-            with decimal.localcontext(_EXACT):
+            with decimal.localcontext(EXACT):
                 flow = contributions - previous_contributions
             if (day - previous.snapshot_date).days == 1 and day_flow != flow:
                 raise _mismatch(
@@ -181,7 +175,7 @@ def _factor(portfolio_id: UUID, period: _Period) -> tuple[Decimal, Decimal] | No
         UndefinedReturnError: The capital at work, ``V_start + flow``, is not above zero while
             something is left at the end.
     """
-    with decimal.localcontext(_EXACT):
+    with decimal.localcontext(EXACT):
         capital = period.begin_value + period.flow
     if capital > 0:
         return period.end_value, capital
@@ -201,7 +195,7 @@ def _product(values: list[Decimal]) -> Decimal:
     """Return the exact product of `values`, multiplied pairwise (fast for long series)."""
     if not values:
         return _ONE
-    with decimal.localcontext(_EXACT):
+    with decimal.localcontext(EXACT):
         while len(values) > 1:
             paired = [a * b for a, b in zip(values[::2], values[1::2], strict=False)]
             if len(values) % 2:
@@ -242,7 +236,7 @@ def time_weighted_returns(snapshots: Iterable[PortfolioSnapshot]) -> tuple[Perio
             value = _ZERO
         else:
             end_value, capital = factor
-            with decimal.localcontext(_EXACT):
+            with decimal.localcontext(EXACT):
                 gain = end_value - capital
             value = _divide(gain, capital)
         results.append(PeriodReturn(period.start, period.end, value, period.flow))
@@ -277,7 +271,7 @@ def cumulative_time_weighted_return(snapshots: Iterable[PortfolioSnapshot]) -> D
     factors = [f for f in (_factor(pid, p) for p in periods) if f is not None]
     grown = _product([f[0] for f in factors])
     invested = _product([f[1] for f in factors])
-    with decimal.localcontext(_EXACT):
+    with decimal.localcontext(EXACT):
         gain = grown - invested
     return _divide(gain, invested)
 
@@ -309,7 +303,7 @@ def modified_dietz_return(snapshots: Iterable[PortfolioSnapshot]) -> Decimal:
     periods = _periods(snapshots, at_least=2)
     first, last = snapshots[0], snapshots[-1]
     days = (last.snapshot_date - first.snapshot_date).days
-    with decimal.localcontext(_EXACT):
+    with decimal.localcontext(EXACT):
         flows = sum((p.flow for p in periods), _ZERO)
         weighted = sum(((last.snapshot_date - p.start).days * p.flow for p in periods), _ZERO)
         gain = last.total_value - first.total_value - flows
