@@ -750,17 +750,7 @@ class SnapshotJob:
                     "get_prices", lambda: self.market_data.get_prices(needed, day), run, attempts
                 )
                 table.add_quotes(quotes, asked=needed)
-            fx = self.fx_rates
-            if fx is not None:
-                bases = {p.currency for p in portfolios}
-                pairs = {(q, b) for q in table.currencies(tickers) for b in bases if q != b}
-                wanted = pairs_with_inverses(pairs) - table.asked_pairs
-                if wanted:
-                    attempts[0] = 1
-                    rates = await self._market(
-                        "get_rates", lambda: fx.get_rates(wanted, day), run, attempts
-                    )
-                    table.add_rates(rates, asked=wanted)
+            await self._complete_rates(table, tickers, portfolios, run, attempts)
         except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
             for p in portfolios:
                 run.fail(p.id, day, error, attempts[0])
@@ -995,20 +985,38 @@ class SnapshotJob:
         run: _Run,
     ) -> PriceTable | None:
         """Fetch one day's FX rates for known closes (an FX source without history)."""
-        fx = self.fx_rates
-        pairs = _fx_pairs(quotes.values(), portfolios)
-        if fx is None or not pairs:
-            return self._table(quotes, day, None)
+        table = self._table(quotes, day, {})
         attempts = [1]
         try:
-            rates = await self._market(
-                "get_rates", lambda: fx.get_rates(pairs_with_inverses(pairs), day), run, attempts
-            )
+            await self._complete_rates(table, quotes.keys(), portfolios, run, attempts)
         except Exception as error:  # noqa: BLE001 - fails this day's portfolios only
             for p in portfolios:
                 run.fail(p.id, day, error, attempts[0])
             return None
-        return self._table(quotes, day, rates)
+        return table
+
+    async def _complete_rates(
+        self,
+        table: PriceTable,
+        tickers: Iterable[str],
+        portfolios: list[Portfolio],
+        run: _Run,
+        attempts: list[int],
+    ) -> None:
+        """Ask, in one call, for the FX rates `table` lacks to convert these portfolios."""
+        fx = self.fx_rates
+        if fx is None:
+            return
+        bases = {p.currency for p in portfolios}
+        pairs = {(q, b) for q in table.currencies(tickers) for b in bases if q != b}
+        wanted = pairs_with_inverses(pairs) - table.asked_pairs
+        if wanted:
+            attempts[0] = 1
+            day = table.day
+            rates = await self._market(
+                "get_rates", lambda: fx.get_rates(wanted, day), run, attempts
+            )
+            table.add_rates(rates, asked=wanted)
 
     async def _series(
         self,
