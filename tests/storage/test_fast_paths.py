@@ -9,6 +9,7 @@ the very rows its Core upsert stores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import uuid
@@ -29,13 +30,19 @@ from portfolio_snapshots.adapters._sql_common import (
     positions_from_json,
     positions_json,
 )
-from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, _DriverUpsert
 from portfolio_snapshots.testing.strategies import snapshots
-from storage.pg_server import asyncpg_url, create_test_schema, drop_test_schema, search_path
+from storage.pg_server import (
+    asyncpg_url,
+    create_test_schema,
+    drop_test_schema,
+    fresh_schema,
+    search_path,
+)
 from storage.samples import DAY, PID, plain_snapshot, rich_snapshot
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
     from pathlib import Path
 
 decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.sampled_from(
@@ -173,6 +180,44 @@ def database(
         asyncio.run(drop_test_schema(dsn, schema))
 
 
+async def stored_rows(
+    store: SqlAlchemySnapshotStore, batch: Sequence[PortfolioSnapshot], fence: int | None
+) -> list[tuple[object, ...]]:
+    """Empty the table, write `batch` then its first rows again; return every stored row."""
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM ps_snapshots"))
+    await store.upsert_many(batch, fence=fence)
+    await store.upsert_many(batch[1:7], fence=fence)  # identical rows: skipped
+    return await all_rows(store)
+
+
+async def all_rows(store: SqlAlchemySnapshotStore) -> list[tuple[object, ...]]:
+    """Return every stored snapshot row, in key order."""
+    async with store.engine.connect() as conn:
+        result = await conn.execute(
+            text("SELECT * FROM ps_snapshots ORDER BY portfolio_id, snapshot_date")
+        )
+        return [tuple(row) for row in result]
+
+
+@contextlib.asynccontextmanager
+async def pg_store(dsn: str) -> AsyncIterator[SqlAlchemySnapshotStore]:
+    """Yield a store on PostgreSQL (asyncpg), in a schema of its own dropped afterwards."""
+    async with (
+        fresh_schema(dsn) as (url, connect_args),
+        await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store,
+    ):
+        yield store
+
+
+def core_twin(store: SqlAlchemySnapshotStore) -> SqlAlchemySnapshotStore:
+    """Return a store on the same database that writes through SQLAlchemy Core."""
+    # A schema_translate_map, even one that changes nothing, sends writes through Core.
+    return SqlAlchemySnapshotStore(
+        store.engine.execution_options(schema_translate_map={None: None})
+    )
+
+
 def test_the_driver_upsert_stores_what_the_core_upsert_stores(
     database: tuple[str, dict[str, object]],
 ) -> None:
@@ -183,33 +228,130 @@ def test_the_driver_upsert_stores_what_the_core_upsert_stores(
     many = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(100, 1300)]
     batch = [*rich, *many, rich[0].replace(cash_balance=Decimal("-0.00"))]  # a key twice
 
-    async def stored(store: SqlAlchemySnapshotStore, fence: int | None) -> list[tuple[object, ...]]:
-        async with store.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM ps_snapshots"))
-        await store.upsert_many(batch, fence=fence)
-        await store.upsert_many(batch[1:7], fence=fence)  # identical rows: skipped
-        async with store.engine.connect() as conn:
-            result = await conn.execute(
-                text("SELECT * FROM ps_snapshots ORDER BY portfolio_id, snapshot_date")
-            )
-            return [tuple(row) for row in result]
-
     async def main() -> None:
         async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
             assert store._driver is not None
-            # A schema_translate_map, even one that changes nothing, sends writes through Core.
-            core = SqlAlchemySnapshotStore(
-                store.engine.execution_options(schema_translate_map={None: None})
-            )
+            core = core_twin(store)
             for fence in (None, 3):
-                fast = await stored(store, fence)
+                fast = await stored_rows(store, batch, fence)
                 assert len(fast) == len(rich) + len(many)
-                assert fast == await stored(core, fence)
+                assert fast == await stored_rows(core, batch, fence)
             assert await store.get_snapshot(PID, DAY) is None
             assert await store.list_snapshots(uuid.UUID(int=0), days[-1], DAY) == [
                 rich[2],
                 rich[1],
                 batch[-1],
             ]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("size", [1, 2, 24, 25, 26, 51, 77])
+def test_batches_of_every_size_store_what_the_core_upsert_stores(
+    database: tuple[str, dict[str, object]], size: int
+) -> None:
+    """Batches filling statements exactly, partly, or with one row left over, NULLs mixed in.
+
+    On PostgreSQL a statement carries 25 snapshots, the first through SQLAlchemy and the rest
+    streamed; a lone NULL amount travels as an empty string between separators.
+    """
+    url, connect_args = database
+    batch = [
+        (rich_snapshot if n % 3 else plain_snapshot)(uuid.UUID(int=n), DAY, f"{n}.25")
+        for n in range(size)
+    ]
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
+            fast = await stored_rows(store, batch, 1)
+            assert len(fast) == size
+            assert fast == await stored_rows(core_twin(store), batch, 1)
+            assert await store.list_snapshots(batch[-1].portfolio_id, DAY, DAY) == [batch[-1]]
+
+    asyncio.run(main())
+
+
+def test_a_bad_snapshot_late_in_a_big_batch_stores_nothing_of_it(
+    database: tuple[str, dict[str, object]],
+) -> None:
+    """A float found after many statements were sent rolls the whole batch back, names its field.
+
+    The row stored before is left as it was, and the store goes on working.
+    """
+    url, connect_args = database
+    batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 301)]
+    batch[249] = batch[249].replace(total_value=2.5)
+    kept = rich_snapshot(uuid.UUID(int=1), DAY)
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
+            await store.upsert_many([kept])
+            before = await all_rows(store)
+            with pytest.raises(InvalidInputError, match="total_value"):
+                await store.upsert_many(batch, fence=2)
+            assert await all_rows(store) == before
+            await store.upsert_many(batch[:10], fence=2)
+            assert len(await all_rows(store)) == 10
+
+    asyncio.run(main())
+
+
+class OddText(Decimal):
+    """A Decimal whose ``str`` holds the control character the streamed statements split on."""
+
+    def __str__(self) -> str:
+        """Return text no decimal has."""
+        return "1\x1f2"
+
+
+@pytest.mark.postgres
+def test_an_amount_whose_text_holds_the_separator_is_refused(pg_dsn: str) -> None:
+    """Joined columns would shift values onto other rows: the write is refused, naming whose."""
+    batch = [plain_snapshot(uuid.UUID(int=n), DAY) for n in range(1, 4)]
+    batch[1] = batch[1].replace(cash_balance=OddText(1))
+
+    async def main() -> None:
+        async with pg_store(pg_dsn) as store:
+            with pytest.raises(InvalidInputError) as caught:
+                await store.upsert_many(batch)
+            assert await all_rows(store) == []
+        message = str(caught.value)
+        assert "cash_balance" in message
+        assert str(uuid.UUID(int=2)) in message
+        assert DAY.isoformat() in message
+
+    asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_a_write_cancelled_while_streaming_stores_nothing(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled after several statements were sent: no row stored, the store still works."""
+    batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 501)]
+    encode = _DriverUpsert.columns
+    statements = 0
+
+    def cancelling(
+        self: _DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+    ) -> tuple[object, ...]:
+        nonlocal statements
+        statements += 1
+        if statements == 10:  # nine statements sent, eight of them streamed
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return encode(self, part, fence, texts)
+
+    async def main() -> None:
+        async with pg_store(pg_dsn) as store:
+            monkeypatch.setattr(_DriverUpsert, "columns", cancelling)
+            with pytest.raises(asyncio.CancelledError):
+                await store.upsert_many(batch, fence=1)
+            assert statements >= 10
+            assert await all_rows(store) == []
+            monkeypatch.undo()
+            await store.upsert_many(batch, fence=1)
+            assert len(await all_rows(store)) == len(batch)
 
     asyncio.run(main())

@@ -79,11 +79,12 @@ from portfolio_snapshots.adapters._sql_common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Sequence
+    from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
     from types import TracebackType
 
     from sqlalchemy import URL, Connection, RowMapping
     from sqlalchemy.engine.interfaces import Dialect
+    from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql.type_api import TypeEngine
 
 __all__ = [
@@ -268,6 +269,9 @@ _CONTENT: Final = tuple(c.name for c in _snapshots.columns if not c.primary_key)
 
 #: Rows per statement of a write: a big batch is sent in several, in one transaction.
 _ROWS_PER_STATEMENT: Final = 1000
+#: Snapshots per statement on PostgreSQL (asyncpg), whose statements are streamed (`_stream`):
+#: small enough that the server starts on a batch while the rest of it is being encoded.
+_ROWS_PER_STREAMED_STATEMENT: Final = 25
 
 # SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement timeout.
 _BUSY_SQLSTATES: Final = frozenset({"40001", "40P01", "55P03", "57014"})
@@ -428,7 +432,7 @@ async def create_schema(engine: AsyncEngine) -> None:
 # --- values <-> rows ------------------------------------------------------------------------------
 
 
-def _checked(value: Decimal, field: str) -> Decimal:
+def _checked(value: object, field: str) -> Decimal:
     if not isinstance(value, Decimal):
         raise InvalidInputError(f"{field} must be a Decimal, got {type(value).__name__}")
     return value
@@ -477,21 +481,26 @@ class _DriverUpsert:
     """The snapshot upsert as the driver's own SQL and parameters, without Core's binding.
 
     Core's per-row work (a parameter dict, then each column's bind processor) costs about as
-    much as the driver's insert itself. Here the statement is compiled once, and a snapshot
-    becomes one tuple in the statement's parameter order, each value what Core would have
-    bound: amounts as `DecimalText` binds them (``str`` of a checked Decimal), positions as
+    much as the driver's insert itself. Here the statement is compiled once, and snapshots
+    become the driver's parameters directly, each value what Core would have bound: amounts
+    as `DecimalText` binds them (``str`` of a checked Decimal), positions as
     `flat_positions_json` encodes them, the id and the date through the bind processors
     SQLAlchemy itself would apply, and ``stale`` as that column's processor binds True or
     False. Only for positional paramstyles (asyncpg, aiosqlite) and the column processors
     known here; otherwise `compile` returns None and the store binds through Core.
 
-    On PostgreSQL (asyncpg) a batch is one statement, not one per row: each column is sent
-    as one array, and ``INSERT ... SELECT ... FROM unnest(...) WITH ORDINALITY ... ORDER BY``
-    inserts the rows in the batch's (key) order, with the very ``ON CONFLICT`` clause Core
-    compiled. The server then runs one statement for the batch instead of one per row.
+    On aiosqlite a snapshot becomes one row of parameters (`row`). On PostgreSQL (asyncpg) a
+    statement writes many snapshots (`columns`): ``INSERT ... SELECT ... FROM unnest(...) WITH
+    ORDINALITY ... ORDER BY ord`` inserts them in the batch's (key) order, with the very
+    ``ON CONFLICT`` clause Core compiled, so the server runs one statement per
+    `_ROWS_PER_STREAMED_STATEMENT` snapshots instead of one per snapshot. The id, date,
+    currency and stale columns travel as arrays; the amounts and positions, text that never
+    holds the control character `_SEPARATOR`, travel as one string a column, joined by it and
+    split by the server (``string_to_array``), which spares the driver's per-element array
+    encoding; the fence is the same for every row and travels once.
     """
 
-    __slots__ = ("_columnar", "_day", "_fenced", "_fresh", "_pid", "_plain", "_stale")
+    __slots__ = ("_day", "_fenced", "_fresh", "_pid", "_plain", "_stale", "streamed")
 
     def __init__(  # noqa: PLR0917 - each piece compile() worked out
         self,
@@ -502,15 +511,16 @@ class _DriverUpsert:
         stale: object,
         fresh: object,
         *,
-        columnar: bool,
+        streamed: bool,
     ) -> None:
         self._plain = plain
         self._fenced = fenced
-        self._columnar = columnar
         self._pid = pid
         self._day = day
         self._stale = stale
         self._fresh = fresh
+        #: Whether statements take `columns` (PostgreSQL) rather than `row`s.
+        self.streamed = streamed
 
     @classmethod
     def compile(
@@ -533,8 +543,8 @@ class _DriverUpsert:
             return None
         stale = processors["stale"]
         sql = [c.string for c in compiled]
-        columnar = dialect.name == "postgresql" and dialect.driver == "asyncpg"
-        if columnar:
+        streamed = dialect.name == "postgresql" and dialect.driver == "asyncpg"
+        if streamed:
             sql = [_unnest_upsert(text, dialect) for text in sql]
         return cls(
             sql[0],
@@ -543,20 +553,12 @@ class _DriverUpsert:
             processors["snapshot_date"],
             True if stale is None else stale(True),  # noqa: FBT003 - the bound value of True
             False if stale is None else stale(False),  # noqa: FBT003 - the bound value of False
-            columnar=columnar,
+            streamed=streamed,
         )
 
     def sql(self, *, fenced: bool) -> str:
         """Return the statement's text."""
         return self._fenced if fenced else self._plain
-
-    def parameters(
-        self, rows: list[tuple[object, ...]]
-    ) -> list[tuple[object, ...]] | tuple[list[object], ...]:
-        """Return what to execute `sql` with: the rows, or on PostgreSQL one array a column."""
-        if self._columnar:
-            return tuple(list(column) for column in zip(*rows, strict=True))
-        return rows
 
     def row(self, s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> tuple[object, ...]:
         """Return the driver's parameters for `s`, in the statement's order.
@@ -593,22 +595,135 @@ class _DriverUpsert:
             fence,
         )
 
+    def columns(
+        self, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+    ) -> tuple[object, ...]:
+        """Return the parameters of one statement writing `part`, in the statement's order.
+
+        Raises:
+            InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`.
+        """
+        pid, day, currency, cash, holdings, total, flat, net, flow, stale = zip(
+            *[s.values for s in part], strict=True
+        )
+        return (
+            pid if self._pid is None else list(map(self._pid, pid)),
+            day if self._day is None else list(map(self._day, day)),
+            currency,
+            _joined_amounts(cash, "cash_balance", part),
+            _joined_amounts(holdings, "holdings_value", part),
+            _joined_amounts(total, "total_value", part),
+            _joined_amounts(net, "net_contributions", part, nullable=True),
+            _joined_amounts(flow, "external_flow", part, nullable=True),
+            [self._stale if s else self._fresh for s in stale],
+            # JSON text holds control characters only escaped: no check needed.
+            _SEPARATOR.join([flat_positions_json(f, texts) for f in flat]),
+            fence,
+        )
+
+
+#: Joins the values of a text column into one parameter (see `_DriverUpsert`): the ASCII unit
+#: separator, which decimal text never holds and JSON text holds only escaped.
+_SEPARATOR: Final = "\x1f"
+#: Columns sent joined by `_SEPARATOR`; an empty string between separators stands for NULL.
+_JOINED: Final = frozenset(
+    c.name for c in _snapshots.columns if isinstance(c.type, DecimalText) or c.name == "positions"
+)
+_DECIMAL: Final = frozenset({Decimal})
+_OPTIONAL_DECIMAL: Final = frozenset({Decimal, type(None)})
+
+
+def _joined_amounts(
+    values: tuple[object, ...],
+    field: str,
+    part: Sequence[PortfolioSnapshot],
+    *,
+    nullable: bool = False,
+) -> str:
+    """Return one amount column's texts joined by `_SEPARATOR`, None as the empty string.
+
+    Raises:
+        InvalidInputError: An amount is not a Decimal (or None, when `nullable`).
+    """
+    kinds = set(map(type, values))
+    if not kinds <= (_OPTIONAL_DECIMAL if nullable else _DECIMAL):
+        for value in values:  # refuses what is not a Decimal; a subclass passes
+            if value is not None or not nullable:
+                _checked(value, field)
+    if type(None) not in kinds:
+        return _joined(map(str, values), field, part)
+    return _joined(["" if v is None else str(v) for v in values], field, part)
+
+
+def _joined(texts: Iterable[str], field: str, part: Sequence[PortfolioSnapshot]) -> str:
+    """Join `texts`, one per snapshot of `part`, by `_SEPARATOR`.
+
+    Raises:
+        InvalidInputError: A text holds `_SEPARATOR` (a Decimal subclass's odd ``str``), which
+            would shift the column's values onto other rows.
+    """
+    listed = list(texts)
+    joined = _SEPARATOR.join(listed)
+    if joined.count(_SEPARATOR) != len(part) - 1:
+        s = next(s for s, t in zip(part, listed, strict=True) if _SEPARATOR in t)
+        raise InvalidInputError(
+            f"{field} of portfolio {s.portfolio_id} on {s.snapshot_date} holds the control "
+            "character U+001F, which the store cannot write"
+        )
+    return joined
+
 
 def _unnest_upsert(compiled: str, dialect: Dialect) -> str:
-    """Turn the compiled one-row upsert into one taking each column as an array.
+    """Turn the compiled one-row upsert into one taking a statement's `columns`.
 
-    ``INSERT INTO t (a, b) VALUES ($1, $2) ON CONFLICT ...`` becomes ``INSERT INTO t (a, b)
-    SELECT a, b FROM unnest($1::type[], $2::type[]) WITH ORDINALITY AS batch (a, b, ord)
-    ORDER BY ord ON CONFLICT ...``, keeping Core's own conflict clause.
+    ``INSERT INTO t (a, b, fence) VALUES ($1, $2, $3) ON CONFLICT ...`` becomes ``INSERT INTO
+    t (a, b, fence) SELECT a, b, $3::BIGINT FROM unnest($1::type[], string_to_array($2::text,
+    chr(31), '')) WITH ORDINALITY AS batch (a, b, ord) ORDER BY ord ON CONFLICT ...``, keeping
+    Core's own conflict clause; the columns in `_JOINED` come as joined text.
     """
     head, rest = compiled.split(" VALUES ", 1)
     _, conflict = rest.split(" ON CONFLICT ", 1)
-    names = ", ".join(c.name for c in _snapshots.columns)
-    arrays = ", ".join(
-        f"${i}::{c.type.compile(dialect=dialect)}[]" for i, c in enumerate(_snapshots.columns, 1)
+    selected: list[str] = []
+    sources: list[str] = []
+    names: list[str] = []
+    for i, c in enumerate(_snapshots.columns, 1):
+        sql_type = c.type.compile(dialect=dialect)
+        if c.name == "fence":
+            selected.append(f"${i}::{sql_type}")
+            continue
+        selected.append(c.name)
+        names.append(c.name)
+        if c.name in _JOINED:
+            sources.append(f"string_to_array(${i}::text, chr({ord(_SEPARATOR)}), '')")
+        else:
+            sources.append(f"${i}::{sql_type}[]")
+    select = (
+        f"SELECT {', '.join(selected)} FROM unnest({', '.join(sources)}) "  # noqa: S608
+        f"WITH ORDINALITY AS batch ({', '.join(names)}, ord)"
     )
-    select = f"SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS batch ({names}, ord)"  # noqa: S608
     return f"{head} {select} ORDER BY ord ON CONFLICT {conflict}"
+
+
+async def _stream(
+    conn: AsyncConnection, sql: str, statements: Iterator[tuple[object, ...]]
+) -> None:
+    """Run `sql` once for each parameter tuple `statements` yields, in `conn`'s transaction.
+
+    The first statement goes through SQLAlchemy, which begins the transaction as the engine
+    is configured (isolation level included). The others go to asyncpg's own
+    ``executemany``, which draws their parameters from `statements` as it sends them: the
+    server runs the statements already sent while the next ones are encoded, the way a bare
+    ``executemany`` overlaps its work with the server's. They run in the same transaction,
+    and asyncpg stops at the first error, which is raised here.
+    """
+    first = next(statements, None)
+    if first is None:
+        return
+    await conn.exec_driver_sql(sql, first)
+    driver_connection = (await conn.get_raw_connection()).driver_connection
+    if driver_connection is None:  # the pool let go of it: gone with the transaction
+        raise DatabaseUnavailableError("database connection lost during a write")
+    await driver_connection.executemany(sql, statements)
 
 
 def _record(row: RowMapping) -> RunRecord:
@@ -660,6 +775,12 @@ class SqlAlchemySnapshotStore:
     rewritten. Lost connections, refused connections, lock timeouts, deadlocks and
     serialization failures become `DatabaseUnavailableError` or `DatabaseBusyError`, both
     `TransientError`, which the job's `RetryPolicy` retries.
+
+    On PostgreSQL (asyncpg) a write of more than 25 snapshots is several statements in its
+    transaction: the first runs through SQLAlchemy, the others through asyncpg's own
+    ``executemany`` on the same connection, so SQLAlchemy's cursor events (``echo``, tracing
+    hooks) see the first statement of a write only. Use a transactional engine (the default
+    isolation levels): on an ``AUTOCOMMIT`` engine each statement commits on its own.
 
     Args:
         engine: An async engine on PostgreSQL or SQLite; the host keeps ownership of it.
@@ -772,12 +893,17 @@ class SqlAlchemySnapshotStore:
             driver is not None
             and "schema_translate_map" not in self._engine.get_execution_options()
         ):
-            rows = [driver.row(s, stored_fence, texts) for s in ordered]
             sql = driver.sql(fenced=fence is not None)
             with _translated():
                 async with self._engine.begin() as conn:
+                    if driver.streamed:
+                        parts = chunks(ordered, _ROWS_PER_STREAMED_STATEMENT)
+                        statements = (driver.columns(p, stored_fence, texts) for p in parts)
+                        await _stream(conn, sql, statements)
+                        return
+                    rows = [driver.row(s, stored_fence, texts) for s in ordered]
                     for part in chunks(rows, _ROWS_PER_STATEMENT):
-                        await conn.exec_driver_sql(sql, driver.parameters(list(part)))
+                        await conn.exec_driver_sql(sql, list(part))
             return
         params = [_snapshot_params(s, stored_fence, texts) for s in ordered]
         statement = self._upsert_plain if fence is None else self._upsert_fenced
