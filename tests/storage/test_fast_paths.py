@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
+import threading
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from sqlalchemy import text
 
 from portfolio_snapshots import InvalidInputError, PortfolioSnapshot, PositionValuation
 from portfolio_snapshots.adapters._sql_common import (
+    DatabaseUnavailableError,
     PositionTexts,
     dedupe_sorted,
     flat_positions_from_json,
@@ -351,6 +354,69 @@ def test_a_write_cancelled_while_streaming_stores_nothing(
             assert statements >= 10
             assert await all_rows(store) == []
             monkeypatch.undo()
+            await store.upsert_many(batch, fence=1)
+            assert len(await all_rows(store)) == len(batch)
+
+    asyncio.run(main())
+
+
+def terminate_backend(dsn: str, pid: int) -> None:
+    """Have the server terminate backend `pid`, and wait until it has gone, from a thread.
+
+    Blocking is the point: the caller is the encoder inside a streamed write, which cannot
+    await, so the write's next step finds its connection gone.
+    """
+
+    async def terminate() -> None:
+        admin = await asyncpg.connect(dsn)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            for _ in range(200):
+                gone = not await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+                )
+                if gone:
+                    return
+                await asyncio.sleep(0.05)
+            pytest.fail(f"backend {pid} still alive")
+        finally:
+            await admin.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(terminate(),))
+    thread.start()
+    thread.join()
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_while_streaming_is_transient_and_stores_nothing(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends the session mid-write: DatabaseUnavailableError, no row, and recovery."""
+    batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 501)]
+    encode = _DriverUpsert.columns
+    statements = 0
+    backend: list[int] = []
+
+    def terminating(
+        self: _DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+    ) -> tuple[object, ...]:
+        nonlocal statements
+        statements += 1
+        if statements == 10:
+            terminate_backend(pg_dsn, backend[0])
+        return encode(self, part, fence, texts)
+
+    async def main() -> None:
+        async with pg_store(pg_dsn) as store:
+            async with store.engine.connect() as conn:  # the pool's only connection so far
+                raw = await conn.get_raw_connection()
+                backend.append(raw.driver_connection.get_server_pid())  # type: ignore[union-attr]
+            monkeypatch.setattr(_DriverUpsert, "columns", terminating)
+            with pytest.raises(DatabaseUnavailableError):
+                await store.upsert_many(batch, fence=1)
+            assert statements >= 10
+            monkeypatch.undo()
+            assert await all_rows(store) == []
             await store.upsert_many(batch, fence=1)
             assert len(await all_rows(store)) == len(batch)
 
