@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import threading
 import uuid
@@ -45,7 +46,7 @@ from storage.pg_server import (
 from storage.samples import DAY, PID, plain_snapshot, rich_snapshot
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
     from pathlib import Path
 
 decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.sampled_from(
@@ -326,38 +327,34 @@ def test_an_amount_whose_text_holds_the_separator_is_refused(pg_dsn: str) -> Non
     asyncio.run(main())
 
 
-@pytest.mark.postgres
-def test_a_write_cancelled_while_streaming_stores_nothing(
-    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Cancelled after several statements were sent: no row stored, the store still works."""
-    batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 501)]
-    encode = _DriverUpsert.columns
-    statements = 0
+def interrupt_at_statement(
+    monkeypatch: pytest.MonkeyPatch, number: int, interrupt: Callable[[], None]
+) -> list[int]:
+    """Make the streamed writes call `interrupt` as they encode their `number`-th statement.
 
-    def cancelling(
+    Returns:
+        A list whose length is the number of statements encoded so far.
+    """
+    encode = _DriverUpsert.columns
+    encoded: list[int] = []
+
+    def interrupting(
         self: _DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
     ) -> tuple[object, ...]:
-        nonlocal statements
-        statements += 1
-        if statements == 10:  # nine statements sent, eight of them streamed
-            task = asyncio.current_task()
-            assert task is not None
-            task.cancel()
+        encoded.append(len(part))
+        if len(encoded) == number:
+            interrupt()
         return encode(self, part, fence, texts)
 
-    async def main() -> None:
-        async with pg_store(pg_dsn) as store:
-            monkeypatch.setattr(_DriverUpsert, "columns", cancelling)
-            with pytest.raises(asyncio.CancelledError):
-                await store.upsert_many(batch, fence=1)
-            assert statements >= 10
-            assert await all_rows(store) == []
-            monkeypatch.undo()
-            await store.upsert_many(batch, fence=1)
-            assert len(await all_rows(store)) == len(batch)
+    monkeypatch.setattr(_DriverUpsert, "columns", interrupting)
+    return encoded
 
-    asyncio.run(main())
+
+def cancel_current_task() -> None:
+    """Request the cancellation of the running task."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
 
 
 def terminate_backend(dsn: str, pid: int) -> None:
@@ -388,33 +385,32 @@ def terminate_backend(dsn: str, pid: int) -> None:
 
 
 @pytest.mark.postgres
-def test_a_connection_lost_while_streaming_is_transient_and_stores_nothing(
-    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("interruption", ["cancelled", "connection-lost"])
+def test_a_write_interrupted_while_streaming_stores_nothing_and_the_store_recovers(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, interruption: str
 ) -> None:
-    """The server ends the session mid-write: DatabaseUnavailableError, no row, and recovery."""
-    batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 501)]
-    encode = _DriverUpsert.columns
-    statements = 0
-    backend: list[int] = []
+    """Cancelled, or its session ended by the server, after several statements were sent.
 
-    def terminating(
-        self: _DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
-    ) -> tuple[object, ...]:
-        nonlocal statements
-        statements += 1
-        if statements == 10:
-            terminate_backend(pg_dsn, backend[0])
-        return encode(self, part, fence, texts)
+    Nine statements were sent, eight of them streamed, when the tenth is encoded. A lost
+    session is a DatabaseUnavailableError, which the retry policy retries. Either way no row
+    of the batch is stored, and the next write succeeds.
+    """
+    batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 501)]
 
     async def main() -> None:
         async with pg_store(pg_dsn) as store:
-            async with store.engine.connect() as conn:  # the pool's only connection so far
-                raw = await conn.get_raw_connection()
-                backend.append(raw.driver_connection.get_server_pid())  # type: ignore[union-attr]
-            monkeypatch.setattr(_DriverUpsert, "columns", terminating)
-            with pytest.raises(DatabaseUnavailableError):
+            interrupt: Callable[[], None] = cancel_current_task
+            expected: type[BaseException] = asyncio.CancelledError
+            if interruption == "connection-lost":
+                async with store.engine.connect() as conn:  # the pool's only connection so far
+                    raw = await conn.get_raw_connection()
+                    pid: int = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
+                interrupt = functools.partial(terminate_backend, pg_dsn, pid)
+                expected = DatabaseUnavailableError
+            encoded = interrupt_at_statement(monkeypatch, 10, interrupt)
+            with pytest.raises(expected):
                 await store.upsert_many(batch, fence=1)
-            assert statements >= 10
+            assert len(encoded) >= 10
             monkeypatch.undo()
             assert await all_rows(store) == []
             await store.upsert_many(batch, fence=1)
