@@ -894,14 +894,16 @@ class SqlAlchemySnapshotStore:
             and "schema_translate_map" not in self._engine.get_execution_options()
         ):
             sql = driver.sql(fenced=fence is not None)
+            if driver.streamed:  # encoded as they are sent
+                parts = chunks(ordered, _ROWS_PER_STREAMED_STATEMENT)
+                statements = (driver.columns(p, stored_fence, texts) for p in parts)
+                with _translated():
+                    async with self._engine.begin() as conn:
+                        await _stream(conn, sql, statements)
+                return
+            rows = [driver.row(s, stored_fence, texts) for s in ordered]
             with _translated():
                 async with self._engine.begin() as conn:
-                    if driver.streamed:
-                        parts = chunks(ordered, _ROWS_PER_STREAMED_STATEMENT)
-                        statements = (driver.columns(p, stored_fence, texts) for p in parts)
-                        await _stream(conn, sql, statements)
-                        return
-                    rows = [driver.row(s, stored_fence, texts) for s in ordered]
                     for part in chunks(rows, _ROWS_PER_STATEMENT):
                         await conn.exec_driver_sql(sql, list(part))
             return
