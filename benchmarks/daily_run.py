@@ -97,7 +97,7 @@ def timed_job(
 
 def main() -> None:
     """Parse arguments, build the world, time both sides and print the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--portfolios", type=int, default=100_000)
     parser.add_argument("--positions", type=int, default=10)
     parser.add_argument("--tickers", type=int, default=2_000)

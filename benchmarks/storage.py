@@ -442,7 +442,7 @@ async def check_postgres_same(dsn: str, bare: str, store: str, n: int) -> None:
 
 def main() -> None:
     """Parse arguments, build the data, time each backend and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--snapshots", type=int, default=100_000)
     parser.add_argument("--positions", type=int, default=10)
     parser.add_argument("--batch", type=int, default=500)

@@ -50,7 +50,7 @@ def test_snapshots_are_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         snap.total_value = Decimal(0)  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        del snap.currency
+        del snap.currency  # pyright: ignore[reportAttributeAccessIssue] - the point
 
 
 def test_replace_and_copy_keep_everything_else() -> None:

@@ -319,7 +319,7 @@ class PortfolioSnapshot:
 
     def __eq__(self, other: object) -> bool:
         """Compare every field, like a dataclass."""
-        if other.__class__ is not self.__class__:
+        if not isinstance(other, PortfolioSnapshot) or other.__class__ is not self.__class__:
             return NotImplemented
         return self.values == other.values
 

@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     """Parse the arguments, run, and print the report as one line of JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--sqlite", help="SqliteSnapshotStore on this file")
     where.add_argument("--postgres", help="SqlAlchemySnapshotStore on this asyncpg URL")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from portfolio_snapshots._domain import DEFAULT_CURRENCY
 from portfolio_snapshots._errors import InvalidDateRangeError, PortfolioNotFoundError
-from portfolio_snapshots._ledger import LedgerReplayer, replay
+from portfolio_snapshots._ledger import LedgerReplayer, LedgerState, replay
 from portfolio_snapshots._ledger_ports import PortfolioDay
 
 if TYPE_CHECKING:
@@ -178,12 +178,13 @@ class LedgerPortfolioRepository:
         day = start
         portfolio: Portfolio | None = None
         while day <= end:
+            state: LedgerState | None = None
             if error is None:
                 try:
                     state = replayer.advance(day)
                 except Exception as failure:  # noqa: BLE001 - reported in the items
                     error = failure
-            if error is not None:
+            if state is None:
                 yield PortfolioDay(portfolio_id, day, error=error)
             elif state.opened_on is None:
                 yield PortfolioDay(portfolio_id, day)
