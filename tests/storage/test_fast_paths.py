@@ -417,3 +417,24 @@ def test_a_write_interrupted_while_streaming_stores_nothing_and_the_store_recove
             assert len(await all_rows(store)) == len(batch)
 
     asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_streamed_writes_work_without_prepared_statement_caches(pg_dsn: str) -> None:
+    """The PgBouncer set-up (no statement caches, see docs/storage.md) writes as the default."""
+    batch = [rich_snapshot(uuid.UUID(int=n), DAY, f"{n}.10") for n in range(1, 61)]
+    no_caches = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+
+    async def main() -> None:
+        async with (
+            fresh_schema(pg_dsn) as (url, connect_args),
+            await SqlAlchemySnapshotStore.open(
+                url, connect_args={**connect_args, **no_caches}
+            ) as store,
+        ):
+            for fence in (1, 1, 2):  # new rows, identical rows, a newer fence
+                await store.upsert_many(batch, fence=fence)
+            assert await store.list_snapshots(batch[-1].portfolio_id, DAY, DAY) == [batch[-1]]
+            assert len(await all_rows(store)) == len(batch)
+
+    asyncio.run(main())
