@@ -27,7 +27,7 @@ from portfolio_snapshots import (
     RunLock,
     SnapshotRepository,
 )
-from storage.backends import sqlalchemy_postgres, sqlalchemy_sqlite, sqlite
+from storage.backends import sqlalchemy_postgres, sqlalchemy_psycopg, sqlalchemy_sqlite, sqlite
 
 SnapshotFactory = Callable[[], AbstractAsyncContextManager[SnapshotRepository]]
 LedgerFactory = Callable[[], AbstractAsyncContextManager[RunLedger]]
@@ -65,6 +65,14 @@ BACKENDS: list[Backend] = [
         sqlalchemy_postgres,
         sqlalchemy_postgres,
         sqlalchemy_postgres,
+        marks=(pytest.mark.postgres,),
+        fixtures=("pg_dsn",),
+    ),
+    Backend(
+        "sqlalchemy-psycopg",
+        sqlalchemy_psycopg,
+        sqlalchemy_psycopg,
+        sqlalchemy_psycopg,
         marks=(pytest.mark.postgres,),
         fixtures=("pg_dsn",),
     ),

@@ -8,10 +8,12 @@ schema deleted, on exit::
     async with sqlite() as store: ...
     async with sqlalchemy_sqlite() as store: ...
     async with sqlalchemy_postgres() as store: ...   # needs PORTFOLIO_SNAPSHOTS_PG_DSN
+    async with sqlalchemy_psycopg() as store: ...    # the same server, through psycopg 3
 
-`sqlalchemy_postgres` reads the server from ``PORTFOLIO_SNAPSHOTS_PG_DSN``, which the `pg_dsn`
-fixture (`storage.pg_server`) sets while it is active: tests using it carry the ``postgres``
-mark and request `pg_dsn`. `STORAGE_BACKENDS` lists the three with their ids and marks.
+`sqlalchemy_postgres` (asyncpg) and `sqlalchemy_psycopg` read the server from
+``PORTFOLIO_SNAPSHOTS_PG_DSN``, which the `pg_dsn` fixture (`storage.pg_server`) sets while it
+is active: tests using it carry the ``postgres`` mark and request `pg_dsn`.
+`STORAGE_BACKENDS` lists the four with their ids and marks.
 """
 
 from __future__ import annotations
@@ -26,13 +28,19 @@ import pytest
 
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
 from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
-from storage.pg_server import DSN_ENV, fresh_schema
+from storage.pg_server import DSN_ENV, fresh_schema, psycopg_connect_args, psycopg_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from contextlib import AbstractAsyncContextManager
 
-__all__ = ["STORAGE_BACKENDS", "sqlalchemy_postgres", "sqlalchemy_sqlite", "sqlite"]
+__all__ = [
+    "STORAGE_BACKENDS",
+    "sqlalchemy_postgres",
+    "sqlalchemy_psycopg",
+    "sqlalchemy_sqlite",
+    "sqlite",
+]
 
 
 @contextlib.asynccontextmanager
@@ -52,15 +60,32 @@ async def sqlalchemy_sqlite() -> AsyncIterator[SqlAlchemySnapshotStore]:
             yield store
 
 
-@contextlib.asynccontextmanager
-async def sqlalchemy_postgres() -> AsyncIterator[SqlAlchemySnapshotStore]:
-    """Yield a `SqlAlchemySnapshotStore` on a new, empty schema of the test PostgreSQL."""
+def _test_dsn() -> str:
     dsn = os.environ.get(DSN_ENV)
     if not dsn:
         raise RuntimeError(f"{DSN_ENV} is not set: request the pg_dsn fixture first")
+    return dsn
+
+
+@contextlib.asynccontextmanager
+async def sqlalchemy_postgres() -> AsyncIterator[SqlAlchemySnapshotStore]:
+    """Yield a `SqlAlchemySnapshotStore` on a new, empty schema of the test PostgreSQL."""
     async with (
-        fresh_schema(dsn) as (url, connect_args),
+        fresh_schema(_test_dsn()) as (url, connect_args),
         await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store,
+    ):
+        yield store
+
+
+@contextlib.asynccontextmanager
+async def sqlalchemy_psycopg() -> AsyncIterator[SqlAlchemySnapshotStore]:
+    """Like `sqlalchemy_postgres`, through psycopg 3 (``postgresql+psycopg://``)."""
+    dsn = _test_dsn()
+    async with (
+        fresh_schema(dsn) as (_, connect_args),
+        await SqlAlchemySnapshotStore.open(
+            psycopg_url(dsn), connect_args=psycopg_connect_args(connect_args)
+        ) as store,
     ):
         yield store
 
@@ -76,4 +101,5 @@ STORAGE_BACKENDS: list[
     ("sqlite", sqlite, ()),
     ("sqlalchemy-sqlite", sqlalchemy_sqlite, ()),
     ("sqlalchemy-postgres", sqlalchemy_postgres, (pytest.mark.postgres,)),
+    ("sqlalchemy-psycopg", sqlalchemy_psycopg, (pytest.mark.postgres,)),
 ]

@@ -177,6 +177,18 @@ async def drop_test_schema(dsn: str, schema: str) -> None:
         await admin.dispose()
 
 
+def psycopg_url(dsn: str) -> str:
+    """Return `dsn` (``postgresql://...``) as an SQLAlchemy URL for the psycopg 3 driver."""
+    return "postgresql+psycopg://" + dsn.split("://", 1)[1]
+
+
+def psycopg_connect_args(asyncpg_args: dict[str, object]) -> dict[str, object]:
+    """Turn asyncpg ``connect_args`` setting server settings into psycopg's ``options``."""
+    settings = asyncpg_args.get("server_settings", {})
+    assert isinstance(settings, dict)
+    return {"options": " ".join(f"-c {name}={value}" for name, value in settings.items())}
+
+
 def search_path(schema: str) -> dict[str, object]:
     """Return the asyncpg ``connect_args`` that make `schema` the only schema searched."""
     return {"server_settings": {"search_path": schema}}

@@ -37,7 +37,15 @@ from portfolio_snapshots.adapters.sqlalchemy import (
     metadata,
 )
 from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
-from storage.pg_server import create_test_schema, drop_test_schema, free_port, search_path
+from storage.pg_server import (
+    asyncpg_url,
+    create_test_schema,
+    drop_test_schema,
+    free_port,
+    psycopg_connect_args,
+    psycopg_url,
+    search_path,
+)
 from storage.samples import DAY, NOW, PID, plain_snapshot, rich_snapshot
 
 if TYPE_CHECKING:
@@ -96,9 +104,15 @@ class Target:
         return {str(n[0]) for n in names}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("psycopg", marks=pytest.mark.postgres),
+    ]
+)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    """An empty database on each backend the SQLAlchemy store supports."""
+    """An empty database on each backend and driver the SQLAlchemy store supports."""
     if request.param == "sqlite":
         file = tmp_path / "store.db"
         yield Target("sqlite", f"sqlite+aiosqlite:///{file}", {}, file)
@@ -106,8 +120,10 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     dsn: str = request.getfixturevalue("pg_dsn")
     schema = asyncio.run(create_test_schema(dsn))
     try:
-        url = "postgresql+asyncpg://" + dsn.split("://", 1)[1]
-        yield Target("postgresql", url, search_path(schema))
+        if request.param == "psycopg":
+            yield Target("postgresql", psycopg_url(dsn), psycopg_connect_args(search_path(schema)))
+        else:
+            yield Target("postgresql", asyncpg_url(dsn), search_path(schema))
     finally:
         asyncio.run(drop_test_schema(dsn, schema))
 
@@ -378,9 +394,10 @@ def test_locked_sqlite_is_a_transient_error(tmp_path: Path) -> None:
     assert isinstance(caught.value, TransientError)
 
 
-def test_unreachable_postgres_is_a_transient_error() -> None:
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_unreachable_postgres_is_a_transient_error(driver: str) -> None:
     """A PostgreSQL URL whose port nobody listens on gives DatabaseUnavailableError."""
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    url = f"postgresql+{driver}://postgres@127.0.0.1:{free_port()}/nowhere"
 
     async def main() -> None:
         with pytest.raises(DatabaseUnavailableError) as caught:

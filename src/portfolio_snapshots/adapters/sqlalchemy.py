@@ -1,8 +1,9 @@
 """`SqlAlchemySnapshotStore`: snapshots, run ledger and run lock on SQLAlchemy 2 (async).
 
-Needs the ``sqlalchemy`` extra (SQLite through aiosqlite) or the ``postgres`` extra (PostgreSQL
-through asyncpg): ``pip install "portfolio-snapshots[postgres]"``. Only hosts that installed it
-import this module; nothing else in the library does.
+Needs the ``sqlalchemy`` extra (SQLite through aiosqlite), the ``postgres`` extra (PostgreSQL
+through asyncpg, ``pip install "portfolio-snapshots[postgres]"``) or the ``psycopg`` extra
+(PostgreSQL through psycopg 3). Only hosts that installed one import this module; nothing
+else in the library does.
 
 One class implements the three ports (`SnapshotRepository`, `RunLedger`, `RunLock`), because
 they share one engine, one schema and one fence counter: pass the same store as the job's
@@ -758,7 +759,8 @@ _SNAPSHOT_COLUMNS = (
 class SqlAlchemySnapshotStore:
     """A `SnapshotRepository`, `RunLedger` and `RunLock` over an SQLAlchemy `AsyncEngine`.
 
-    Works on PostgreSQL (asyncpg) and SQLite (aiosqlite). Either wrap the host's engine::
+    Works on PostgreSQL (asyncpg or psycopg 3) and SQLite (aiosqlite). Either wrap the host's
+    engine::
 
         store = SqlAlchemySnapshotStore(engine)   # tables made by create_schema or Alembic
 
@@ -993,6 +995,8 @@ class SqlAlchemySnapshotStore:
                         started_at=now,
                     )
                     .on_conflict_do_nothing(index_elements=[_runs.c.key])
+                    # An INSERT's row count is kept only when asked for (psycopg drops it).
+                    .execution_options(preserve_rowcount=True)
                 )
                 if inserted.rowcount == 1:
                     await conn.commit()
