@@ -52,9 +52,10 @@ import uuid
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, LiteralString, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
+import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from portfolio_snapshots import Portfolio, PortfolioSnapshot, PriceQuote, SnapshotCalculator
@@ -86,6 +87,21 @@ SQLITE_SELECT = (
 PG_INSERT = (
     f"INSERT INTO ps_snapshots ({COLUMNS}) "  # noqa: S608 - constant columns
     f"VALUES ({', '.join(f'${i}' for i in range(1, 12))})"
+)
+# psycopg's types ask for literal strings, which these are.
+PSYCOPG_INSERT: LiteralString = (
+    f"INSERT INTO ps_snapshots ({COLUMNS}) "  # noqa: S608 - constant columns
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+PSYCOPG_SELECT: LiteralString = (
+    f"SELECT {READ_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+    "WHERE portfolio_id = %s AND snapshot_date >= %s AND snapshot_date <= %s "
+    "ORDER BY snapshot_date"
+)
+PG_SELECT = (
+    f"SELECT {READ_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+    "WHERE portfolio_id = %s AND snapshot_date >= %s AND snapshot_date <= %s "
+    "ORDER BY snapshot_date"
 )
 PG_SELECT = (
     f"SELECT {READ_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
@@ -381,10 +397,47 @@ async def pg_bare_write(conn: asyncpg.Connection, row_batches: list[list[Row]]) 
             await conn.executemany(PG_INSERT, rows)
 
 
-async def bench_postgres(
-    dsn: str, snapshots: list[PortfolioSnapshot], batch: int, days: int, rounds: int
+async def psycopg_bare_write(conn: psycopg.AsyncConnection, row_batches: list[list[Row]]) -> None:
+    """Insert every batch with a psycopg cursor's ``executemany`` in a transaction of its own."""
+    for rows in row_batches:
+        async with conn.transaction(), conn.cursor() as cursor:
+            await cursor.executemany(PSYCOPG_INSERT, rows)
+
+
+async def psycopg_fetch(conn: psycopg.AsyncConnection, key: tuple[object, ...]) -> None:
+    """Fetch the range, rows as psycopg returns them."""
+    async with conn.cursor() as cursor:
+        await cursor.execute(PSYCOPG_SELECT, key)
+        await cursor.fetchall()
+
+
+async def pg_bare(
+    driver: str, dsn: str, schema: str, row_batches: list[list[Row]], key: tuple[object, ...]
+) -> tuple[float, float]:
+    """Time the bare insert and the bare fetch through `driver`, in `schema`."""
+    if driver == "psycopg":
+        conn = await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, options=f"-c search_path={schema}"
+        )
+        try:
+            write = await timed(partial(psycopg_bare_write, conn, row_batches))
+            read = await timed(partial(psycopg_fetch, conn, key), READ_REPEATS)
+        finally:
+            await conn.close()
+        return write, read
+    pg = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        write = await timed(partial(pg_bare_write, pg, row_batches))
+        read = await timed(partial(pg.fetch, PG_SELECT, *key), READ_REPEATS)
+    finally:
+        await pg.close()
+    return write, read
+
+
+async def bench_postgres(  # noqa: PLR0917 - the driver, the data, then how to time it
+    driver: str, dsn: str, snapshots: list[PortfolioSnapshot], batch: int, days: int, rounds: int
 ) -> Times:
-    """Time the bare asyncpg insert and `SqlAlchemySnapshotStore.upsert_many`, then reads."""
+    """Time the bare insert and `SqlAlchemySnapshotStore.upsert_many` via `driver`, then reads."""
     times = Times()
     row_batches = batches([encoded(s, native=True) for s in snapshots], batch)
     freeze_input()
@@ -392,18 +445,16 @@ async def bench_postgres(
     pid, start = snapshots[0].portfolio_id, END - dt.timedelta(days=days - 1)
     for r in range(rounds):
         async with schemas(dsn, 2) as (bare_schema, store_schema):
-            conn = await asyncpg.connect(dsn, server_settings={"search_path": bare_schema})
-            try:
-                elapsed = await timed(partial(pg_bare_write, conn, row_batches))
-                times.bare_write = min(times.bare_write, elapsed)
-                elapsed = await timed(partial(conn.fetch, PG_SELECT, pid, start, END), READ_REPEATS)
-                times.bare_read = min(times.bare_read, elapsed)
-            finally:
-                await conn.close()
-            engine = create_async_engine(
-                sqlalchemy_url(dsn),
-                connect_args={"server_settings": {"search_path": store_schema}},
-            )
+            write, read = await pg_bare(driver, dsn, bare_schema, row_batches, (pid, start, END))
+            times.bare_write = min(times.bare_write, write)
+            times.bare_read = min(times.bare_read, read)
+            if driver == "psycopg":
+                url = "postgresql+psycopg://" + dsn.split("://", 1)[1]
+                connect_args: dict[str, object] = {"options": f"-c search_path={store_schema}"}
+            else:
+                url = sqlalchemy_url(dsn)
+                connect_args = {"server_settings": {"search_path": store_schema}}
+            engine = create_async_engine(url, connect_args=connect_args)
             try:
                 store = SqlAlchemySnapshotStore(engine)
                 await store.get_snapshot(pid, END)  # connect before the clock starts
@@ -449,12 +500,12 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3650)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20261127)
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--backends", default="sqlite,postgres,psycopg")
     parser.add_argument("--pg-dsn", default=None, help=f"a postgresql:// DSN (or {DSN_ENV})")
     args = parser.parse_args()
     backends = {b.strip() for b in args.backends.split(",") if b.strip()}
-    if not backends <= {"sqlite", "postgres"}:
-        parser.error("--backends takes sqlite and/or postgres")
+    if not backends <= {"sqlite", "postgres", "psycopg"}:
+        parser.error("--backends takes any of sqlite, postgres (asyncpg) and psycopg")
     if not 1 <= args.days <= args.snapshots:
         parser.error("--days must be between 1 and --snapshots")
 
@@ -467,10 +518,16 @@ def main() -> None:
     if "sqlite" in backends:
         times = asyncio.run(bench_sqlite(snapshots, args.batch, args.days, args.rounds))
         times.report("SQLite, SqliteSnapshotStore vs sqlite3", n, args.batch, args.rounds)
-    if "postgres" in backends:
+    drivers = [d for d in ("postgres", "psycopg") if d in backends]
+    if drivers:
         with postgres(args.pg_dsn) as dsn:
-            times = asyncio.run(bench_postgres(dsn, snapshots, args.batch, args.days, args.rounds))
-        times.report("PostgreSQL, SqlAlchemySnapshotStore vs asyncpg", n, args.batch, args.rounds)
+            for driver in drivers:
+                name = "asyncpg" if driver == "postgres" else "psycopg"
+                times = asyncio.run(
+                    bench_postgres(name, dsn, snapshots, args.batch, args.days, args.rounds)
+                )
+                title = f"PostgreSQL, SqlAlchemySnapshotStore on {name} vs {name}"
+                times.report(title, n, args.batch, args.rounds)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import itertools
 import threading
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -41,6 +41,8 @@ from storage.pg_server import (
     create_test_schema,
     drop_test_schema,
     fresh_schema,
+    psycopg_connect_args,
+    psycopg_url,
     search_path,
 )
 from storage.samples import DAY, PID, plain_snapshot, rich_snapshot
@@ -168,7 +170,13 @@ def test_dedupe_keeps_the_last_snapshot_of_each_key_in_key_order() -> None:
     assert dedupe_sorted(named) == [expected_named[k] for k in sorted(expected_named)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("psycopg", marks=pytest.mark.postgres),
+    ]
+)
 def database(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, dict[str, object]]]:
@@ -179,7 +187,10 @@ def database(
     dsn: str = request.getfixturevalue("pg_dsn")
     schema = asyncio.run(create_test_schema(dsn))
     try:
-        yield asyncpg_url(dsn), search_path(schema)
+        if request.param == "psycopg":
+            yield psycopg_url(dsn), psycopg_connect_args(search_path(schema))
+        else:
+            yield asyncpg_url(dsn), search_path(schema)
     finally:
         asyncio.run(drop_test_schema(dsn, schema))
 
@@ -205,13 +216,38 @@ async def all_rows(store: SqlAlchemySnapshotStore) -> list[tuple[object, ...]]:
 
 
 @contextlib.asynccontextmanager
-async def pg_store(dsn: str) -> AsyncIterator[SqlAlchemySnapshotStore]:
-    """Yield a store on PostgreSQL (asyncpg), in a schema of its own dropped afterwards."""
-    async with (
-        fresh_schema(dsn) as (url, connect_args),
-        await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store,
-    ):
-        yield store
+async def pg_store(
+    dsn: str, driver: str, **connect_args: object
+) -> AsyncIterator[SqlAlchemySnapshotStore]:
+    """Yield a store on PostgreSQL through `driver`, in a schema of its own dropped afterwards.
+
+    Args:
+        dsn: The server.
+        driver: ``asyncpg`` or ``psycopg``.
+        **connect_args: More of the driver's connection arguments.
+    """
+    async with fresh_schema(dsn) as (asyncpg_at, asyncpg_args):
+        url, schema_args = asyncpg_at, asyncpg_args
+        if driver == "psycopg":
+            url, schema_args = psycopg_url(dsn), psycopg_connect_args(asyncpg_args)
+        async with await SqlAlchemySnapshotStore.open(
+            url, connect_args={**schema_args, **connect_args}
+        ) as store:
+            yield store
+
+
+async def server_pid(store: SqlAlchemySnapshotStore) -> int:
+    """Return the server process of the pool's connection (the only one, early in a test)."""
+    async with store.engine.connect() as conn:
+        connection: Any = (await conn.get_raw_connection()).driver_connection
+    pid = (
+        connection.info.backend_pid if hasattr(connection, "info") else connection.get_server_pid()
+    )
+    assert isinstance(pid, int)
+    return pid
+
+
+DRIVERS = pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
 
 
 def core_twin(store: SqlAlchemySnapshotStore) -> SqlAlchemySnapshotStore:
@@ -309,13 +345,14 @@ class OddText(Decimal):
 
 
 @pytest.mark.postgres
-def test_an_amount_whose_text_holds_the_separator_is_refused(pg_dsn: str) -> None:
+@DRIVERS
+def test_an_amount_whose_text_holds_the_separator_is_refused(pg_dsn: str, driver: str) -> None:
     """Joined columns would shift values onto other rows: the write is refused, naming whose."""
     batch = [plain_snapshot(uuid.UUID(int=n), DAY) for n in range(1, 4)]
     batch[1] = batch[1].replace(cash_balance=OddText(1))
 
     async def main() -> None:
-        async with pg_store(pg_dsn) as store:
+        async with pg_store(pg_dsn, driver) as store:
             with pytest.raises(InvalidInputError) as caught:
                 await store.upsert_many(batch)
             assert await all_rows(store) == []
@@ -385,9 +422,10 @@ def terminate_backend(dsn: str, pid: int) -> None:
 
 
 @pytest.mark.postgres
+@DRIVERS
 @pytest.mark.parametrize("interruption", ["cancelled", "connection-lost"])
 def test_a_write_interrupted_while_streaming_stores_nothing_and_the_store_recovers(
-    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, interruption: str
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, interruption: str, driver: str
 ) -> None:
     """Cancelled, or its session ended by the server, after several statements were sent.
 
@@ -398,13 +436,11 @@ def test_a_write_interrupted_while_streaming_stores_nothing_and_the_store_recove
     batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 501)]
 
     async def main() -> None:
-        async with pg_store(pg_dsn) as store:
+        async with pg_store(pg_dsn, driver) as store:
             interrupt: Callable[[], None] = cancel_current_task
             expected: type[BaseException] = asyncio.CancelledError
             if interruption == "connection-lost":
-                async with store.engine.connect() as conn:  # the pool's only connection so far
-                    raw = await conn.get_raw_connection()
-                    pid: int = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
+                pid = await server_pid(store)
                 interrupt = functools.partial(terminate_backend, pg_dsn, pid)
                 expected = DatabaseUnavailableError
             encoded = interrupt_at_statement(monkeypatch, 10, interrupt)
@@ -420,18 +456,22 @@ def test_a_write_interrupted_while_streaming_stores_nothing_and_the_store_recove
 
 
 @pytest.mark.postgres
-def test_streamed_writes_work_without_prepared_statement_caches(pg_dsn: str) -> None:
-    """The PgBouncer set-up (no statement caches, see docs/storage.md) writes as the default."""
+@pytest.mark.parametrize(
+    ("driver", "no_caches"),
+    [
+        ("asyncpg", {"statement_cache_size": 0, "prepared_statement_cache_size": 0}),
+        ("psycopg", {"prepare_threshold": None}),
+    ],
+    ids=["asyncpg", "psycopg"],
+)
+def test_streamed_writes_work_without_prepared_statements(
+    pg_dsn: str, driver: str, no_caches: dict[str, object]
+) -> None:
+    """The PgBouncer set-up (no prepared statements, see docs/storage.md) writes as usual."""
     batch = [rich_snapshot(uuid.UUID(int=n), DAY, f"{n}.10") for n in range(1, 61)]
-    no_caches = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
 
     async def main() -> None:
-        async with (
-            fresh_schema(pg_dsn) as (url, connect_args),
-            await SqlAlchemySnapshotStore.open(
-                url, connect_args={**connect_args, **no_caches}
-            ) as store,
-        ):
+        async with pg_store(pg_dsn, driver, **no_caches) as store:
             for fence in (1, 1, 2):  # new rows, identical rows, a newer fence
                 await store.upsert_many(batch, fence=fence)
             assert await store.list_snapshots(batch[-1].portfolio_id, DAY, DAY) == [batch[-1]]

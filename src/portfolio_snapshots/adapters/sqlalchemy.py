@@ -26,7 +26,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from sqlalchemy import URL, Connection, RowMapping
+    from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.engine.interfaces import Dialect
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql.type_api import TypeEngine
@@ -270,9 +271,11 @@ _CONTENT: Final = tuple(c.name for c in _snapshots.columns if not c.primary_key)
 
 #: Rows per statement of a write: a big batch is sent in several, in one transaction.
 _ROWS_PER_STATEMENT: Final = 1000
-#: Snapshots per statement on PostgreSQL (asyncpg), whose statements are streamed (`_stream`):
-#: small enough that the server starts on a batch while the rest of it is being encoded.
+#: Snapshots per statement on PostgreSQL, whose statements are streamed (`_stream`): small
+#: enough that the server starts on a batch while the rest of it is being encoded.
 _ROWS_PER_STREAMED_STATEMENT: Final = 25
+#: The PostgreSQL drivers whose writes are streamed; any other goes through Core.
+_STREAMING_DRIVERS: Final = frozenset({"asyncpg", "psycopg"})
 
 # SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement timeout.
 _BUSY_SQLSTATES: Final = frozenset({"40001", "40P01", "55P03", "57014"})
@@ -487,13 +490,14 @@ class _DriverUpsert:
     as `DecimalText` binds them (``str`` of a checked Decimal), positions as
     `flat_positions_json` encodes them, the id and the date through the bind processors
     SQLAlchemy itself would apply, and ``stale`` as that column's processor binds True or
-    False. Only for positional paramstyles (asyncpg, aiosqlite) and the column processors
-    known here; otherwise `compile` returns None and the store binds through Core.
+    False. Only for positional paramstyles (asyncpg, aiosqlite; psycopg, compiled with
+    ``%s`` parameters) and the column processors known here; otherwise `compile` returns None
+    and the store binds through Core.
 
-    On aiosqlite a snapshot becomes one row of parameters (`row`). On PostgreSQL (asyncpg) a
-    statement writes many snapshots (`columns`): ``INSERT ... SELECT ... FROM unnest(...) WITH
-    ORDINALITY ... ORDER BY ord`` inserts them in the batch's (key) order, with the very
-    ``ON CONFLICT`` clause Core compiled, so the server runs one statement per
+    On aiosqlite a snapshot becomes one row of parameters (`row`). On PostgreSQL (asyncpg or
+    psycopg) a statement writes many snapshots (`columns`): ``INSERT ... SELECT ... FROM
+    unnest(...) WITH ORDINALITY ... ORDER BY ord`` inserts them in the batch's (key) order,
+    with the very ``ON CONFLICT`` clause Core compiled, so the server runs one statement per
     `_ROWS_PER_STREAMED_STATEMENT` snapshots instead of one per snapshot. The id, date,
     currency and stale columns travel as arrays; the amounts and positions, text that never
     holds the control character `_SEPARATOR`, travel as one string a column, joined by it and
@@ -520,7 +524,7 @@ class _DriverUpsert:
         self._day = day
         self._stale = stale
         self._fresh = fresh
-        #: Whether statements take `columns` (PostgreSQL) rather than `row`s.
+        #: Whether statements take `columns` and are streamed (PostgreSQL), not `row`s (SQLite).
         self.streamed = streamed
 
     @classmethod
@@ -531,6 +535,12 @@ class _DriverUpsert:
         fenced: postgresql.Insert | sqlite_dialect.Insert,
     ) -> _DriverUpsert | None:
         """Compile the two upserts for `dialect`, or return None if Core must bind them."""
+        streamed = dialect.name == "postgresql"
+        if streamed and dialect.driver not in _STREAMING_DRIVERS:
+            return None
+        if streamed and dialect.driver == "psycopg":
+            # psycopg takes positional ``%s`` parameters as well as the named ones Core uses.
+            dialect = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
         compiled = [statement.compile(dialect=dialect) for statement in (plain, fenced)]
         names = [c.name for c in _snapshots.columns]
         if any(not c.positional or c.positiontup != names for c in compiled):
@@ -544,7 +554,6 @@ class _DriverUpsert:
             return None
         stale = processors["stale"]
         sql = [c.string for c in compiled]
-        streamed = dialect.name == "postgresql" and dialect.driver == "asyncpg"
         if streamed:
             sql = [_unnest_upsert(text, dialect) for text in sql]
         return cls(
@@ -608,9 +617,9 @@ class _DriverUpsert:
             *[s.values for s in part], strict=True
         )
         return (
-            pid if self._pid is None else list(map(self._pid, pid)),
-            day if self._day is None else list(map(self._day, day)),
-            currency,
+            list(pid) if self._pid is None else list(map(self._pid, pid)),
+            list(day) if self._day is None else list(map(self._day, day)),
+            list(currency),
             _joined_amounts(cash, "cash_balance", part),
             _joined_amounts(holdings, "holdings_value", part),
             _joined_amounts(total, "total_value", part),
@@ -678,29 +687,30 @@ def _unnest_upsert(compiled: str, dialect: Dialect) -> str:
     """Turn the compiled one-row upsert into one taking a statement's `columns`.
 
     ``INSERT INTO t (a, b, fence) VALUES ($1, $2, $3) ON CONFLICT ...`` becomes ``INSERT INTO
-    t (a, b, fence) SELECT a, b, $3::BIGINT FROM unnest($1::type[], string_to_array($2::text,
-    chr(31), '')) WITH ORDINALITY AS batch (a, b, ord) ORDER BY ord ON CONFLICT ...``, keeping
-    Core's own conflict clause; the columns in `_JOINED` come as joined text.
+    t (a, b, fence) SELECT a, b, fence FROM unnest($1::type[], string_to_array($2::text,
+    chr(31), '')) WITH ORDINALITY AS batch (a, b, ord) CROSS JOIN (SELECT $3::BIGINT) AS
+    constant (fence) ORDER BY ord ON CONFLICT ...``, keeping Core's own conflict clause; the
+    columns in `_JOINED` come as joined text. The parameters appear in the columns' order, so
+    the statement also suits positional ``%s`` parameters (psycopg).
     """
     head, rest = compiled.split(" VALUES ", 1)
     _, conflict = rest.split(" ON CONFLICT ", 1)
-    selected: list[str] = []
-    sources: list[str] = []
-    names: list[str] = []
+    names = [c.name for c in _snapshots.columns]
+    sources: dict[str, str] = {}
     for i, c in enumerate(_snapshots.columns, 1):
+        parameter = "%s" if dialect.paramstyle == "format" else f"${i}"
         sql_type = c.type.compile(dialect=dialect)
-        if c.name == "fence":
-            selected.append(f"${i}::{sql_type}")
-            continue
-        selected.append(c.name)
-        names.append(c.name)
         if c.name in _JOINED:
-            sources.append(f"string_to_array(${i}::text, chr({ord(_SEPARATOR)}), '')")
+            sources[c.name] = f"string_to_array({parameter}::text, chr({ord(_SEPARATOR)}), '')"
+        elif c.name == "fence":
+            sources[c.name] = f"{parameter}::{sql_type}"
         else:
-            sources.append(f"${i}::{sql_type}[]")
+            sources[c.name] = f"{parameter}::{sql_type}[]"
+    fence = sources.pop("fence")
     select = (
-        f"SELECT {', '.join(selected)} FROM unnest({', '.join(sources)}) "  # noqa: S608
-        f"WITH ORDINALITY AS batch ({', '.join(names)}, ord)"
+        f"SELECT {', '.join(names)} FROM unnest({', '.join(sources.values())}) "  # noqa: S608
+        f"WITH ORDINALITY AS batch ({', '.join(sources)}, ord) "
+        f"CROSS JOIN (SELECT {fence}) AS constant (fence)"
     )
     return f"{head} {select} ORDER BY ord ON CONFLICT {conflict}"
 
@@ -711,11 +721,12 @@ async def _stream(
     """Run `sql` once for each parameter tuple `statements` yields, in `conn`'s transaction.
 
     The first statement goes through SQLAlchemy, which begins the transaction as the engine
-    is configured (isolation level included). The others go to asyncpg's own
-    ``executemany``, which draws their parameters from `statements` as it sends them: the
-    server runs the statements already sent while the next ones are encoded, the way a bare
-    ``executemany`` overlaps its work with the server's. They run in the same transaction,
-    and asyncpg stops at the first error, which is raised here.
+    is configured (isolation level included). The others go to the driver's own
+    ``executemany`` (asyncpg's, or a psycopg cursor's, which pipelines), which draws their
+    parameters from `statements` as it sends them: the server runs the statements already
+    sent while the next ones are encoded, the way a bare ``executemany`` overlaps its work
+    with the server's. They run in the same transaction, and the driver stops at the first
+    error, which is raised here.
     """
     first = next(statements, None)
     if first is None:
@@ -724,6 +735,10 @@ async def _stream(
     driver_connection = (await conn.get_raw_connection()).driver_connection
     if driver_connection is None:  # the pool let go of it: gone with the transaction
         raise DatabaseUnavailableError("database connection lost during a write")
+    if type(driver_connection).__module__.startswith("psycopg"):
+        async with driver_connection.cursor() as cursor:
+            await cursor.executemany(sql, statements)
+        return
     await driver_connection.executemany(sql, statements)
 
 
@@ -778,8 +793,8 @@ class SqlAlchemySnapshotStore:
     serialization failures become `DatabaseUnavailableError` or `DatabaseBusyError`, both
     `TransientError`, which the job's `RetryPolicy` retries.
 
-    On PostgreSQL (asyncpg) a write of more than 25 snapshots is several statements in its
-    transaction: the first runs through SQLAlchemy, the others through asyncpg's own
+    On PostgreSQL a write of more than 25 snapshots is several statements in its
+    transaction: the first runs through SQLAlchemy, the others through the driver's own
     ``executemany`` on the same connection, so SQLAlchemy's cursor events (``echo``, tracing
     hooks) see the first statement of a write only. Use a transactional engine (the default
     isolation levels): on an ``AUTOCOMMIT`` engine each statement commits on its own.
