@@ -7,7 +7,8 @@ implements (None for a port it does not), the marks it needs, such as
 fixtures that must be active while it runs (``("pg_dsn",)``; each must be visible from
 ``test_contracts.py``). Each factory returns an async context manager that yields a fresh,
 empty store and cleans it up on exit; a store implementing several ports may be passed as
-the factory of each.
+the factory of each. The shipped SQL stores come from `storage.backends.STORAGE_BACKENDS`:
+a new SQL store or driver is added there, and reaches both suites.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from portfolio_snapshots import (
     RunLock,
     SnapshotRepository,
 )
-from storage.backends import sqlalchemy_postgres, sqlalchemy_psycopg, sqlalchemy_sqlite, sqlite
+from storage.backends import STORAGE_BACKENDS
 
 SnapshotFactory = Callable[[], AbstractAsyncContextManager[SnapshotRepository]]
 LedgerFactory = Callable[[], AbstractAsyncContextManager[RunLedger]]
@@ -58,22 +59,16 @@ BACKENDS: list[Backend] = [
         ledger_factory=lambda: contextlib.nullcontext(InMemoryRunLedger()),
         lock_factory=lambda: contextlib.nullcontext(InMemoryRunLock()),
     ),
-    Backend("sqlite", sqlite, sqlite, sqlite),
-    Backend("sqlalchemy-sqlite", sqlalchemy_sqlite, sqlalchemy_sqlite, sqlalchemy_sqlite),
-    Backend(
-        "sqlalchemy-postgres",
-        sqlalchemy_postgres,
-        sqlalchemy_postgres,
-        sqlalchemy_postgres,
-        marks=(pytest.mark.postgres,),
-        fixtures=("pg_dsn",),
-    ),
-    Backend(
-        "sqlalchemy-psycopg",
-        sqlalchemy_psycopg,
-        sqlalchemy_psycopg,
-        sqlalchemy_psycopg,
-        marks=(pytest.mark.postgres,),
-        fixtures=("pg_dsn",),
+    # Each SQL store implements the three ports; those on PostgreSQL need the pg_dsn fixture.
+    *(
+        Backend(
+            name,
+            factory,
+            factory,
+            factory,
+            marks=marks,
+            fixtures=("pg_dsn",) if pytest.mark.postgres in marks else (),
+        )
+        for name, factory, marks in STORAGE_BACKENDS
     ),
 ]
