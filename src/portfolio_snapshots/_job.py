@@ -143,6 +143,13 @@ class _Run:
             )
         )
 
+    def fail_all(
+        self, keys: Iterable[tuple[UUID, dt.date]], error: BaseException, attempts: int
+    ) -> None:
+        """Record `error` for each ``(portfolio_id, day)`` of `keys`."""
+        for portfolio_id, day in keys:
+            self.fail(portfolio_id, day, error, attempts)
+
 
 class SnapshotJob:
     """Computes and stores daily portfolio snapshots.
@@ -706,8 +713,7 @@ class SnapshotJob:
                 "existing_keys", lambda: self.snapshots.existing_keys(keys), run, attempts
             )
         except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
-            for p, day in batch:
-                run.fail(p.id, day, error, attempts[0])
+            run.fail_all(((p.id, day) for p, day in batch), error, attempts[0])
             return []
         run.skipped += len(stored)
         return [(p, day) for p, day in batch if (p.id, day) not in stored]
@@ -752,8 +758,7 @@ class SnapshotJob:
                 table.add_quotes(quotes, asked=needed)
             await self._complete_rates(table, tickers, portfolios, run, attempts)
         except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
-            for p in portfolios:
-                run.fail(p.id, day, error, attempts[0])
+            run.fail_all(((p.id, day) for p in portfolios), error, attempts[0])
             return None
         return table
 
@@ -957,9 +962,8 @@ class SnapshotJob:
                         attempts,
                     )
         except Exception as error:  # noqa: BLE001 - fails this batch's portfolio-days only
-            for day in days:
-                for p in by_day[day]:
-                    run.fail(p.id, day, error, attempts[0])
+            keys = ((p.id, day) for day in days for p in by_day[day])
+            run.fail_all(keys, error, attempts[0])
             return
         for day in days:
             portfolios = by_day[day]
@@ -990,8 +994,7 @@ class SnapshotJob:
         try:
             await self._complete_rates(table, quotes.keys(), portfolios, run, attempts)
         except Exception as error:  # noqa: BLE001 - fails this day's portfolios only
-            for p in portfolios:
-                run.fail(p.id, day, error, attempts[0])
+            run.fail_all(((p.id, day) for p in portfolios), error, attempts[0])
             return None
         return table
 
