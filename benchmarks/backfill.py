@@ -32,14 +32,13 @@ from decimal import Decimal
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemorySnapshotRepository,
-    InMemoryTransactionSource,
-    LedgerPortfolioRepository,
     PriceQuote,
     SnapshotJob,
-    Transaction,
-    TransactionKind,
     date_range,
 )
+from portfolio_snapshots.adapters.ledger import LedgerPortfolioRepository
+from portfolio_snapshots.adapters.memory import InMemoryTransactionSource
+from portfolio_snapshots.history import Transaction, TransactionKind
 
 K = TransactionKind
 CENTS = Decimal("0.01")

@@ -58,9 +58,14 @@ import asyncpg  # type: ignore[import-untyped]
 import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from portfolio_snapshots import Portfolio, PortfolioSnapshot, PriceQuote, SnapshotCalculator
+from portfolio_snapshots import (
+    Portfolio,
+    PortfolioSnapshot,
+    PriceQuote,
+    SnapshotCalculator,
+    SqliteSnapshotStore,
+)
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, create_schema
-from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator

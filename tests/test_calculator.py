@@ -9,15 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portfolio_snapshots import (
-    CurrencyMismatchError,
-    InvalidPortfolioError,
-    InvalidPriceError,
     MissingPriceError,
     Portfolio,
     PortfolioSnapshot,
     PriceQuote,
     SnapshotCalculator,
     value_portfolio,
+)
+from portfolio_snapshots.errors import (
+    CurrencyMismatchError,
+    InvalidPortfolioError,
+    InvalidPriceError,
 )
 
 DAY = dt.date(2026, 11, 27)

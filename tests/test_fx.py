@@ -12,20 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portfolio_snapshots import InvalidInputError
-from portfolio_snapshots._fx import (
+from portfolio_snapshots._fx import check_fx_quote, convert, fx_context, invert_quote
+from portfolio_snapshots.adapters.memory import InMemoryFxRates
+from portfolio_snapshots.errors import InvalidFxRateError
+from portfolio_snapshots.history import (
     FX_PRECISION,
     FxQuote,
     FxRates,
-    InMemoryFxRates,
-    check_fx_quote,
-    convert,
-    fx_context,
-    invert_quote,
     pairs_with_inverses,
-    require_rate,
     resolve_rate,
 )
-from portfolio_snapshots._ledger_errors import InvalidFxRateError, MissingFxRateError
 
 D1 = dt.date(2024, 5, 1)
 D2 = dt.date(2024, 5, 2)
@@ -199,16 +195,6 @@ def test_a_bad_currency_code_is_an_error(code: str) -> None:
     """Both currencies of a quote must be three upper-case letters."""
     with pytest.raises(InvalidFxRateError, match="ISO 4217"):
         check_fx_quote(FxQuote(code, "USD", Decimal(1), D1))
-
-
-def test_require_rate_raises_for_a_missing_pair() -> None:
-    """require_rate returns what resolve_rate finds and raises MissingFxRateError otherwise."""
-    stored = FxQuote("USD", "EUR", Decimal("0.8"), D1)
-    assert require_rate({("USD", "EUR"): stored}, "EUR", "USD", D2).rate == Decimal("1.25")
-    with pytest.raises(MissingFxRateError) as caught:
-        require_rate({("USD", "EUR"): stored}, "GBP", "USD", D2)
-    assert (caught.value.base, caught.value.quote, caught.value.as_of) == ("GBP", "USD", D2)
-    assert isinstance(caught.value, LookupError)
 
 
 def test_pairs_with_inverses() -> None:

@@ -9,24 +9,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portfolio_snapshots import (
-    FxQuote,
-    InMemoryFxRates,
     InMemoryMarketData,
     InMemoryPortfolioRepository,
     InMemorySnapshotRepository,
-    InMemoryTransactionSource,
-    LedgerPortfolioRepository,
     MissingDataPolicy,
     Portfolio,
     PriceQuote,
     SnapshotJob,
     TokenBucket,
+    date_range,
+)
+from portfolio_snapshots.adapters.ledger import LedgerPortfolioRepository
+from portfolio_snapshots.adapters.memory import InMemoryFxRates, InMemoryTransactionSource
+from portfolio_snapshots.adapters.splits import unadjust_splits
+from portfolio_snapshots.history import (
+    FxQuote,
     Transaction,
     TransactionKind,
     cumulative_time_weighted_return,
-    date_range,
     modified_dietz_return,
-    unadjust_splits,
 )
 from portfolio_snapshots.testing import FakeClock, FakeSleep
 from portfolio_snapshots.testing.strategies import LEDGER_START as START

@@ -13,7 +13,6 @@ from portfolio_snapshots import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
     InMemorySnapshotRepository,
-    InvalidDateRangeError,
     Portfolio,
     PortfolioNotFoundError,
     PortfolioSnapshot,
@@ -23,6 +22,7 @@ from portfolio_snapshots import (
     TransientError,
     date_range,
 )
+from portfolio_snapshots.errors import InvalidDateRangeError
 
 TODAY = dt.date(2026, 11, 27)
 NOW = dt.datetime(2026, 11, 27, 0, 0, 5, tzinfo=dt.UTC)

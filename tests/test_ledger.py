@@ -11,26 +11,28 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portfolio_snapshots import InvalidDateRangeError, InvalidPortfolioError, Portfolio
+from portfolio_snapshots import Portfolio
 from portfolio_snapshots._decimal import exact_context
-from portfolio_snapshots._ledger import (
-    LedgerReplayer,
-    LedgerState,
-    Transaction,
-    TransactionKind,
-    replay,
-    replay_range,
-    validate_transaction,
-)
-from portfolio_snapshots._ledger_errors import (
+from portfolio_snapshots.errors import (
     FutureTransactionError,
+    InvalidDateRangeError,
+    InvalidPortfolioError,
     InvalidTransactionError,
     OversoldPositionError,
     TransactionCurrencyError,
     UnknownTransactionKindError,
     UnsortedLedgerError,
 )
-from portfolio_snapshots._ledger_parsing import parse_transaction
+from portfolio_snapshots.history import (
+    LedgerReplayer,
+    LedgerState,
+    Transaction,
+    TransactionKind,
+    parse_transaction,
+    replay,
+    replay_range,
+    validate_transaction,
+)
 from portfolio_snapshots.testing.strategies import LEDGER_START as START
 from portfolio_snapshots.testing.strategies import ledgers
 

@@ -13,21 +13,28 @@ from hypothesis import given
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemorySnapshotRepository,
-    InvalidDateRangeError,
     Portfolio,
     PortfolioNotFoundError,
     PortfolioRepository,
     SnapshotJob,
     TransientError,
 )
-from portfolio_snapshots._ledger import Transaction, TransactionKind
-from portfolio_snapshots._ledger_errors import InvalidTransactionError, OversoldPositionError
-from portfolio_snapshots._ledger_ports import PortfolioDay, PortfolioDayStream, PortfolioHistory
-from portfolio_snapshots._returns import cumulative_time_weighted_return, modified_dietz_return
-from portfolio_snapshots.adapters.ledger import (
-    InMemoryTransactionSource,
-    LedgerPortfolioRepository,
+from portfolio_snapshots.adapters.ledger import LedgerPortfolioRepository
+from portfolio_snapshots.adapters.memory import InMemoryTransactionSource
+from portfolio_snapshots.errors import (
+    InvalidDateRangeError,
+    InvalidTransactionError,
+    OversoldPositionError,
+)
+from portfolio_snapshots.history import (
+    PortfolioDay,
+    PortfolioDayStream,
+    PortfolioHistory,
+    Transaction,
+    TransactionKind,
     TransactionSource,
+    cumulative_time_weighted_return,
+    modified_dietz_return,
 )
 from portfolio_snapshots.testing.strategies import LEDGER_START as START
 from portfolio_snapshots.testing.strategies import ledgers

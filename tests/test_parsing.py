@@ -4,14 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from portfolio_snapshots import (
-    InvalidPortfolioError,
-    InvalidPriceError,
-    Portfolio,
-    PriceQuote,
-    parse_portfolio,
-    parse_price_quote,
-)
+from portfolio_snapshots import Portfolio, PriceQuote, parse_portfolio, parse_price_quote
+from portfolio_snapshots.errors import InvalidPortfolioError, InvalidPriceError
 
 PID = uuid.UUID(int=3)
 

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from portfolio_snapshots import MarketData, PerTickerMarketData, PriceQuote, TransientError
+from portfolio_snapshots import MarketData, PriceQuote, TransientError
+from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
 
 DAY = dt.date(2026, 11, 27)
 

@@ -15,26 +15,27 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
-    InMemoryRunLedger,
-    InMemoryRunLock,
     InMemorySnapshotRepository,
-    LeaseLost,
-    LeaseLostError,
-    LoggingEvents,
     Portfolio,
-    PortfolioFailed,
     PortfolioSnapshot,
     PriceQuote,
     RetryPolicy,
-    RetryScheduled,
-    RunEvent,
-    RunFinished,
     RunKeyConflictError,
     RunReport,
-    RunStarted,
     RunState,
     SnapshotJob,
     TransientError,
+)
+from portfolio_snapshots.adapters.memory import InMemoryRunLedger, InMemoryRunLock
+from portfolio_snapshots.errors import LeaseLostError
+from portfolio_snapshots.events import (
+    LeaseLost,
+    LoggingEvents,
+    PortfolioFailed,
+    RetryScheduled,
+    RunEvent,
+    RunFinished,
+    RunStarted,
 )
 from portfolio_snapshots.testing import Fault, FaultyMarketData, instant_retry
 

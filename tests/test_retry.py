@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portfolio_snapshots import InvalidPortfolioError, RetryPolicy, TransientError
+from portfolio_snapshots import RetryPolicy, TransientError
+from portfolio_snapshots.errors import InvalidPortfolioError
 
 
 class Recorder:

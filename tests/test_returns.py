@@ -11,18 +11,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portfolio_snapshots import PortfolioSnapshot, PriceQuote, value_portfolio
-from portfolio_snapshots._ledger import Transaction, TransactionKind, replay
-from portfolio_snapshots._ledger_errors import (
+from portfolio_snapshots._returns import returns_context
+from portfolio_snapshots.errors import (
     InvalidSnapshotSeriesError,
     MissingFlowDataError,
     UndefinedReturnError,
 )
-from portfolio_snapshots._returns import (
+from portfolio_snapshots.history import (
     RETURNS_PRECISION,
     PeriodReturn,
+    Transaction,
+    TransactionKind,
     cumulative_time_weighted_return,
     modified_dietz_return,
-    returns_context,
+    replay,
     time_weighted_returns,
 )
 

@@ -23,19 +23,20 @@ from portfolio_snapshots._domain import (
 )
 from portfolio_snapshots._errors import (
     CurrencyMismatchError,
+    InvalidFxRateError,
     InvalidPortfolioError,
     InvalidPriceError,
+    MissingFxRateError,
     MissingPriceError,
     SnapshotError,
 )
 from portfolio_snapshots._fx import resolve_rate
-from portfolio_snapshots._ledger_errors import InvalidFxRateError, MissingFxRateError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from uuid import UUID
 
-    from portfolio_snapshots._fx import FxQuote
+    from portfolio_snapshots._domain import FxQuote
 
     _ErrorFactory = Callable[[UUID, str], Exception]
 
@@ -77,7 +78,6 @@ class SnapshotCalculator:
     def __init__(
         self, *, minor_units: Mapping[str, int] | None = None, default_minor_unit: int = 2
     ) -> None:
-        """Build a calculator; see the class docstring for the arguments."""
         places = dict(ISO_4217_MINOR_UNITS)
         places.update(minor_units or {})
         for code, n in [*places.items(), ("default", default_minor_unit)]:
@@ -353,7 +353,6 @@ class PriceTable:
         carry_forward: bool = False,
         fx_rates: Mapping[tuple[str, str], FxQuote] | None = None,
     ) -> None:
-        """Check every quote once; see the class docstring."""
         self.day = day
         self._max_age = max_price_age
         self._carry = carry_forward

@@ -221,7 +221,6 @@ class PortfolioSnapshot:
         external_flow: Decimal | None = None,
         stale: bool = False,
     ) -> None:
-        """Build a snapshot; see the class docstring for the fields."""
         flat = tuple(itertools.chain.from_iterable(positions))
         if len(flat) % POSITION_WIDTH:
             raise ValueError("positions must be PositionValuation values")
@@ -415,3 +414,49 @@ class MissingDataPolicy(enum.StrEnum):
 
     FAIL = "fail"
     CARRY_FORWARD = "carry_forward"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PortfolioDay:
+    """One portfolio on one date, as the history capabilities yield it.
+
+    Exactly one of three cases:
+
+    - `portfolio` is set: the portfolio's state at the end of `as_of`; value it.
+    - `error` is set: the state cannot be built (an invalid ledger, a failed read); record a
+      failure for ``(portfolio_id, as_of)`` and go on with the others.
+    - neither is set: the portfolio did not exist yet on `as_of`; skip the date.
+
+    Attributes:
+        portfolio_id: The portfolio.
+        as_of: The date.
+        portfolio: The state at the end of `as_of`, when it could be built.
+        error: Why the state could not be built, when it could not.
+    """
+
+    portfolio_id: UUID
+    as_of: dt.date
+    portfolio: Portfolio | None = None
+    error: Exception | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FxQuote:
+    """The rate of one currency pair on one date.
+
+    Attributes:
+        base: The ISO 4217 code of the currency priced (one unit of it).
+        quote: The ISO 4217 code of the currency the rate is expressed in.
+        rate: Units of `quote` per unit of `base`; positive and finite.
+        as_of: The date of the rate (on or before the date it is used for).
+    """
+
+    base: str
+    quote: str
+    rate: Decimal
+    as_of: dt.date
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """The ``(base, quote)`` pair."""
+        return (self.base, self.quote)

@@ -126,7 +126,6 @@ class LoggingEvents:
     """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
-        """Log to `logger`; see the class docstring."""
         self.logger = logger or logging.getLogger("portfolio_snapshots")
 
     def __call__(self, event: RunEvent, /) -> None:

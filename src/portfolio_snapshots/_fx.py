@@ -15,19 +15,18 @@ unit).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
 import re
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._decimal import EXACT, rounding_context
-from portfolio_snapshots._ledger_errors import InvalidFxRateError, MissingFxRateError
+from portfolio_snapshots._domain import FxQuote
+from portfolio_snapshots._errors import InvalidFxRateError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping
 
 #: Significant digits of a derived (inverted) rate.
 FX_PRECISION = 28
@@ -41,75 +40,6 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 def fx_context() -> decimal.Context:
     """Return a copy of the context inverse rates are computed in (28 digits, half-even)."""
     return _FX.copy()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FxQuote:
-    """The rate of one currency pair on one date.
-
-    Attributes:
-        base: The ISO 4217 code of the currency priced (one unit of it).
-        quote: The ISO 4217 code of the currency the rate is expressed in.
-        rate: Units of `quote` per unit of `base`; positive and finite.
-        as_of: The date of the rate (on or before the date it is used for).
-    """
-
-    base: str
-    quote: str
-    rate: Decimal
-    as_of: dt.date
-
-    @property
-    def pair(self) -> tuple[str, str]:
-        """The ``(base, quote)`` pair."""
-        return (self.base, self.quote)
-
-
-@runtime_checkable
-class FxRates(Protocol):
-    """Exchange rates.
-
-    Contract:
-        - `get_rates` returns, for each requested ``(base, quote)`` pair it can answer, the
-          latest rate dated on or before `as_of` (never after), keyed by the pair exactly as
-          requested; the quote's `base` and `quote` are the pair's and its `as_of` is the
-          date of the rate.
-        - A pair with no rate is absent from the mapping: no error, no zero, no None.
-        - An adapter that stores one direction of a pair may answer the other with
-          `invert_quote`; callers that cannot rely on it request both directions
-          (`pairs_with_inverses`) and pick with `resolve_rate`.
-        - Identity pairs (``("USD", "USD")``) need not be asked for: `resolve_rate` answers
-          them.
-        - One call serves many pairs; transient faults raise `TransientError` (or
-          `ConnectionError` / `TimeoutError`).
-    """
-
-    async def get_rates(
-        self, pairs: Collection[tuple[str, str]], as_of: dt.date
-    ) -> Mapping[tuple[str, str], FxQuote]:
-        """Return the latest rate on or before `as_of` for each pair that has one."""
-        ...
-
-
-@runtime_checkable
-class FxRateHistory(Protocol):
-    """An optional capability of an `FxRates` adapter: a date range of rates in one call.
-
-    Backfills use it, when the adapter has it, to ask for each pair's rates once for the whole
-    range instead of once per day.
-
-    Contract:
-        - `get_rate_history` returns, for each requested pair, every rate stored under that
-          exact pair dated from `start` to `end` inclusive, in ascending date order; pairs
-          without any are absent. Inverse pairs are not derived here: callers ask for both
-          directions (`pairs_with_inverses`).
-    """
-
-    async def get_rate_history(
-        self, pairs: Collection[tuple[str, str]], start: dt.date, end: dt.date
-    ) -> Mapping[tuple[str, str], Sequence[FxQuote]]:
-        """Return the rates of each pair dated from `start` to `end` inclusive, by date."""
-        ...
 
 
 def check_fx_quote(
@@ -222,31 +152,6 @@ def resolve_rate(
     return direct
 
 
-def require_rate(
-    quotes: Mapping[tuple[str, str], FxQuote], base: str, quote: str, as_of: dt.date
-) -> FxQuote:
-    """Like `resolve_rate`, for callers that cannot go on without the rate.
-
-    Args:
-        quotes: Available quotes, keyed by pair.
-        base: The currency to convert from.
-        quote: The currency to convert into.
-        as_of: The date the rate is for.
-
-    Returns:
-        The quote of ``(base, quote)``.
-
-    Raises:
-        MissingFxRateError: Neither direction of the pair is available: a missing rate is
-            never taken as 1 or 0.
-        InvalidFxRateError: A quote found is invalid.
-    """
-    found = resolve_rate(quotes, base, quote, as_of)
-    if found is None:
-        raise MissingFxRateError(base=base, quote=quote, as_of=as_of)
-    return found
-
-
 def pairs_with_inverses(pairs: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
     """Return `pairs` and their inverses, identity pairs left out: what to ask an `FxRates`.
 
@@ -289,61 +194,3 @@ def convert(amount: Decimal, quote: FxQuote) -> Decimal:
     check_fx_quote(quote)
     with decimal.localcontext(EXACT):
         return amount * quote.rate
-
-
-class InMemoryFxRates:
-    """An `FxRates` over a dated rate history held in memory: the reference fake.
-
-    Pairs are stored as given; a request for a pair stored only the other way round is
-    answered with the inverted rate (`invert_quote`), and when both directions are stored
-    the more recent rate on or before the date wins (see `resolve_rate`). Identity pairs are
-    answered with rate 1. `request_count` counts the calls to `get_rates`.
-
-    Args:
-        quotes: The initial rate history.
-    """
-
-    def __init__(self, quotes: Iterable[FxQuote] = ()) -> None:
-        """Hold `quotes`; see the class docstring."""
-        self._rates: DatedValues[tuple[str, str], FxQuote] = DatedValues()
-        self.request_count = 0
-        for q in quotes:
-            self.add(q)
-
-    def add(self, quote: FxQuote) -> None:
-        """Add `quote`, replacing any rate of the same pair and date.
-
-        Raises:
-            InvalidFxRateError: The quote is invalid (see `check_fx_quote`).
-        """
-        check_fx_quote(quote)
-        self._rates.put(quote.pair, quote.as_of, quote)
-
-    def add_rate(self, base: str, quote: str, as_of: dt.date, rate: Decimal) -> None:
-        """Add the rate of ``base/quote`` on `as_of` (units of `quote` per unit of `base`)."""
-        self.add(FxQuote(base, quote, rate, as_of))
-
-    async def get_rate_history(
-        self, pairs: Collection[tuple[str, str]], start: dt.date, end: dt.date
-    ) -> dict[tuple[str, str], list[FxQuote]]:
-        """Return every rate stored under each pair, dated from `start` to `end` inclusive."""
-        self.request_count += 1
-        found = {pair: self._rates.between(pair, start, end) for pair in pairs}
-        return {pair: quotes for pair, quotes in found.items() if quotes}
-
-    async def get_rates(
-        self, pairs: Collection[tuple[str, str]], as_of: dt.date
-    ) -> dict[tuple[str, str], FxQuote]:
-        """Return the latest rate on or before `as_of` for each pair, direct or inverted."""
-        self.request_count += 1
-        found: dict[tuple[str, str], FxQuote] = {}
-        for base, code in pairs:
-            available = {}
-            for pair in ((base, code), (code, base)):
-                latest = self._rates.latest(pair, as_of)
-                if latest is not None:
-                    available[pair] = latest
-            resolved = resolve_rate(available, base, code, as_of)
-            if resolved is not None:
-                found[base, code] = resolved
-        return found

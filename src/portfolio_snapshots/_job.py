@@ -38,9 +38,13 @@ from portfolio_snapshots._events import (
     RunFinished,
     RunStarted,
 )
-from portfolio_snapshots._fx import FxRateHistory, pairs_with_inverses
-from portfolio_snapshots._ledger_ports import PortfolioDayStream, PortfolioHistory
-from portfolio_snapshots._ports import PriceHistory
+from portfolio_snapshots._fx import pairs_with_inverses
+from portfolio_snapshots._ports import (
+    FxRateHistory,
+    PortfolioDayStream,
+    PortfolioHistory,
+    PriceHistory,
+)
 from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotFailure
 from portfolio_snapshots._retry import RetryPolicy
 from portfolio_snapshots._time import date_range, utc_now
@@ -49,9 +53,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
     from uuid import UUID
 
-    from portfolio_snapshots._domain import Lease, Portfolio, PortfolioSnapshot, PriceQuote
-    from portfolio_snapshots._fx import FxQuote, FxRates
+    from portfolio_snapshots._domain import FxQuote, Lease, Portfolio, PortfolioSnapshot, PriceQuote
     from portfolio_snapshots._ports import (
+        FxRates,
         MarketData,
         PortfolioRepository,
         RunLedger,
@@ -209,7 +213,6 @@ class SnapshotJob:
         batch_size: int = 500,
         concurrency: int = 4,
     ) -> None:
-        """Wire the job; see the class docstring for the arguments."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if concurrency < 1:

@@ -34,9 +34,9 @@ from uuid import UUID
 
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio
-from portfolio_snapshots._errors import InvalidDateRangeError
-from portfolio_snapshots._ledger_errors import (
+from portfolio_snapshots._errors import (
     FutureTransactionError,
+    InvalidDateRangeError,
     InvalidTransactionError,
     OversoldPositionError,
     TransactionCurrencyError,
@@ -514,7 +514,6 @@ class LedgerReplayer:
         portfolio_id: UUID | None = None,
         today: dt.date | None = None,
     ) -> None:
-        """Prepare to replay `transactions`; see the class docstring for the arguments."""
         self._source: Iterator[Transaction] | None = iter(transactions)
         self._book = _Book(currency, portfolio_id, today)
         self._pending: Transaction | None = None

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 import pydantic
 
 from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio, PriceQuote
-from portfolio_snapshots._errors import InvalidPortfolioError, InvalidPriceError
+from portfolio_snapshots._errors import (
+    InvalidPortfolioError,
+    InvalidPriceError,
+    InvalidTransactionError,
+    UnknownTransactionKindError,
+)
+from portfolio_snapshots._ledger import Transaction, TransactionKind, validate_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -110,3 +116,113 @@ def _maybe_uuid(value: object) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def _date_only(value: object) -> object:
+    if isinstance(value, dt.datetime) or not isinstance(value, (str, dt.date)):
+        # a timestamp or a datetime says nothing of which UTC date was meant
+        raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a validation error
+            "send the UTC date as an ISO 8601 string such as '2024-01-31'"
+        )
+    return value
+
+
+TradeDate = Annotated[dt.date, pydantic.BeforeValidator(_date_only)]
+
+
+class _TransactionIn(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    portfolio_id: uuid.UUID
+    trade_date: TradeDate
+    ticker: Ticker | None = None
+    quantity: ExactDecimal | None = None
+    price: ExactDecimal | None = None
+    amount: ExactDecimal | None = None
+    currency: Currency = DEFAULT_CURRENCY
+    fee: ExactDecimal = Decimal(0)
+    ratio: ExactDecimal | None = None
+
+
+def _maybe_date(value: object) -> dt.date | None:
+    if type(value) is dt.date:
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _kind(raw: object, pid: uuid.UUID | None, day: dt.date | None) -> TransactionKind:
+    if raw is None:
+        raise InvalidTransactionError(
+            "is required", portfolio_id=pid, trade_date=day, field="kind", value=None
+        )
+    if isinstance(raw, str):
+        try:
+            return TransactionKind(raw.strip().lower())
+        except ValueError:
+            pass
+    raise UnknownTransactionKindError(
+        f"unknown transaction kind; expected one of {', '.join(TransactionKind)}",
+        portfolio_id=pid,
+        trade_date=day,
+        field="kind",
+        value=raw,
+    )
+
+
+def parse_transaction(data: Mapping[str, object], *, today: dt.date | None = None) -> Transaction:
+    """Validate an untrusted ledger row into a `Transaction`.
+
+    Args:
+        data: ``{"portfolio_id", "trade_date", "kind", "ticker", "quantity", "price",
+            "amount", "currency", "fee", "ratio"}``: ids and dates as strings (ISO 8601) or
+            values, amounts as strings or ints, `kind` a `TransactionKind` value in any case
+            (``"buy"``, ``"BUY"``). Fields a kind does not use may be omitted.
+        today: The current UTC date; when given, a transaction dated after it is rejected.
+
+    Returns:
+        The transaction, checked by `validate_transaction`.
+
+    Raises:
+        UnknownTransactionKindError: `kind` is not a `TransactionKind` value.
+        FutureTransactionError: The transaction is dated after `today`.
+        InvalidTransactionError: Any other field is missing or invalid (a float amount, a
+            non-finite number, a negative quantity, a split ratio of zero or less, a
+            currency that is not three upper-case letters, an unknown field); `field` and
+            `value` name it.
+    """
+    raw_id = data.get("portfolio_id")
+    pid = raw_id if isinstance(raw_id, uuid.UUID) else _maybe_uuid(raw_id)
+    day = _maybe_date(data.get("trade_date"))
+    kind = _kind(data.get("kind"), pid, day)
+    try:
+        model = _TransactionIn.model_validate({k: v for k, v in data.items() if k != "kind"})
+    except pydantic.ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(p) for p in problem["loc"]) or "value"
+        raise InvalidTransactionError(
+            problem["msg"],
+            portfolio_id=pid,
+            trade_date=day,
+            kind=kind,
+            field=field,
+            value=problem.get("input"),
+        ) from None
+    tx = Transaction(
+        portfolio_id=model.portfolio_id,
+        trade_date=model.trade_date,
+        kind=kind,
+        ticker=model.ticker,
+        quantity=model.quantity,
+        price=model.price,
+        amount=model.amount,
+        currency=model.currency,
+        fee=model.fee,
+        ratio=model.ratio,
+    )
+    validate_transaction(tx, today=today)
+    return tx

@@ -21,13 +21,16 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from portfolio_snapshots._domain import (
+        FxQuote,
         Lease,
         Portfolio,
+        PortfolioDay,
         PortfolioSnapshot,
         PriceQuote,
         RunRecord,
         RunState,
     )
+    from portfolio_snapshots._ledger import Transaction
 
 
 @runtime_checkable
@@ -202,4 +205,123 @@ class RunLock(Protocol):
 
     async def release(self, lease: Lease) -> None:
         """Give `lease` up if it is still held."""
+        ...
+
+
+@runtime_checkable
+class PortfolioHistory(Protocol):
+    """A repository that can rebuild one portfolio's states over a date range in one pass.
+
+    Contract:
+        - `portfolio_history` yields one `PortfolioDay` per calendar date from `start` to
+          `end` inclusive, in ascending order; each state equals what ``get_portfolio``
+          would return for that date (None becomes a `PortfolioDay` with neither field set).
+        - All I/O happens before the first item is yielded: an error raised then (a
+          transient one included) means nothing was yielded, and the caller may retry the
+          whole call under its policy. Once items flow, a failure is reported in the
+          items, never raised: a date whose state cannot be built, and every date after it,
+          carry the error.
+        - It raises `PortfolioNotFoundError` (before yielding) for a portfolio it does not
+          know at all, and `InvalidDateRangeError` when `start` is after `end`.
+    """
+
+    def portfolio_history(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> AsyncIterator[PortfolioDay]:
+        """Yield the portfolio's state at the end of each date from `start` to `end`."""
+        ...
+
+
+@runtime_checkable
+class PortfolioDayStream(Protocol):
+    """A repository whose daily stream reports the portfolios it could not build.
+
+    Contract:
+        - `iter_portfolio_days` yields one `PortfolioDay` for every portfolio active on
+          `as_of`, each exactly once, in any order, streaming, like ``iter_portfolios``.
+        - A portfolio whose state cannot be built is yielded with its `error` set (whatever
+          the error: an invalid ledger, a transient read failure); the stream goes on with
+          the others. Only a failure of the stream itself (listing the portfolios) raises.
+        - A portfolio listed as active that did not exist yet on `as_of` is yielded with
+          neither field set.
+    """
+
+    def iter_portfolio_days(self, as_of: dt.date) -> AsyncIterator[PortfolioDay]:
+        """Stream every portfolio active on `as_of` as a `PortfolioDay`."""
+        ...
+
+
+@runtime_checkable
+class FxRates(Protocol):
+    """Exchange rates.
+
+    Contract:
+        - `get_rates` returns, for each requested ``(base, quote)`` pair it can answer, the
+          latest rate dated on or before `as_of` (never after), keyed by the pair exactly as
+          requested; the quote's `base` and `quote` are the pair's and its `as_of` is the
+          date of the rate.
+        - A pair with no rate is absent from the mapping: no error, no zero, no None.
+        - An adapter that stores one direction of a pair may answer the other with
+          `invert_quote`; callers that cannot rely on it request both directions
+          (`pairs_with_inverses`) and pick with `resolve_rate`.
+        - Identity pairs (``("USD", "USD")``) need not be asked for: `resolve_rate` answers
+          them.
+        - One call serves many pairs; transient faults raise `TransientError` (or
+          `ConnectionError` / `TimeoutError`).
+    """
+
+    async def get_rates(
+        self, pairs: Collection[tuple[str, str]], as_of: dt.date
+    ) -> Mapping[tuple[str, str], FxQuote]:
+        """Return the latest rate on or before `as_of` for each pair that has one."""
+        ...
+
+
+@runtime_checkable
+class FxRateHistory(Protocol):
+    """An optional capability of an `FxRates` adapter: a date range of rates in one call.
+
+    Backfills use it, when the adapter has it, to ask for each pair's rates once for the whole
+    range instead of once per day.
+
+    Contract:
+        - `get_rate_history` returns, for each requested pair, every rate stored under that
+          exact pair dated from `start` to `end` inclusive, in ascending date order; pairs
+          without any are absent. Inverse pairs are not derived here: callers ask for both
+          directions (`pairs_with_inverses`).
+    """
+
+    async def get_rate_history(
+        self, pairs: Collection[tuple[str, str]], start: dt.date, end: dt.date
+    ) -> Mapping[tuple[str, str], Sequence[FxQuote]]:
+        """Return the rates of each pair dated from `start` to `end` inclusive, by date."""
+        ...
+
+
+@runtime_checkable
+class TransactionSource(Protocol):
+    """Where the host's transactions live.
+
+    Contract:
+        - `transactions` returns every transaction of the portfolio dated on or before
+          `until`, in ascending `trade_date` order (the order within a date does not
+          matter); an empty sequence for a portfolio it does not know. Amounts are Decimals
+          in the portfolio's base currency.
+        - `active_portfolio_ids` yields the id of every portfolio active on `as_of`, each
+          exactly once, in any order, streaming.
+        - `base_currency` returns the ISO 4217 code the portfolio is kept in, or None for a
+          portfolio it does not know.
+        - Transient faults raise `TransientError` (or `ConnectionError` / `TimeoutError`).
+    """
+
+    async def transactions(self, portfolio_id: UUID, until: dt.date) -> Sequence[Transaction]:
+        """Return the portfolio's transactions dated on or before `until`, by date."""
+        ...
+
+    def active_portfolio_ids(self, as_of: dt.date) -> AsyncIterator[UUID]:
+        """Stream the id of every portfolio active on `as_of`."""
+        ...
+
+    async def base_currency(self, portfolio_id: UUID) -> str | None:
+        """Return the portfolio's base currency, or None if the portfolio is unknown."""
         ...

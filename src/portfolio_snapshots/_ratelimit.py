@@ -36,7 +36,6 @@ class TokenBucket:
         clock: Callable[[], dt.datetime] = utc_now,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        """Start full; see the class docstring for the arguments."""
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
         if burst < 1:

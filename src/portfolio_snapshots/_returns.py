@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 from portfolio_snapshots._decimal import EXACT, rounding_context
-from portfolio_snapshots._ledger_errors import (
+from portfolio_snapshots._errors import (
     InvalidSnapshotSeriesError,
     MissingFlowDataError,
     UndefinedReturnError,

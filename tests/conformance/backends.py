@@ -20,14 +20,8 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from portfolio_snapshots import (
-    InMemoryRunLedger,
-    InMemoryRunLock,
-    InMemorySnapshotRepository,
-    RunLedger,
-    RunLock,
-    SnapshotRepository,
-)
+from portfolio_snapshots import InMemorySnapshotRepository, RunLedger, RunLock, SnapshotRepository
+from portfolio_snapshots.adapters.memory import InMemoryRunLedger, InMemoryRunLock
 from storage.backends import STORAGE_BACKENDS
 
 SnapshotFactory = Callable[[], AbstractAsyncContextManager[SnapshotRepository]]

@@ -11,14 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 from backends import BACKENDS
 
-from portfolio_snapshots import (
-    InMemoryRunLedger,
-    InMemoryRunLock,
-    InMemorySnapshotRepository,
-    Lease,
-    PortfolioSnapshot,
-    RunRecord,
-)
+from portfolio_snapshots import InMemorySnapshotRepository, Lease, PortfolioSnapshot, RunRecord
+from portfolio_snapshots.adapters.memory import InMemoryRunLedger, InMemoryRunLock
 from portfolio_snapshots.testing import (
     check_run_ledger,
     check_run_lock,

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from portfolio_snapshots import SqliteSnapshotStore
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
-from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 from storage.pg_server import DSN_ENV, fresh_schema, psycopg_connect_args, psycopg_url
 
 if TYPE_CHECKING:

@@ -36,10 +36,10 @@ from portfolio_snapshots import (
     InMemoryPortfolioRepository,
     Portfolio,
     SnapshotJob,
+    SqliteSnapshotStore,
     utc_now,
 )
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
-from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

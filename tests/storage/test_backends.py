@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
 
+    from portfolio_snapshots import SqliteSnapshotStore
     from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
-    from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 
     Factory = Callable[
         [], AbstractAsyncContextManager[SqliteSnapshotStore | SqlAlchemySnapshotStore]

@@ -24,9 +24,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from portfolio_snapshots import InvalidInputError, PortfolioSnapshot, PositionValuation
-from portfolio_snapshots.adapters._sql_common import (
+from portfolio_snapshots import (
     DatabaseUnavailableError,
+    InvalidInputError,
+    PortfolioSnapshot,
+    PositionValuation,
+)
+from portfolio_snapshots.adapters._sql_codec import (
     PositionTexts,
     dedupe_sorted,
     flat_positions_from_json,

@@ -34,16 +34,15 @@ from portfolio_snapshots import (
     InMemoryPortfolioRepository,
     Portfolio,
     RetryPolicy,
-    RetryScheduled,
-    RunEvent,
     SnapshotJob,
+    SqliteSnapshotStore,
     TransientError,
 )
 from portfolio_snapshots.adapters.sqlalchemy import (
     DatabaseUnavailableError,
     SqlAlchemySnapshotStore,
 )
-from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
+from portfolio_snapshots.events import RetryScheduled, RunEvent
 from portfolio_snapshots.testing import instant_retry
 from storage.pg_server import asyncpg_url, create_test_schema, drop_test_schema, free_port
 

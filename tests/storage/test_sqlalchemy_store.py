@@ -14,21 +14,17 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from portfolio_snapshots import (
+    DatabaseUnavailableError,
     InvalidInputError,
-    LeaseLostError,
     RunKeyConflictError,
     RunLedger,
     RunLock,
     RunState,
     SnapshotRepository,
+    SqliteSnapshotStore,
     TransientError,
 )
-from portfolio_snapshots.adapters._sql_common import (
-    SCHEMA_VERSION,
-    DatabaseBusyError,
-    DatabaseUnavailableError,
-    SchemaVersionError,
-)
+from portfolio_snapshots.adapters._sql_codec import SCHEMA_VERSION
 from portfolio_snapshots.adapters.sqlalchemy import (
     _MIGRATIONS,
     SqlAlchemySnapshotStore,
@@ -36,7 +32,7 @@ from portfolio_snapshots.adapters.sqlalchemy import (
     create_schema,
     metadata,
 )
-from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
+from portfolio_snapshots.errors import DatabaseBusyError, LeaseLostError, SchemaVersionError
 from storage.pg_server import (
     asyncpg_url,
     create_test_schema,

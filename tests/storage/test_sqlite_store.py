@@ -11,21 +11,18 @@ import pytest
 
 from portfolio_snapshots import (
     InvalidInputError,
-    LeaseLostError,
     RetryPolicy,
     RunKeyConflictError,
     RunLedger,
     RunLock,
     RunState,
     SnapshotRepository,
+    SqliteSnapshotStore,
     TransientError,
 )
-from portfolio_snapshots.adapters._sql_common import (
-    SCHEMA_VERSION,
-    DatabaseBusyError,
-    SchemaVersionError,
-)
-from portfolio_snapshots.adapters.sqlite import _MIGRATIONS, SqliteSnapshotStore
+from portfolio_snapshots.adapters._sql_codec import SCHEMA_VERSION
+from portfolio_snapshots.adapters.sqlite import _MIGRATIONS
+from portfolio_snapshots.errors import DatabaseBusyError, LeaseLostError, SchemaVersionError
 from storage.samples import DAY, NOW, PID, plain_snapshot, rich_snapshot
 
 if TYPE_CHECKING:

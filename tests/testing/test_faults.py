@@ -9,8 +9,6 @@ import pytest
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
-    InMemoryRunLedger,
-    InMemoryRunLock,
     InMemorySnapshotRepository,
     MarketData,
     Portfolio,
@@ -24,6 +22,7 @@ from portfolio_snapshots import (
     SnapshotRepository,
     TransientError,
 )
+from portfolio_snapshots.adapters.memory import InMemoryRunLedger, InMemoryRunLock
 from portfolio_snapshots.testing import (
     FakeClock,
     FakeSleep,

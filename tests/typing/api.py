@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, assert_type
 from uuid import UUID
 
 import portfolio_snapshots as ps
+from portfolio_snapshots import errors, events, history
+from portfolio_snapshots.adapters.ledger import LedgerPortfolioRepository
+from portfolio_snapshots.adapters.memory import (
+    InMemoryFxRates,
+    InMemoryRunLedger,
+    InMemoryRunLock,
+    InMemoryTransactionSource,
+)
+from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
 from portfolio_snapshots.testing import FakeClock, instant_retry
 
 if TYPE_CHECKING:
@@ -67,12 +76,12 @@ class HostSnapshots:
 portfolios: ps.PortfolioRepository = HostPortfolios()
 prices: ps.MarketData = HostPrices()
 snapshots: ps.SnapshotRepository = HostSnapshots()
-ledger: ps.RunLedger = ps.InMemoryRunLedger()
-lock: ps.RunLock = ps.InMemoryRunLock()
+ledger: ps.RunLedger = InMemoryRunLedger()
+lock: ps.RunLock = InMemoryRunLock()
 
 
-def on_event(event: ps.RunEvent) -> None:
-    if isinstance(event, ps.RetryScheduled):
+def on_event(event: events.RunEvent) -> None:
+    if isinstance(event, events.RetryScheduled):
         assert_type(event.delay, float)
 
 
@@ -106,7 +115,34 @@ async def host_code() -> None:
     )
     assert_type(snapshot.total_value, Decimal)
     assert_type(snapshot.positions[0].market_value, Decimal)
-    per_ticker: ps.MarketData = ps.PerTickerMarketData.from_current_price(
-        lambda _ticker: Decimal(1)
-    )
+    per_ticker: ps.MarketData = PerTickerMarketData.from_current_price(lambda _ticker: Decimal(1))
     del per_ticker
+
+
+async def history_code() -> None:
+    """The history submodule as a host uses it: a ledger, FX rates, returns, typed errors."""
+    source: history.TransactionSource = InMemoryTransactionSource(
+        [
+            history.Transaction(
+                UUID(int=3),
+                dt.date(2026, 1, 1),
+                history.TransactionKind.DEPOSIT,
+                amount=Decimal(100),
+            )
+        ]
+    )
+    repository: ps.PortfolioRepository = LedgerPortfolioRepository(source)
+    assert isinstance(repository, history.PortfolioHistory)
+    rates: history.FxRates = InMemoryFxRates(
+        [history.FxQuote("EUR", "USD", Decimal("1.08"), dt.date(2026, 1, 1))]
+    )
+    del rates
+    series = await job.backfill(UUID(int=3), dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+    assert_type(series.status, ps.RunStatus)
+    stored = await snapshots.list_snapshots(UUID(int=3), dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+    try:
+        assert_type(history.cumulative_time_weighted_return(stored), Decimal)
+    except errors.UndefinedReturnError as caught:
+        assert_type(caught.snapshot_date, dt.date | None)
+    except ps.SnapshotError:
+        raise

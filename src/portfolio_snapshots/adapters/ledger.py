@@ -10,56 +10,25 @@ port; `InMemoryTransactionSource` is its reference fake.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-from portfolio_snapshots._domain import DEFAULT_CURRENCY
+from portfolio_snapshots._domain import PortfolioDay
 from portfolio_snapshots._errors import InvalidDateRangeError, PortfolioNotFoundError
 from portfolio_snapshots._ledger import LedgerReplayer, LedgerState, replay
-from portfolio_snapshots._ledger_ports import PortfolioDay
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable
     from uuid import UUID
 
     from portfolio_snapshots._domain import Portfolio
-    from portfolio_snapshots._ledger import Transaction
+    from portfolio_snapshots._ports import TransactionSource
 
-__all__ = ["InMemoryTransactionSource", "LedgerPortfolioRepository", "TransactionSource"]
+__all__ = ["LedgerPortfolioRepository"]
 
 _log = logging.getLogger("portfolio_snapshots.ledger")
 _ONE_DAY = dt.timedelta(days=1)
-
-
-@runtime_checkable
-class TransactionSource(Protocol):
-    """Where the host's transactions live.
-
-    Contract:
-        - `transactions` returns every transaction of the portfolio dated on or before
-          `until`, in ascending `trade_date` order (the order within a date does not
-          matter); an empty sequence for a portfolio it does not know. Amounts are Decimals
-          in the portfolio's base currency.
-        - `active_portfolio_ids` yields the id of every portfolio active on `as_of`, each
-          exactly once, in any order, streaming.
-        - `base_currency` returns the ISO 4217 code the portfolio is kept in, or None for a
-          portfolio it does not know.
-        - Transient faults raise `TransientError` (or `ConnectionError` / `TimeoutError`).
-    """
-
-    async def transactions(self, portfolio_id: UUID, until: dt.date) -> Sequence[Transaction]:
-        """Return the portfolio's transactions dated on or before `until`, by date."""
-        ...
-
-    def active_portfolio_ids(self, as_of: dt.date) -> AsyncIterator[UUID]:
-        """Stream the id of every portfolio active on `as_of`."""
-        ...
-
-    async def base_currency(self, portfolio_id: UUID) -> str | None:
-        """Return the portfolio's base currency, or None if the portfolio is unknown."""
-        ...
 
 
 class LedgerPortfolioRepository:
@@ -90,7 +59,6 @@ class LedgerPortfolioRepository:
         concurrency: int = 8,
         on_error: Callable[[PortfolioDay], object] | None = None,
     ) -> None:
-        """Wrap `source`; see the class docstring for the arguments."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._source = source
@@ -226,63 +194,3 @@ class LedgerPortfolioRepository:
                 type(day.error).__name__,
                 day.error,
             )
-
-
-class InMemoryTransactionSource:
-    """A `TransactionSource` over transactions held in memory: the reference fake.
-
-    A portfolio is known once it has a transaction or a currency; it is active on a date when
-    it has a transaction on or before it. `request_count` counts the calls to `transactions`,
-    so a test can check that a backfill reads the ledger once.
-
-    Args:
-        transactions: The initial transactions, in any order.
-        currencies: Base currency per portfolio.
-        default_currency: The base currency of portfolios not in `currencies`.
-    """
-
-    def __init__(
-        self,
-        transactions: Iterable[Transaction] = (),
-        *,
-        currencies: Mapping[UUID, str] | None = None,
-        default_currency: str = DEFAULT_CURRENCY,
-    ) -> None:
-        """Hold `transactions`; see the class docstring for the arguments."""
-        self._dates: dict[UUID, list[dt.date]] = {}
-        self._txs: dict[UUID, list[Transaction]] = {}
-        self._currencies = dict(currencies or {})
-        self._default_currency = default_currency
-        self.request_count = 0
-        for tx in transactions:
-            self.add(tx)
-
-    def add(self, tx: Transaction) -> None:
-        """Record `tx`, after the transactions already recorded on its date."""
-        dates = self._dates.setdefault(tx.portfolio_id, [])
-        txs = self._txs.setdefault(tx.portfolio_id, [])
-        i = bisect.bisect_right(dates, tx.trade_date)
-        dates.insert(i, tx.trade_date)
-        txs.insert(i, tx)
-
-    def set_currency(self, portfolio_id: UUID, currency: str) -> None:
-        """Set the base currency of `portfolio_id` (which makes it known)."""
-        self._currencies[portfolio_id] = currency
-
-    async def transactions(self, portfolio_id: UUID, until: dt.date) -> list[Transaction]:
-        """Return the portfolio's transactions dated on or before `until`, by date."""
-        self.request_count += 1
-        dates = self._dates.get(portfolio_id, [])
-        return self._txs.get(portfolio_id, [])[: bisect.bisect_right(dates, until)]
-
-    async def active_portfolio_ids(self, as_of: dt.date) -> AsyncIterator[UUID]:
-        """Yield each portfolio with a transaction on or before `as_of`."""
-        for portfolio_id, dates in list(self._dates.items()):
-            if dates and dates[0] <= as_of:
-                yield portfolio_id
-
-    async def base_currency(self, portfolio_id: UUID) -> str | None:
-        """Return the portfolio's base currency, or None if it is unknown."""
-        if portfolio_id in self._currencies:
-            return self._currencies[portfolio_id]
-        return self._default_currency if portfolio_id in self._dates else None

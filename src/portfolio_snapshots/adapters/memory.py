@@ -6,6 +6,7 @@ They keep everything in dicts in the current process and never suspend inside a 
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import datetime as dt
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
+    FxQuote,
     Lease,
     PortfolioSnapshot,
     PriceQuote,
@@ -21,6 +23,7 @@ from portfolio_snapshots._domain import (
     RunState,
 )
 from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
+from portfolio_snapshots._fx import check_fx_quote, resolve_rate
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
@@ -28,13 +31,16 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from portfolio_snapshots._domain import Portfolio
+    from portfolio_snapshots._ledger import Transaction
 
 __all__ = [
+    "InMemoryFxRates",
     "InMemoryMarketData",
     "InMemoryPortfolioRepository",
     "InMemoryRunLedger",
     "InMemoryRunLock",
     "InMemorySnapshotRepository",
+    "InMemoryTransactionSource",
 ]
 
 
@@ -50,7 +56,6 @@ class InMemoryPortfolioRepository:
     """
 
     def __init__(self, portfolios: Iterable[Portfolio] = ()) -> None:
-        """Hold `portfolios`; see the class docstring."""
         self._versions: DatedValues[UUID, Portfolio] = DatedValues()
         for p in portfolios:
             self.put(p)
@@ -88,7 +93,6 @@ class InMemoryMarketData:
     """
 
     def __init__(self, quotes: Iterable[PriceQuote] = ()) -> None:
-        """Hold `quotes`; see the class docstring."""
         self._quotes: DatedValues[str, PriceQuote] = DatedValues()
         self.request_count = 0
         for q in quotes:
@@ -277,3 +281,119 @@ class InMemoryRunLock:
         held = self._leases.get(lease.key)
         if held is not None and held.fence == lease.fence:
             del self._leases[lease.key]
+
+
+class InMemoryFxRates:
+    """An `FxRates` over a dated rate history held in memory: the reference fake.
+
+    Pairs are stored as given; a request for a pair stored only the other way round is
+    answered with the inverted rate (`invert_quote`), and when both directions are stored
+    the more recent rate on or before the date wins (see `resolve_rate`). Identity pairs are
+    answered with rate 1. `request_count` counts the calls to `get_rates`.
+
+    Args:
+        quotes: The initial rate history.
+    """
+
+    def __init__(self, quotes: Iterable[FxQuote] = ()) -> None:
+        self._rates: DatedValues[tuple[str, str], FxQuote] = DatedValues()
+        self.request_count = 0
+        for q in quotes:
+            self.add(q)
+
+    def add(self, quote: FxQuote) -> None:
+        """Add `quote`, replacing any rate of the same pair and date.
+
+        Raises:
+            InvalidFxRateError: The quote is invalid (see `check_fx_quote`).
+        """
+        check_fx_quote(quote)
+        self._rates.put(quote.pair, quote.as_of, quote)
+
+    def add_rate(self, base: str, quote: str, as_of: dt.date, rate: Decimal) -> None:
+        """Add the rate of ``base/quote`` on `as_of` (units of `quote` per unit of `base`)."""
+        self.add(FxQuote(base, quote, rate, as_of))
+
+    async def get_rate_history(
+        self, pairs: Collection[tuple[str, str]], start: dt.date, end: dt.date
+    ) -> dict[tuple[str, str], list[FxQuote]]:
+        """Return every rate stored under each pair, dated from `start` to `end` inclusive."""
+        self.request_count += 1
+        found = {pair: self._rates.between(pair, start, end) for pair in pairs}
+        return {pair: quotes for pair, quotes in found.items() if quotes}
+
+    async def get_rates(
+        self, pairs: Collection[tuple[str, str]], as_of: dt.date
+    ) -> dict[tuple[str, str], FxQuote]:
+        """Return the latest rate on or before `as_of` for each pair, direct or inverted."""
+        self.request_count += 1
+        found: dict[tuple[str, str], FxQuote] = {}
+        for base, code in pairs:
+            available = {}
+            for pair in ((base, code), (code, base)):
+                latest = self._rates.latest(pair, as_of)
+                if latest is not None:
+                    available[pair] = latest
+            resolved = resolve_rate(available, base, code, as_of)
+            if resolved is not None:
+                found[base, code] = resolved
+        return found
+
+
+class InMemoryTransactionSource:
+    """A `TransactionSource` over transactions held in memory: the reference fake.
+
+    A portfolio is known once it has a transaction or a currency; it is active on a date when
+    it has a transaction on or before it. `request_count` counts the calls to `transactions`,
+    so a test can check that a backfill reads the ledger once.
+
+    Args:
+        transactions: The initial transactions, in any order.
+        currencies: Base currency per portfolio.
+        default_currency: The base currency of portfolios not in `currencies`.
+    """
+
+    def __init__(
+        self,
+        transactions: Iterable[Transaction] = (),
+        *,
+        currencies: Mapping[UUID, str] | None = None,
+        default_currency: str = DEFAULT_CURRENCY,
+    ) -> None:
+        self._dates: dict[UUID, list[dt.date]] = {}
+        self._txs: dict[UUID, list[Transaction]] = {}
+        self._currencies = dict(currencies or {})
+        self._default_currency = default_currency
+        self.request_count = 0
+        for tx in transactions:
+            self.add(tx)
+
+    def add(self, tx: Transaction) -> None:
+        """Record `tx`, after the transactions already recorded on its date."""
+        dates = self._dates.setdefault(tx.portfolio_id, [])
+        txs = self._txs.setdefault(tx.portfolio_id, [])
+        i = bisect.bisect_right(dates, tx.trade_date)
+        dates.insert(i, tx.trade_date)
+        txs.insert(i, tx)
+
+    def set_currency(self, portfolio_id: UUID, currency: str) -> None:
+        """Set the base currency of `portfolio_id` (which makes it known)."""
+        self._currencies[portfolio_id] = currency
+
+    async def transactions(self, portfolio_id: UUID, until: dt.date) -> list[Transaction]:
+        """Return the portfolio's transactions dated on or before `until`, by date."""
+        self.request_count += 1
+        dates = self._dates.get(portfolio_id, [])
+        return self._txs.get(portfolio_id, [])[: bisect.bisect_right(dates, until)]
+
+    async def active_portfolio_ids(self, as_of: dt.date) -> AsyncIterator[UUID]:
+        """Yield each portfolio with a transaction on or before `as_of`."""
+        for portfolio_id, dates in list(self._dates.items()):
+            if dates and dates[0] <= as_of:
+                yield portfolio_id
+
+    async def base_currency(self, portfolio_id: UUID) -> str | None:
+        """Return the portfolio's base currency, or None if it is unknown."""
+        if portfolio_id in self._currencies:
+            return self._currencies[portfolio_id]
+        return self._default_currency if portfolio_id in self._dates else None

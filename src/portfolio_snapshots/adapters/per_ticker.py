@@ -46,7 +46,6 @@ class PerTickerMarketData:
         currency: str = DEFAULT_CURRENCY,
         concurrency: int = 8,
     ) -> None:
-        """Wrap `fetch`; see the class docstring for the arguments."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._fetch = fetch

@@ -55,18 +55,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
-from portfolio_snapshots._errors import InvalidInputError, LeaseLostError, RunKeyConflictError
-from portfolio_snapshots.adapters._sql_common import (
+from portfolio_snapshots._errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    InvalidInputError,
+    LeaseLostError,
+    RunKeyConflictError,
+    SchemaVersionError,
+)
+from portfolio_snapshots.adapters._sql_codec import (
     FENCE_COUNTER_TABLE,
     LEASES_TABLE,
     RUNS_TABLE,
     SCHEMA_VERSION,
     SCHEMA_VERSION_TABLE,
     SNAPSHOTS_TABLE,
-    DatabaseBusyError,
-    DatabaseUnavailableError,
     PositionTexts,
-    SchemaVersionError,
     as_utc,
     chunks,
     dedupe_sorted,
@@ -418,7 +422,7 @@ async def create_schema(engine: AsyncEngine) -> None:
             ).scalar_one()
             if found > SCHEMA_VERSION:
                 await conn.rollback()
-                raise SchemaVersionError(found, where=where)
+                raise SchemaVersionError(found, SCHEMA_VERSION, where=where)
             if found < SCHEMA_VERSION:
                 for step in _MIGRATIONS[found:]:
                     await conn.run_sync(step)

@@ -37,12 +37,15 @@ from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, Self, TypeVar
 from uuid import UUID
 
 from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
-from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
-from portfolio_snapshots.adapters._sql_common import (
-    SCHEMA_VERSION,
+from portfolio_snapshots._errors import (
     DatabaseBusyError,
-    PositionTexts,
+    LeaseLostError,
+    RunKeyConflictError,
     SchemaVersionError,
+)
+from portfolio_snapshots.adapters._sql_codec import (
+    SCHEMA_VERSION,
+    PositionTexts,
     as_utc,
     chunks,
     decimal_text,
@@ -210,7 +213,7 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
         row = conn.execute("SELECT version FROM ps_schema_version WHERE id = 1").fetchone()
         found = 0 if row is None else int(row[0])
         if found > SCHEMA_VERSION:
-            raise SchemaVersionError(found, where=path)
+            raise SchemaVersionError(found, SCHEMA_VERSION, where=path)
         if found == SCHEMA_VERSION:
             return
         for step in _MIGRATIONS[found:]:

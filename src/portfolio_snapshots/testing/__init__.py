@@ -12,6 +12,7 @@ See ``docs/testing.md`` for a guided tour.
 
 from __future__ import annotations
 
+from portfolio_snapshots._public import publish as _publish
 from portfolio_snapshots.testing._clock import FakeClock, FakeSleep, instant_retry
 from portfolio_snapshots.testing._conformance import (
     RunLedgerContract,
@@ -47,3 +48,5 @@ __all__ = [
     "check_snapshot_repository",
     "instant_retry",
 ]
+
+_publish(__name__, globals(), __all__)

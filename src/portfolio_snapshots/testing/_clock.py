@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 
-from portfolio_snapshots._retry import RetryPolicy
+from portfolio_snapshots import RetryPolicy
 
 __all__ = ["FakeClock", "FakeSleep", "instant_retry"]
 
@@ -45,7 +45,6 @@ class FakeClock:
     __slots__ = ("_now",)
 
     def __init__(self, start: dt.datetime = _DEFAULT_START) -> None:
-        """Start the clock at `start`; see the class docstring."""
         self._now = _utc(start)
 
     def __call__(self) -> dt.datetime:
@@ -105,7 +104,6 @@ class FakeSleep:
     __slots__ = ("clock", "delays")
 
     def __init__(self, clock: FakeClock | None = None) -> None:
-        """Record delays, and move `clock` when given; see the class docstring."""
         self.clock = clock
         self.delays: list[float] = []
 

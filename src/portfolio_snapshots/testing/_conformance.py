@@ -20,22 +20,23 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from portfolio_snapshots._decimal import exact_context
-from portfolio_snapshots._domain import (
-    SNAPSHOT_FIELD_NAMES,
+from portfolio_snapshots import (
     Lease,
     PortfolioSnapshot,
     PositionValuation,
+    RunKeyConflictError,
     RunRecord,
     RunState,
 )
-from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
+from portfolio_snapshots._decimal import exact_context
+from portfolio_snapshots._domain import SNAPSHOT_FIELD_NAMES
+from portfolio_snapshots.errors import LeaseLostError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
-    from portfolio_snapshots._ports import RunLedger, RunLock, SnapshotRepository
+    from portfolio_snapshots import RunLedger, RunLock, SnapshotRepository
 
 __all__ = [
     "RunLedgerContract",

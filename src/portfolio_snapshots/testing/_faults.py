@@ -16,13 +16,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 from uuid import UUID
 
-from portfolio_snapshots._errors import TransientError
-from portfolio_snapshots._ports import (
+from portfolio_snapshots import (
     MarketData,
     PortfolioRepository,
     RunLedger,
     RunLock,
     SnapshotRepository,
+    TransientError,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         Sequence,
     )
 
-    from portfolio_snapshots._domain import (
+    from portfolio_snapshots import (
         Lease,
         Portfolio,
         PortfolioSnapshot,
@@ -274,7 +274,6 @@ class FaultyPortfolioRepository(_Injector[_P]):
                 await aclose()
 
     async def get_portfolio(self, portfolio_id: UUID, as_of: dt.date) -> Portfolio | None:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("get_portfolio", portfolio_ids=(portfolio_id,))
         return await self.inner.get_portfolio(portfolio_id, as_of)
 
@@ -340,26 +339,22 @@ class FaultySnapshotRepository(_Injector[_S]):
     async def existing_keys(
         self, keys: Collection[tuple[UUID, dt.date]]
     ) -> frozenset[tuple[UUID, dt.date]]:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("existing_keys", portfolio_ids=(pid for pid, _ in keys))
         return await self.inner.existing_keys(keys)
 
     async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("get_snapshot", portfolio_ids=(portfolio_id,))
         return await self.inner.get_snapshot(portfolio_id, day)
 
     async def list_snapshots(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> Sequence[PortfolioSnapshot]:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("list_snapshots", portfolio_ids=(portfolio_id,))
         return await self.inner.list_snapshots(portfolio_id, start, end)
 
     async def existing_dates(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> frozenset[dt.date]:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("existing_dates", portfolio_ids=(portfolio_id,))
         return await self.inner.existing_dates(portfolio_id, start, end)
 
@@ -384,19 +379,16 @@ class FaultyRunLedger(_Injector[_L]):
     _port_methods = frozenset({"start", "finish", "get"})
 
     async def start(self, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("start")
         return await self.inner.start(key, params_hash, now)
 
     async def finish(
         self, key: str, state: RunState, report: Mapping[str, object], now: dt.datetime
     ) -> RunRecord:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("finish")
         return await self.inner.finish(key, state, report, now)
 
     async def get(self, key: str) -> RunRecord | None:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("get")
         return await self.inner.get(key)
 
@@ -423,12 +415,10 @@ class FaultyRunLock(_Injector[_K]):
     async def acquire(
         self, key: str, owner: str, ttl: dt.timedelta, now: dt.datetime
     ) -> Lease | None:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("acquire")
         return await self.inner.acquire(key, owner, ttl, now)
 
     async def renew(self, lease: Lease, ttl: dt.timedelta, now: dt.datetime) -> Lease:
-        """Return `inner`'s answer, unless the fault strikes first."""
         await self._enter("renew")
         return await self.inner.renew(lease, ttl, now)
 

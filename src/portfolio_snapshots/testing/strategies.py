@@ -23,16 +23,16 @@ except ImportError as error:  # pragma: no cover - exercised without hypothesis 
         "portfolio_snapshots.testing.strategies needs Hypothesis: pip install hypothesis"
     ) from error
 
-from portfolio_snapshots._calculator import SnapshotCalculator
+from portfolio_snapshots import Portfolio, PriceQuote, SnapshotCalculator
 from portfolio_snapshots._decimal import exact_context
-from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio, PriceQuote
-from portfolio_snapshots._ledger import Transaction, TransactionKind
+from portfolio_snapshots._domain import DEFAULT_CURRENCY
+from portfolio_snapshots.history import Transaction, TransactionKind
 
 if TYPE_CHECKING:
     from collections.abc import Collection
     from uuid import UUID
 
-    from portfolio_snapshots._domain import PortfolioSnapshot
+    from portfolio_snapshots import PortfolioSnapshot
 
 __all__ = [
     "LEDGER_START",

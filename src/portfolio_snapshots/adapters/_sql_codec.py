@@ -16,19 +16,13 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from uuid import UUID
 
 from portfolio_snapshots._domain import POSITION_WIDTH, PositionValuation, RunRecord, RunState
-from portfolio_snapshots._errors import InvalidInputError, SnapshotError, TransientError
+from portfolio_snapshots._errors import InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from portfolio_snapshots._domain import PortfolioSnapshot
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "DatabaseBusyError",
-    "DatabaseUnavailableError",
-    "SchemaVersionError",
-]
 
 _T = TypeVar("_T")
 
@@ -47,43 +41,6 @@ KEY_CHUNK: Final = 400
 
 _TAKEN_OVER: Final = "the lease was taken over by another holder"
 _EXPIRED: Final = "the lease expired before it was renewed"
-
-
-class SchemaVersionError(SnapshotError):
-    """The database was written by a newer version of portfolio-snapshots.
-
-    The store refuses to use it and changes nothing in it: upgrade the library, or point the
-    store at another database. Never retried.
-
-    Attributes:
-        found: The schema version recorded in the database.
-        supported: The newest schema version this library knows.
-    """
-
-    def __init__(self, found: int, supported: int = SCHEMA_VERSION, *, where: str = "") -> None:
-        """Build the error; `where` names the database (a path or a URL without password)."""
-        place = f" {where}" if where else ""
-        super().__init__(
-            f"database{place} has schema version {found}, newer than version {supported} "
-            "that this version of portfolio-snapshots knows; upgrade portfolio-snapshots "
-            "(the database was left unchanged)"
-        )
-        self.found = found
-        self.supported = supported
-
-
-class DatabaseBusyError(TransientError):
-    """The database is locked or busy (a lock timeout, a deadlock, a serialization failure).
-
-    Transient: the job's `RetryPolicy` retries it.
-    """
-
-
-class DatabaseUnavailableError(TransientError):
-    """The database cannot be reached, or the connection broke (refused, reset, shut down).
-
-    Transient: the job's `RetryPolicy` retries it.
-    """
 
 
 # --- values <-> columns -----------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""Valuing the past as it was: transaction ledgers, FX rates and returns.
+
+- The ledger: `Transaction` rows of a `TransactionKind`, checked by `validate_transaction`
+  (or parsed from untrusted input by `parse_transaction`) and replayed into daily states
+  (`replay`, `replay_range`, `LedgerReplayer`, `LedgerState`). The host offers its rows
+  through the `TransactionSource` port; `portfolio_snapshots.adapters.ledger` turns them into a
+  `PortfolioRepository`, and `portfolio_snapshots.adapters.splits` adapts split-adjusted prices.
+- The history capabilities a repository may offer: `PortfolioHistory` and
+  `PortfolioDayStream`, which yield `PortfolioDay` values.
+- Exchange rates: the `FxRates` port and its `FxRateHistory` capability, `FxQuote` values,
+  `pairs_with_inverses`, `resolve_rate`, `invert_quote`, `convert` and `fx_context`.
+- Returns of a stored series: `time_weighted_returns`, `cumulative_time_weighted_return`,
+  `modified_dietz_return`, with `PeriodReturn` values, computed in `returns_context`.
+
+See ``docs/history.md`` for the conventions and worked examples.
+"""
+
+from __future__ import annotations
+
+from portfolio_snapshots._domain import FxQuote, PortfolioDay
+from portfolio_snapshots._fx import (
+    FX_PRECISION,
+    convert,
+    fx_context,
+    invert_quote,
+    pairs_with_inverses,
+    resolve_rate,
+)
+from portfolio_snapshots._ledger import (
+    LedgerReplayer,
+    LedgerState,
+    Transaction,
+    TransactionKind,
+    replay,
+    replay_range,
+    validate_transaction,
+)
+from portfolio_snapshots._parsing import parse_transaction
+from portfolio_snapshots._ports import (
+    FxRateHistory,
+    FxRates,
+    PortfolioDayStream,
+    PortfolioHistory,
+    TransactionSource,
+)
+from portfolio_snapshots._public import publish as _publish
+from portfolio_snapshots._returns import (
+    RETURNS_PRECISION,
+    PeriodReturn,
+    cumulative_time_weighted_return,
+    modified_dietz_return,
+    returns_context,
+    time_weighted_returns,
+)
+
+__all__ = [
+    "FX_PRECISION",
+    "RETURNS_PRECISION",
+    "FxQuote",
+    "FxRateHistory",
+    "FxRates",
+    "LedgerReplayer",
+    "LedgerState",
+    "PeriodReturn",
+    "PortfolioDay",
+    "PortfolioDayStream",
+    "PortfolioHistory",
+    "Transaction",
+    "TransactionKind",
+    "TransactionSource",
+    "convert",
+    "cumulative_time_weighted_return",
+    "fx_context",
+    "invert_quote",
+    "modified_dietz_return",
+    "pairs_with_inverses",
+    "parse_transaction",
+    "replay",
+    "replay_range",
+    "resolve_rate",
+    "returns_context",
+    "time_weighted_returns",
+    "validate_transaction",
+]
+
+_publish(__name__, globals(), __all__)
