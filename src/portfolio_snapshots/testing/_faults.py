@@ -426,3 +426,17 @@ class FaultyRunLock(_Injector[_K]):
         """Pass the release to `inner`, unless the fault strikes first."""
         await self._enter("release")
         await self.inner.release(lease)
+
+
+def _document_from_port(wrapper: type, port: type) -> None:
+    """Give each forwarding method of `wrapper` the docstring of the port method it forwards."""
+    for name, method in vars(wrapper).items():
+        if not name.startswith("_") and callable(method) and not method.__doc__:
+            method.__doc__ = getattr(port, name).__doc__
+
+
+_document_from_port(FaultyPortfolioRepository, PortfolioRepository)
+_document_from_port(FaultyMarketData, MarketData)
+_document_from_port(FaultySnapshotRepository, SnapshotRepository)
+_document_from_port(FaultyRunLedger, RunLedger)
+_document_from_port(FaultyRunLock, RunLock)
