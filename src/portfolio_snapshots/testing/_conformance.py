@@ -776,6 +776,29 @@ class RunLockContract:
 
         self._run(body)
 
+    def test_a_lease_is_free_at_exactly_its_expiry(self) -> None:
+        """At ``now == expires_at`` the lease is expired: another owner acquires the key."""
+
+        async def body(lock: RunLock) -> None:
+            first = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            got = await lock.acquire("k", "b", _TTL, first.expires_at)
+            _expect_lease(got, "acquire at exactly the holder's expires_at", "k", "b")
+
+        self._run(body)
+
+    def test_renew_at_exactly_its_expiry_raises(self) -> None:
+        """At ``now == expires_at`` a lease can no longer be renewed: LeaseLostError."""
+
+        async def body(lock: RunLock) -> None:
+            lease = _expect_lease(await lock.acquire("k", "a", _TTL, _at(0)), "acquire", "k", "a")
+            await _expect_raises(
+                LeaseLostError,
+                lock.renew(lease, _TTL, lease.expires_at),
+                "renewing a lease at exactly its expires_at must fail",
+            )
+
+        self._run(body)
+
     def test_renew_after_expiry_raises(self) -> None:
         """Renewing an expired lease raises LeaseLostError even if nobody took the key."""
 
