@@ -65,7 +65,6 @@ def _failed_days(reports: list[RunReport]) -> set[tuple[dt.date, str]]:
         (failure.snapshot_date, failure.error_type)
         for report in reports
         for failure in report.failures
-        if failure.snapshot_date is not None
     }
 
 
