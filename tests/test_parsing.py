@@ -49,3 +49,53 @@ def test_parse_price_quote() -> None:
     with pytest.raises(InvalidPriceError) as info:
         parse_price_quote({"ticker": "A", "price": "0", "as_of": "2026-11-27"})
     assert (info.value.ticker, info.value.field) == ("A", "price")
+
+
+@pytest.mark.parametrize(
+    ("holdings", "reason"),
+    [
+        ({" AAPL": "1"}, "white space"),
+        ({"AAPL ": "1"}, "white space"),
+        ({"": "1"}, "non-empty"),
+        ({"   ": "1"}, "non-empty"),
+        ({"AA\x00PL": "1"}, "printable"),
+        ({"A" * 65: "1"}, "at most 64"),
+        ({"A": "1E+99999999"}, "finite"),
+        ({"A": "1E+18"}, "below 1E+18"),
+        ({"A": "1E-19"}, "at most 18 decimal places"),
+    ],
+)
+def test_parse_portfolio_refuses_bad_tickers_and_outsized_quantities(
+    holdings: dict[str, object], reason: str
+) -> None:
+    """Blank, padded, control-character or overlong tickers and outsized amounts are refused."""
+    with pytest.raises(InvalidPortfolioError) as info:
+        parse_portfolio({"id": str(PID), "cash_balance": "1", "holdings": holdings})
+    assert info.value.field is not None
+    assert info.value.field.startswith("holdings")
+    assert reason in str(info.value)
+
+
+def test_parse_portfolio_takes_amounts_up_to_the_stated_bounds() -> None:
+    """Just below 1E+18 with 18 places is accepted exactly, as the docs state."""
+    big, fine = "999999999999999999.999999999999999999", "0.000000000000000001"
+    got = parse_portfolio({"id": str(PID), "cash_balance": big, "holdings": {"A": fine}})
+    assert (got.cash_balance, got.holdings["A"]) == (Decimal(big), Decimal(fine))
+
+
+@pytest.mark.parametrize("as_of", [1_700_000_000, 1_700_000_000.0, "2024-01-31T10:00:00"])
+def test_parse_price_quote_refuses_timestamps_and_datetimes_as_dates(as_of: object) -> None:
+    """A quote's date is a UTC calendar date: a Unix timestamp or a datetime is refused."""
+    with pytest.raises(InvalidPriceError) as info:
+        parse_price_quote({"ticker": "A", "price": "1", "as_of": as_of})
+    assert info.value.field == "as_of"
+
+
+@pytest.mark.parametrize("currency", ["", "usd", "US", "USDX", None])
+def test_parse_price_quote_refuses_currencies_that_are_not_iso_codes(currency: object) -> None:
+    """A currency is three upper-case letters; anything else names the field."""
+    with pytest.raises(InvalidPriceError) as info:
+        parse_price_quote(
+            {"ticker": "A", "price": "1", "as_of": "2024-01-31", "currency": currency}
+        )
+    assert info.value.field == "currency"

@@ -2,14 +2,19 @@
 
 This is where pydantic earns its place: at the boundary, once. Amounts must arrive as strings,
 integers or Decimals; a float is rejected, since it has already lost the exact value.
+
+The rules of a single value (`ticker_problem`, `amount_problem`, `currency_problem`) are
+plain functions, shared by the parsers here and by the checks the job makes on the values
+adapters hand it, so a value is refused the same way whichever door it comes through.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import pydantic
 
@@ -23,7 +28,73 @@ from portfolio_snapshots._errors import (
 from portfolio_snapshots._ledger import Transaction, TransactionKind, validate_transaction
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+
+#: The largest magnitude an amount or a quantity may have: below ``10**MAX_INTEGER_DIGITS``.
+MAX_INTEGER_DIGITS: Final = 18
+#: The most decimal places an amount, a quantity, a price or a rate may have.
+MAX_PLACES: Final = 18
+#: The longest ticker accepted.
+MAX_TICKER_LENGTH: Final = 64
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def ticker_problem(value: object) -> str | None:
+    """Say what is wrong with `value` as a ticker, or return None when it is a good one.
+
+    A ticker is a non-empty `str` of at most `MAX_TICKER_LENGTH` printable characters with no
+    white space at either end. ``" AAPL"`` and a ticker holding a NUL character are refused,
+    not stripped: a host that sends them has a bug worth seeing.
+    """
+    if type(value) is not str:
+        return f"a ticker must be a str, got {type(value).__name__}"
+    if not value or value.strip() != value:
+        return "a ticker must be non-empty, with no white space at either end"
+    if len(value) > MAX_TICKER_LENGTH:
+        return f"a ticker has at most {MAX_TICKER_LENGTH} characters"
+    if not value.isprintable():
+        return "a ticker must be printable (no control characters)"
+    return None
+
+
+def amount_problem(value: object) -> str | None:
+    """Say what is wrong with `value` as an amount or a quantity, or return None.
+
+    An amount is a finite `Decimal` below ``10**MAX_INTEGER_DIGITS`` in magnitude with at
+    most `MAX_PLACES` decimal places (``1E+99999999`` would take hundreds of megabytes once
+    rounded to cents). Its sign is the caller's business.
+    """
+    if type(value) is not Decimal:
+        return f"must be a Decimal, got {type(value).__name__}"
+    if not value.is_finite():
+        return "must be finite"
+    if value and value.adjusted() >= MAX_INTEGER_DIGITS:
+        return f"must be below 1E+{MAX_INTEGER_DIGITS} in magnitude"
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        return f"must have at most {MAX_PLACES} decimal places"
+    return None
+
+
+def currency_problem(value: object) -> str | None:
+    """Say what is wrong with `value` as an ISO 4217 code (three upper-case letters), or None."""
+    if type(value) is not str or _CURRENCY.fullmatch(value) is None:
+        return "a currency must be an ISO 4217 code: three upper-case letters such as 'USD'"
+    return None
+
+
+def _check(problem: Callable[[object], str | None]) -> Callable[[object], object]:
+    """Turn a ``*_problem`` rule into a pydantic after-validator."""
+
+    def validate(value: object) -> object:
+        reason = problem(value)
+        if reason is not None:
+            raise ValueError(reason)  # pydantic turns ValueError into a validation error
+        return value
+
+    return validate
 
 
 def _reject_float(value: object) -> object:
@@ -36,10 +107,26 @@ def _reject_float(value: object) -> object:
 
 
 ExactDecimal = Annotated[
-    Decimal, pydantic.BeforeValidator(_reject_float), pydantic.Field(allow_inf_nan=False)
+    Decimal,
+    pydantic.BeforeValidator(_reject_float),
+    pydantic.Field(allow_inf_nan=False),
+    pydantic.AfterValidator(_check(amount_problem)),
 ]
-Currency = Annotated[str, pydantic.Field(pattern=r"^[A-Z]{3}$")]
-Ticker = Annotated[str, pydantic.Field(min_length=1, max_length=64)]
+Currency = Annotated[str, pydantic.AfterValidator(_check(currency_problem))]
+Ticker = Annotated[str, pydantic.AfterValidator(_check(ticker_problem))]
+
+
+def _date_only(value: object) -> object:
+    if isinstance(value, dt.datetime) or not isinstance(value, (str, dt.date)):
+        # a timestamp or a datetime says nothing of which UTC date was meant
+        raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a validation error
+            "send the UTC date as an ISO 8601 string such as '2024-01-31'"
+        )
+    return value
+
+
+#: A UTC calendar date, sent as an ISO 8601 string or a `date`; never a datetime or a number.
+UtcDate = Annotated[dt.date, pydantic.BeforeValidator(_date_only)]
 
 
 class _PortfolioIn(pydantic.BaseModel):
@@ -56,7 +143,7 @@ class _QuoteIn(pydantic.BaseModel):
 
     ticker: Ticker
     price: Annotated[ExactDecimal, pydantic.Field(gt=0)]
-    as_of: dt.date
+    as_of: UtcDate
     currency: Currency = DEFAULT_CURRENCY
 
 
@@ -118,23 +205,11 @@ def _maybe_uuid(value: object) -> uuid.UUID | None:
         return None
 
 
-def _date_only(value: object) -> object:
-    if isinstance(value, dt.datetime) or not isinstance(value, (str, dt.date)):
-        # a timestamp or a datetime says nothing of which UTC date was meant
-        raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a validation error
-            "send the UTC date as an ISO 8601 string such as '2024-01-31'"
-        )
-    return value
-
-
-TradeDate = Annotated[dt.date, pydantic.BeforeValidator(_date_only)]
-
-
 class _TransactionIn(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     portfolio_id: uuid.UUID
-    trade_date: TradeDate
+    trade_date: UtcDate
     ticker: Ticker | None = None
     quantity: ExactDecimal | None = None
     price: ExactDecimal | None = None
