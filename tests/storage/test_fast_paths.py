@@ -34,7 +34,8 @@ from portfolio_snapshots.adapters._sql_common import (
     positions_from_json,
     positions_json,
 )
-from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, _DriverUpsert
+from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
 from portfolio_snapshots.testing.strategies import snapshots
 from storage.pg_server import (
     asyncpg_url,
@@ -372,18 +373,18 @@ def interrupt_at_statement(
     Returns:
         A list whose length is the number of statements encoded so far.
     """
-    encode = _DriverUpsert.columns
+    encode = DriverUpsert.columns
     encoded: list[int] = []
 
     def interrupting(
-        self: _DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+        self: DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
     ) -> tuple[object, ...]:
         encoded.append(len(part))
         if len(encoded) == number:
             interrupt()
         return encode(self, part, fence, texts)
 
-    monkeypatch.setattr(_DriverUpsert, "columns", interrupting)
+    monkeypatch.setattr(DriverUpsert, "columns", interrupting)
     return encoded
 
 

@@ -30,12 +30,11 @@ from portfolio_snapshots.adapters._sql_common import (
     SchemaVersionError,
 )
 from portfolio_snapshots.adapters.sqlalchemy import (
-    _MIGRATIONS,
     SqlAlchemySnapshotStore,
-    _transient,
     create_schema,
     metadata,
 )
+from portfolio_snapshots.adapters.sqlalchemy._schema import MIGRATIONS, transient
 from portfolio_snapshots.adapters.sqlite import SqliteSnapshotStore
 from storage.pg_server import (
     asyncpg_url,
@@ -215,7 +214,7 @@ def test_schema_version_and_idempotent_reopen(target: Target) -> None:
     target.run(lambda store: store.upsert_many([rich_snapshot()]))
     assert target.tables() == TABLES
     assert target.rows("SELECT id, version FROM ps_schema_version") == [(1, SCHEMA_VERSION)]
-    assert len(_MIGRATIONS) == SCHEMA_VERSION
+    assert len(MIGRATIONS) == SCHEMA_VERSION
     assert set(metadata.tables) == TABLES
     assert target.run(lambda store: store.get_snapshot(PID, DAY)) == rich_snapshot()
     assert target.rows("SELECT id, version FROM ps_schema_version") == [(1, SCHEMA_VERSION)]
@@ -538,7 +537,7 @@ class _OrigError(Exception):
 def test_sqlstates_that_are_transient(sqlstate: str, expected: type[Exception] | None) -> None:
     """Serialization, deadlock, lock and connection SQLSTATEs map to transient errors only."""
     error = sa_exc.DBAPIError("SELECT 1", None, _OrigError(sqlstate))
-    mapped = _transient(error)
+    mapped = transient(error)
     if expected is None:
         assert mapped is None
     else:
@@ -550,14 +549,14 @@ def test_other_transient_errors() -> None:
     invalidated = sa_exc.DBAPIError(
         "SELECT 1", None, Exception("gone"), connection_invalidated=True
     )
-    assert type(_transient(invalidated)) is DatabaseUnavailableError
-    assert type(_transient(ConnectionRefusedError())) is DatabaseUnavailableError
-    assert type(_transient(sa_exc.TimeoutError())) is DatabaseBusyError
+    assert type(transient(invalidated)) is DatabaseUnavailableError
+    assert type(transient(ConnectionRefusedError())) is DatabaseUnavailableError
+    assert type(transient(sa_exc.TimeoutError())) is DatabaseBusyError
     locked = sqlite3.OperationalError("database is locked")
-    assert type(_transient(sa_exc.OperationalError("x", None, locked))) is DatabaseBusyError
+    assert type(transient(sa_exc.OperationalError("x", None, locked))) is DatabaseBusyError
     missing = sqlite3.OperationalError("no such table: ps_snapshots")
-    assert _transient(sa_exc.OperationalError("x", None, missing)) is None
-    assert _transient(ValueError("bad")) is None
+    assert transient(sa_exc.OperationalError("x", None, missing)) is None
+    assert transient(ValueError("bad")) is None
 
 
 def test_existing_keys_in_many_chunks(target: Target) -> None:
