@@ -31,7 +31,6 @@ from portfolio_snapshots.adapters._sql_common import (
     dedupe_sorted,
     flat_positions_from_json,
     flat_positions_json,
-    positions_from_json,
     positions_json,
 )
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
@@ -94,7 +93,6 @@ def test_calculated_snapshots_encode_and_decode_as_the_reference(
     encoded = flat_positions_json(snapshot.flat_positions, {})
     assert encoded == positions_json(snapshot.positions)
     assert flat_positions_from_json(encoded) == snapshot.flat_positions
-    assert flat_positions_from_json(encoded) == flat(positions_from_json(encoded))
 
 
 def test_a_cached_price_text_serves_only_that_very_price() -> None:
