@@ -7,7 +7,8 @@ else in the library does.
 
 One class implements the three ports (`SnapshotRepository`, `RunLedger`, `RunLock`), because
 they share one engine, one schema and one fence counter: pass the same store as the job's
-``snapshots``, ``ledger`` and ``lock``.
+``snapshots``, ``ledger`` and ``lock``. It takes an `AsyncEngine` (from
+``sqlalchemy.ext.asyncio.create_async_engine``) and refuses anything else when it is built.
 
 The tables are in `metadata`, so a host that migrates with Alembic adds them to its own target
 metadata; a host without migrations calls `create_schema` (or `SqlAlchemySnapshotStore.open`,

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from portfolio_snapshots._errors import InvalidInputError
 from portfolio_snapshots.adapters._sql_common import (
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
     from sqlalchemy.engine.interfaces import Dialect
-    from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.sql.type_api import TypeEngine
 
 
@@ -238,15 +238,28 @@ schema_version_table: Final = Table(
 # --- engines --------------------------------------------------------------------------------------
 
 
-def checked_dialect(engine: AsyncEngine) -> str:
-    """Return the name of `engine`'s database.
+def checked_dialect(engine: object, user: str) -> str:
+    """Return the name of `engine`'s database, refusing engines the store cannot use.
+
+    Args:
+        engine: What the host passed as the engine.
+        user: Who asks (``SqlAlchemySnapshotStore`` or ``create_schema``), for the message.
 
     Raises:
-        ValueError: The database is neither PostgreSQL nor SQLite.
+        InvalidInputError: `engine` is not an `AsyncEngine` (a sync `Engine` would fail only
+            on first use, deep in a write), or its database is neither PostgreSQL nor SQLite.
     """
+    if not isinstance(engine, AsyncEngine):
+        raise InvalidInputError(
+            f"{user} needs an AsyncEngine, got {type(engine).__module__}."
+            f"{type(engine).__qualname__}: make the engine with "
+            "sqlalchemy.ext.asyncio.create_async_engine and an async driver "
+            '(create_async_engine("postgresql+asyncpg://..."), "postgresql+psycopg://..." or '
+            '"sqlite+aiosqlite:///..."), or let SqlAlchemySnapshotStore.open(url) make one'
+        )
     name = engine.dialect.name
     if name not in {"postgresql", "sqlite"}:
-        raise ValueError(f"SqlAlchemySnapshotStore supports PostgreSQL and SQLite, not {name}")
+        raise InvalidInputError(f"{user} supports PostgreSQL and SQLite, not {name}")
     return name
 
 
@@ -353,13 +366,15 @@ async def create_schema(engine: AsyncEngine) -> None:
     Alembic include `metadata` in their own migrations instead, and never call this.
 
     Args:
-        engine: The engine (PostgreSQL through asyncpg, or SQLite through aiosqlite).
+        engine: The engine (PostgreSQL through asyncpg or psycopg, or SQLite through
+            aiosqlite), made by ``sqlalchemy.ext.asyncio.create_async_engine``.
 
     Raises:
+        InvalidInputError: `engine` is not an `AsyncEngine`, or not on PostgreSQL or SQLite.
         SchemaVersionError: The database's schema is newer than this library's; nothing in
             the database was changed.
     """
-    name = checked_dialect(engine)
+    name = checked_dialect(engine, "create_schema")
     where = engine.url.render_as_string(hide_password=True)
     with translated():
         async with engine.connect() as conn:

@@ -150,11 +150,17 @@ class SqlAlchemySnapshotStore:
     isolation levels): on an ``AUTOCOMMIT`` engine each statement commits on its own.
 
     Args:
-        engine: An async engine on PostgreSQL or SQLite; the host keeps ownership of it.
+        engine: An `AsyncEngine` on PostgreSQL or SQLite, made by
+            ``sqlalchemy.ext.asyncio.create_async_engine``; the host keeps ownership of it.
+
+    Raises:
+        InvalidInputError: `engine` is not an `AsyncEngine` (a sync `Engine` from
+            ``sqlalchemy.create_engine`` included), or its database is neither PostgreSQL nor
+            SQLite. Raised when the store is built, before anything touches the database.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._dialect = checked_dialect(engine)
+        self._dialect = checked_dialect(engine, type(self).__name__)
         self._engine = engine
         self._owns_engine = False
         self._upsert_plain = self._upsert_statement(fenced=False)
