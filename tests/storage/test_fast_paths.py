@@ -35,10 +35,10 @@ from portfolio_snapshots.adapters._sql_codec import (
     dedupe_sorted,
     flat_positions_from_json,
     flat_positions_json,
-    positions_from_json,
     positions_json,
 )
-from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, _DriverUpsert
+from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
 from portfolio_snapshots.testing.strategies import snapshots
 from storage.pg_server import (
     asyncpg_url,
@@ -97,7 +97,6 @@ def test_calculated_snapshots_encode_and_decode_as_the_reference(
     encoded = flat_positions_json(snapshot.flat_positions, {})
     assert encoded == positions_json(snapshot.positions)
     assert flat_positions_from_json(encoded) == snapshot.flat_positions
-    assert flat_positions_from_json(encoded) == flat(positions_from_json(encoded))
 
 
 def test_a_cached_price_text_serves_only_that_very_price() -> None:
@@ -376,18 +375,18 @@ def interrupt_at_statement(
     Returns:
         A list whose length is the number of statements encoded so far.
     """
-    encode = _DriverUpsert.columns
+    encode = DriverUpsert.columns
     encoded: list[int] = []
 
     def interrupting(
-        self: _DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+        self: DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
     ) -> tuple[object, ...]:
         encoded.append(len(part))
         if len(encoded) == number:
             interrupt()
         return encode(self, part, fence, texts)
 
-    monkeypatch.setattr(_DriverUpsert, "columns", interrupting)
+    monkeypatch.setattr(DriverUpsert, "columns", interrupting)
     return encoded
 
 

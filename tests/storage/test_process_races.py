@@ -38,10 +38,8 @@ from portfolio_snapshots import (
     SqliteSnapshotStore,
     TransientError,
 )
-from portfolio_snapshots.adapters.sqlalchemy import (
-    DatabaseUnavailableError,
-    SqlAlchemySnapshotStore,
-)
+from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.errors import DatabaseUnavailableError
 from portfolio_snapshots.events import RetryScheduled, RunEvent
 from portfolio_snapshots.testing import instant_retry
 from storage.pg_server import asyncpg_url, create_test_schema, drop_test_schema, free_port

@@ -91,28 +91,6 @@ def positions_json(positions: Sequence[PositionValuation]) -> str:
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
 
-def positions_from_json(text: str) -> tuple[PositionValuation, ...]:
-    """Decode what `positions_json` wrote."""
-    items: list[dict[str, object]] = json.loads(text)
-    out = []
-    for item in items:
-        fx_rate = item.get("fx_rate")
-        price_currency = item.get("price_currency")
-        out.append(
-            PositionValuation(
-                str(item["ticker"]),
-                Decimal(str(item["quantity"])),
-                Decimal(str(item["price"])),
-                dt.date.fromisoformat(str(item["price_date"])),
-                Decimal(str(item["market_value"])),
-                None if price_currency is None else str(price_currency),
-                None if fx_rate is None else Decimal(str(fx_rate)),
-                item.get("stale") is True,
-            )
-        )
-    return tuple(out)
-
-
 #: What `flat_positions_json` remembers per ticker: the price, price date, price currency,
 #: FX rate and stale flag it encoded last, then a position's text before its quantity,
 #: between its quantity and its market value, and after its market value.
@@ -226,7 +204,7 @@ def _position_texts(  # noqa: PLR0917 - a position's fields, in order
 def flat_positions_from_json(text: str) -> tuple[object, ...]:
     """Decode what `positions_json` wrote into the flat form of `PortfolioSnapshot.from_flat`.
 
-    The same values as `positions_from_json`, without building a `PositionValuation` each.
+    The stores read positions only this way: no `PositionValuation` is built per position.
     """
     items: list[dict[str, object]] = json.loads(text)
     flat: list[object] = []

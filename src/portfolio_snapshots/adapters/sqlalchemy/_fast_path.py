@@ -1,0 +1,335 @@
+"""The snapshot upsert at driver level: set-based statements streamed to PostgreSQL.
+
+Core's per-row work (a parameter dict, then each column's bind processor) costs about as much
+as the driver's insert itself, so the store writes snapshots through `DriverUpsert` whenever
+it can: on PostgreSQL (asyncpg or psycopg) as ``unnest`` statements of
+`ROWS_PER_STREAMED_STATEMENT` snapshots streamed through the driver's own ``executemany``, on
+SQLite (aiosqlite) as an ``executemany`` of rows. The values bound are those Core would bind;
+the store falls back to Core when this module cannot promise that.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from portfolio_snapshots._errors import DatabaseUnavailableError, InvalidInputError
+from portfolio_snapshots.adapters._sql_codec import (
+    PositionTexts,
+    chunks,
+    flat_positions_json,
+)
+from portfolio_snapshots.adapters.sqlalchemy._schema import (
+    DecimalText,
+    checked_decimal,
+    snapshots_table,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.engine.default import DefaultDialect
+    from sqlalchemy.engine.interfaces import Dialect
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from portfolio_snapshots._domain import PortfolioSnapshot
+
+#: Rows per statement of a write on SQLite: a big batch is sent in several, in one transaction.
+ROWS_PER_STATEMENT: Final = 1000
+#: Snapshots per statement on PostgreSQL, whose statements are streamed (`_stream`): small
+#: enough that the server starts on a batch while the rest of it is being encoded.
+ROWS_PER_STREAMED_STATEMENT: Final = 25
+#: The PostgreSQL drivers whose writes are streamed; any other goes through Core.
+_STREAMING_DRIVERS: Final = frozenset({"asyncpg", "psycopg"})
+
+
+class DriverUpsert:
+    """The snapshot upsert as the driver's own SQL and parameters, without Core's binding.
+
+    The statement is compiled once, and snapshots become the driver's parameters directly,
+    each value what Core would have bound: amounts as `DecimalText` binds them (``str`` of a
+    checked Decimal), positions as `flat_positions_json` encodes them, the id and the date
+    through the bind processors SQLAlchemy itself would apply, and ``stale`` as that column's
+    processor binds True or False. Only for positional paramstyles (asyncpg, aiosqlite;
+    psycopg, compiled with ``%s`` parameters) and the column processors known here; otherwise
+    `compile` returns None and the store binds through Core.
+
+    On aiosqlite a snapshot becomes one row of parameters (`row`). On PostgreSQL (asyncpg or
+    psycopg) a statement writes many snapshots (`columns`): ``INSERT ... SELECT ... FROM
+    unnest(...) WITH ORDINALITY ... ORDER BY ord`` inserts them in the batch's (key) order,
+    with the very ``ON CONFLICT`` clause Core compiled, so the server runs one statement per
+    `ROWS_PER_STREAMED_STATEMENT` snapshots instead of one per snapshot. The id, date,
+    currency and stale columns travel as arrays; the amounts and positions, text that never
+    holds the control character `_SEPARATOR`, travel as one string a column, joined by it and
+    split by the server (``string_to_array``), which spares the driver's per-element array
+    encoding; the fence is the same for every row and travels once.
+    """
+
+    __slots__ = ("_day", "_fenced", "_fresh", "_pid", "_plain", "_stale", "streamed")
+
+    def __init__(  # noqa: PLR0917 - each piece compile() worked out
+        self,
+        plain: str,
+        fenced: str,
+        pid: Callable[[Any], Any] | None,
+        day: Callable[[Any], Any] | None,
+        stale: object,
+        fresh: object,
+        *,
+        streamed: bool,
+    ) -> None:
+        self._plain = plain
+        self._fenced = fenced
+        self._pid = pid
+        self._day = day
+        self._stale = stale
+        self._fresh = fresh
+        #: Whether statements take `columns` and are streamed (PostgreSQL), not `row`s (SQLite).
+        self.streamed = streamed
+
+    @classmethod
+    def compile(
+        cls,
+        dialect: Dialect,
+        plain: postgresql.Insert | sqlite_dialect.Insert,
+        fenced: postgresql.Insert | sqlite_dialect.Insert,
+    ) -> DriverUpsert | None:
+        """Compile the two upserts for `dialect`, or return None if Core must bind them."""
+        streamed = dialect.name == "postgresql"
+        if streamed and dialect.driver not in _STREAMING_DRIVERS:
+            return None
+        if streamed and dialect.driver == "psycopg":
+            # psycopg takes positional ``%s`` parameters as well as the named ones Core uses.
+            dialect = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
+        compiled = [statement.compile(dialect=dialect) for statement in (plain, fenced)]
+        names = [c.name for c in snapshots_table.columns]
+        if any(not c.positional or c.positiontup != names for c in compiled):
+            return None
+        processors = {
+            c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
+            for c in snapshots_table.columns
+            if not isinstance(c.type, DecimalText)
+        }
+        if any(processors[c] is not None for c in ("currency", "positions", "fence")):
+            return None
+        stale = processors["stale"]
+        sql = [c.string for c in compiled]
+        if streamed:
+            sql = [_unnest_upsert(text, dialect) for text in sql]
+        return cls(
+            sql[0],
+            sql[1],
+            processors["portfolio_id"],
+            processors["snapshot_date"],
+            True if stale is None else stale(True),  # noqa: FBT003 - the bound value of True
+            False if stale is None else stale(False),  # noqa: FBT003 - the bound value of False
+            streamed=streamed,
+        )
+
+    async def write(
+        self,
+        engine: AsyncEngine,
+        ordered: Sequence[PortfolioSnapshot],
+        fence: int | None,
+        texts: PositionTexts,
+    ) -> None:
+        """Upsert `ordered` in one transaction of `engine`, fenced unless `fence` is None.
+
+        Args:
+            engine: The store's engine.
+            ordered: The snapshots, one per key, in key order (see `dedupe_sorted`).
+            fence: The lease's fence, or None for an unfenced write (which stores fence 0).
+            texts: The store's remembered position texts (see `flat_positions_json`).
+
+        Raises:
+            InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`;
+                nothing of the batch is stored.
+            DatabaseUnavailableError: The connection was lost while statements streamed.
+        """
+        sql = self._plain if fence is None else self._fenced
+        stored_fence = 0 if fence is None else fence
+        if self.streamed:  # encoded as they are sent
+            parts = chunks(ordered, ROWS_PER_STREAMED_STATEMENT)
+            statements = (self.columns(p, stored_fence, texts) for p in parts)
+            async with engine.begin() as conn:
+                await _stream(conn, sql, statements)
+            return
+        rows = [self.row(s, stored_fence, texts) for s in ordered]
+        async with engine.begin() as conn:
+            for part in chunks(rows, ROWS_PER_STATEMENT):
+                await conn.exec_driver_sql(sql, list(part))
+
+    def row(self, s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> tuple[object, ...]:
+        """Return the driver's parameters for `s`, in the statement's order.
+
+        Raises:
+            InvalidInputError: An amount is not a Decimal.
+        """
+        pid, day, currency, cash, holdings, total, flat, net, flow, stale = s.values
+        # Seen as objects: a host may hand in a float, which must be refused.
+        amounts: tuple[object, object, object] = (cash, holdings, total)
+        if not (
+            isinstance(amounts[0], Decimal)
+            and isinstance(amounts[1], Decimal)
+            and isinstance(amounts[2], Decimal)
+        ):
+            checked_decimal(cash, "cash_balance")
+            checked_decimal(holdings, "holdings_value")
+            checked_decimal(total, "total_value")
+        net_text = None if net is None else str(checked_decimal(net, "net_contributions"))
+        flow_text = None if flow is None else str(checked_decimal(flow, "external_flow"))
+        stale_value = self._stale if stale else self._fresh
+        positions = flat_positions_json(flat, texts)
+        return (
+            pid if self._pid is None else self._pid(pid),
+            day if self._day is None else self._day(day),
+            currency,
+            str(cash),
+            str(holdings),
+            str(total),
+            net_text,
+            flow_text,
+            stale_value,
+            positions,
+            fence,
+        )
+
+    def columns(
+        self, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+    ) -> tuple[object, ...]:
+        """Return the parameters of one statement writing `part`, in the statement's order.
+
+        Raises:
+            InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`.
+        """
+        pid, day, currency, cash, holdings, total, flat, net, flow, stale = zip(
+            *[s.values for s in part], strict=True
+        )
+        return (
+            list(pid) if self._pid is None else list(map(self._pid, pid)),
+            list(day) if self._day is None else list(map(self._day, day)),
+            list(currency),
+            _joined_amounts(cash, "cash_balance", part),
+            _joined_amounts(holdings, "holdings_value", part),
+            _joined_amounts(total, "total_value", part),
+            _joined_amounts(net, "net_contributions", part, nullable=True),
+            _joined_amounts(flow, "external_flow", part, nullable=True),
+            [self._stale if s else self._fresh for s in stale],
+            # JSON text holds control characters only escaped: no check needed.
+            _SEPARATOR.join([flat_positions_json(f, texts) for f in flat]),
+            fence,
+        )
+
+
+#: Joins the values of a text column into one parameter (see `DriverUpsert`): the ASCII unit
+#: separator, which decimal text never holds and JSON text holds only escaped.
+_SEPARATOR: Final = "\x1f"
+#: Columns sent joined by `_SEPARATOR`; an empty string between separators stands for NULL.
+_JOINED: Final = frozenset(
+    c.name
+    for c in snapshots_table.columns
+    if isinstance(c.type, DecimalText) or c.name == "positions"
+)
+_DECIMAL: Final = frozenset({Decimal})
+_OPTIONAL_DECIMAL: Final = frozenset({Decimal, type(None)})
+
+
+def _joined_amounts(
+    values: tuple[object, ...],
+    field: str,
+    part: Sequence[PortfolioSnapshot],
+    *,
+    nullable: bool = False,
+) -> str:
+    """Return one amount column's texts joined by `_SEPARATOR`, None as the empty string.
+
+    Raises:
+        InvalidInputError: An amount is not a Decimal (or None, when `nullable`).
+    """
+    kinds = set(map(type, values))
+    if not kinds <= (_OPTIONAL_DECIMAL if nullable else _DECIMAL):
+        for value in values:  # refuses what is not a Decimal; a subclass passes
+            if value is not None or not nullable:
+                checked_decimal(value, field)
+    if type(None) not in kinds:
+        return _joined(map(str, values), field, part)
+    return _joined(["" if v is None else str(v) for v in values], field, part)
+
+
+def _joined(texts: Iterable[str], field: str, part: Sequence[PortfolioSnapshot]) -> str:
+    """Join `texts`, one per snapshot of `part`, by `_SEPARATOR`.
+
+    Raises:
+        InvalidInputError: A text holds `_SEPARATOR` (a Decimal subclass's odd ``str``), which
+            would shift the column's values onto other rows.
+    """
+    listed = list(texts)
+    joined = _SEPARATOR.join(listed)
+    if joined.count(_SEPARATOR) != len(part) - 1:
+        s = next(s for s, t in zip(part, listed, strict=True) if _SEPARATOR in t)
+        raise InvalidInputError(
+            f"{field} of portfolio {s.portfolio_id} on {s.snapshot_date} holds the control "
+            "character U+001F, which the store cannot write"
+        )
+    return joined
+
+
+def _unnest_upsert(compiled: str, dialect: Dialect) -> str:
+    """Turn the compiled one-row upsert into one taking a statement's `columns`.
+
+    ``INSERT INTO t (a, b, fence) VALUES ($1, $2, $3) ON CONFLICT ...`` becomes ``INSERT INTO
+    t (a, b, fence) SELECT a, b, fence FROM unnest($1::type[], string_to_array($2::text,
+    chr(31), '')) WITH ORDINALITY AS batch (a, b, ord) CROSS JOIN (SELECT $3::BIGINT) AS
+    constant (fence) ORDER BY ord ON CONFLICT ...``, keeping Core's own conflict clause; the
+    columns in `_JOINED` come as joined text. The parameters appear in the columns' order, so
+    the statement also suits positional ``%s`` parameters (psycopg).
+    """
+    head, rest = compiled.split(" VALUES ", 1)
+    _, conflict = rest.split(" ON CONFLICT ", 1)
+    names = [c.name for c in snapshots_table.columns]
+    sources: dict[str, str] = {}
+    for i, c in enumerate(snapshots_table.columns, 1):
+        parameter = "%s" if dialect.paramstyle == "format" else f"${i}"
+        sql_type = c.type.compile(dialect=dialect)
+        if c.name in _JOINED:
+            sources[c.name] = f"string_to_array({parameter}::text, chr({ord(_SEPARATOR)}), '')"
+        elif c.name == "fence":
+            sources[c.name] = f"{parameter}::{sql_type}"
+        else:
+            sources[c.name] = f"{parameter}::{sql_type}[]"
+    fence = sources.pop("fence")
+    select = (
+        f"SELECT {', '.join(names)} FROM unnest({', '.join(sources.values())}) "  # noqa: S608
+        f"WITH ORDINALITY AS batch ({', '.join(sources)}, ord) "
+        f"CROSS JOIN (SELECT {fence}) AS constant (fence)"
+    )
+    return f"{head} {select} ORDER BY ord ON CONFLICT {conflict}"
+
+
+async def _stream(
+    conn: AsyncConnection, sql: str, statements: Iterator[tuple[object, ...]]
+) -> None:
+    """Run `sql` once for each parameter tuple `statements` yields, in `conn`'s transaction.
+
+    The first statement goes through SQLAlchemy, which begins the transaction as the engine
+    is configured (isolation level included). The others go to the driver's own
+    ``executemany`` (asyncpg's, or a psycopg cursor's, which pipelines), which draws their
+    parameters from `statements` as it sends them: the server runs the statements already
+    sent while the next ones are encoded, the way a bare ``executemany`` overlaps its work
+    with the server's. They run in the same transaction, and the driver stops at the first
+    error, which is raised here.
+    """
+    first = next(statements, None)
+    if first is None:
+        return
+    await conn.exec_driver_sql(sql, first)
+    driver_connection = (await conn.get_raw_connection()).driver_connection
+    if driver_connection is None:  # the pool let go of it: gone with the transaction
+        raise DatabaseUnavailableError("database connection lost during a write")
+    if type(driver_connection).__module__.startswith("psycopg"):
+        async with driver_connection.cursor() as cursor:
+            await cursor.executemany(sql, statements)
+        return
+    await driver_connection.executemany(sql, statements)

@@ -1,0 +1,532 @@
+"""`SqlAlchemySnapshotStore`: the three storage ports on the schema of `_schema`.
+
+Reads, the run ledger and the run lock go through SQLAlchemy Core; snapshot writes go through
+the driver-level upsert of `_fast_path` when it applies, through Core otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
+from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
+from portfolio_snapshots.adapters._sql_codec import (
+    PositionTexts,
+    as_utc,
+    chunks,
+    dedupe_sorted,
+    flat_positions_from_json,
+    flat_positions_json,
+    lease_lost_detail,
+    remembered,
+    report_from_json,
+    report_json,
+    run_record,
+)
+from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
+from portfolio_snapshots.adapters.sqlalchemy._schema import (
+    checked_decimal,
+    checked_dialect,
+    create_schema,
+    dialect_insert,
+    fence_counter_table,
+    leases_table,
+    runs_table,
+    snapshots_table,
+    translated,
+)
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Collection, Sequence
+    from decimal import Decimal
+    from types import TracebackType
+    from uuid import UUID
+
+    from sqlalchemy import URL, RowMapping
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+#: The columns an upsert replaces: all but the key.
+_CONTENT: Final = tuple(c.name for c in snapshots_table.columns if not c.primary_key)
+#: The columns a read selects, in the order `_snapshot` takes them.
+_SNAPSHOT_COLUMNS: Final = (
+    snapshots_table.c.portfolio_id,
+    snapshots_table.c.snapshot_date,
+    snapshots_table.c.currency,
+    snapshots_table.c.cash_balance,
+    snapshots_table.c.holdings_value,
+    snapshots_table.c.total_value,
+    snapshots_table.c.positions,
+    snapshots_table.c.net_contributions,
+    snapshots_table.c.external_flow,
+    snapshots_table.c.stale,
+)
+
+
+def _optional_checked(value: Decimal | None, field: str) -> Decimal | None:
+    return None if value is None else checked_decimal(value, field)
+
+
+def _snapshot_params(s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> dict[str, object]:
+    """Return the Core parameters of `s`, for writes that `DriverUpsert` cannot take."""
+    return {
+        "portfolio_id": s.portfolio_id,
+        "snapshot_date": s.snapshot_date,
+        "currency": s.currency,
+        "cash_balance": checked_decimal(s.cash_balance, "cash_balance"),
+        "holdings_value": checked_decimal(s.holdings_value, "holdings_value"),
+        "total_value": checked_decimal(s.total_value, "total_value"),
+        "net_contributions": _optional_checked(s.net_contributions, "net_contributions"),
+        "external_flow": _optional_checked(s.external_flow, "external_flow"),
+        "stale": bool(s.stale),
+        "positions": flat_positions_json(s.flat_positions, texts),
+        "fence": fence,
+    }
+
+
+def _snapshot(row: Sequence[Any]) -> PortfolioSnapshot:
+    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed)."""
+    pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
+    return PortfolioSnapshot.from_values(
+        (
+            pid,
+            day,
+            currency,
+            cash,
+            holdings,
+            total,
+            flat_positions_from_json(positions),
+            net,
+            flow,
+            bool(stale),
+        )
+    )
+
+
+def _record(row: RowMapping) -> RunRecord:
+    return run_record(
+        row["key"],
+        row["params_hash"],
+        row["state"],
+        row["attempts"],
+        row["started_at"],
+        row["finished_at"],
+        report_from_json(row["report"]),
+    )
+
+
+class SqlAlchemySnapshotStore:
+    """A `SnapshotRepository`, `RunLedger` and `RunLock` over an SQLAlchemy `AsyncEngine`.
+
+    Works on PostgreSQL (asyncpg or psycopg 3) and SQLite (aiosqlite). Either wrap the host's
+    engine::
+
+        store = SqlAlchemySnapshotStore(engine)   # tables made by create_schema or Alembic
+
+    or let the store make (and later dispose of) its own::
+
+        async with await SqlAlchemySnapshotStore.open("postgresql+asyncpg://...") as store:
+            ...
+
+    Writes run one transaction per call. Snapshots are upserted with
+    ``INSERT ... ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE ... WHERE``: the batch is
+    deduplicated first (the last snapshot of a key wins) and sorted by key, so concurrent
+    batches neither fail on duplicate keys nor deadlock; a fenced write leaves alone rows
+    stored under a greater fence; a row identical to the stored one (fence included) is not
+    rewritten. Lost connections, refused connections, lock timeouts, deadlocks and
+    serialization failures become `DatabaseUnavailableError` or `DatabaseBusyError`, both
+    `TransientError`, which the job's `RetryPolicy` retries.
+
+    On PostgreSQL a write of more than 25 snapshots is several statements in its
+    transaction: the first runs through SQLAlchemy, the others through the driver's own
+    ``executemany`` on the same connection, so SQLAlchemy's cursor events (``echo``, tracing
+    hooks) see the first statement of a write only. Use a transactional engine (the default
+    isolation levels): on an ``AUTOCOMMIT`` engine each statement commits on its own.
+
+    Args:
+        engine: An `AsyncEngine` on PostgreSQL or SQLite, made by
+            ``sqlalchemy.ext.asyncio.create_async_engine``; the host keeps ownership of it.
+
+    Raises:
+        InvalidInputError: `engine` is not an `AsyncEngine` (a sync `Engine` from
+            ``sqlalchemy.create_engine`` included), or its database is neither PostgreSQL nor
+            SQLite. Raised when the store is built, before anything touches the database.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._dialect = checked_dialect(engine, type(self).__name__)
+        self._engine = engine
+        self._owns_engine = False
+        self._upsert_plain = self._upsert_statement(fenced=False)
+        self._upsert_fenced = self._upsert_statement(fenced=True)
+        self._driver = DriverUpsert.compile(engine.dialect, self._upsert_plain, self._upsert_fenced)
+        # Price texts kept between writes (encoding runs between awaits, on the loop).
+        self._texts: PositionTexts = {}
+
+    @classmethod
+    async def open(
+        cls,
+        url: str | URL,
+        *,
+        create: bool = True,
+        busy_timeout: float = 5.0,
+        **engine_options: object,
+    ) -> Self:
+        """Make an engine for `url`, create or migrate the schema, and return a store owning it.
+
+        Args:
+            url: An SQLAlchemy URL: ``postgresql+asyncpg://...`` or
+                ``sqlite+aiosqlite:///path.db``.
+            create: Whether to call `create_schema` (False when the host migrates).
+            busy_timeout: On SQLite, seconds to wait for another connection's write lock.
+            **engine_options: Passed on to `create_async_engine`.
+
+        Returns:
+            The store; `close` disposes of its engine.
+
+        Raises:
+            SchemaVersionError: The database's schema is newer than this library's.
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        options = dict(engine_options)
+        if make_url(url).get_backend_name() == "sqlite":
+            connect_args: dict[str, object] = {"timeout": busy_timeout}
+            given = options.get("connect_args")
+            if isinstance(given, Mapping):
+                connect_args.update(given)
+            options["connect_args"] = connect_args
+        engine = create_async_engine(url, **options)
+        try:
+            store = cls(engine)
+            store._owns_engine = True
+            if create:
+                await create_schema(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine the store uses."""
+        return self._engine
+
+    async def close(self) -> None:
+        """Dispose of the engine if `open` made it; a host's engine is left to the host."""
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        """Return the store itself."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store (see `close`)."""
+        await self.close()
+
+    def _upsert_statement(self, *, fenced: bool) -> postgresql.Insert | sqlite_dialect.Insert:
+        ins = dialect_insert(self._dialect, snapshots_table)
+        excluded = ins.excluded
+        differs = or_(*(snapshots_table.c[c].is_distinct_from(excluded[c]) for c in _CONTENT))
+        where = and_(snapshots_table.c.fence <= excluded.fence, differs) if fenced else differs
+        return ins.on_conflict_do_update(
+            index_elements=[snapshots_table.c.portfolio_id, snapshots_table.c.snapshot_date],
+            set_={c: excluded[c] for c in _CONTENT},
+            where=where,
+        )
+
+    # SnapshotRepository
+
+    async def upsert_many(
+        self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
+    ) -> None:
+        """Insert or replace `snapshots` in one transaction.
+
+        The batch is deduplicated (the last snapshot of a key wins) and written in key order.
+        A fenced write leaves alone the rows stored under a greater fence; an unfenced one
+        replaces them and stores fence 0. Rows identical to the stored ones are not rewritten.
+
+        Args:
+            snapshots: The snapshots to store.
+            fence: The fence of the lease the job writes under, or None (the host writing on
+                purpose).
+
+        Raises:
+            InvalidInputError: An amount is not a Decimal (or, on PostgreSQL, its text holds
+                the control character U+001F); nothing of the batch is stored.
+            DatabaseBusyError: The database is locked or busy; nothing of the batch is stored.
+            DatabaseUnavailableError: The database cannot be reached, or the connection broke;
+                nothing of the batch is stored.
+        """
+        ordered = dedupe_sorted(snapshots)
+        if not ordered:
+            return
+        driver = self._driver
+        texts = remembered(self._texts)
+        # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
+        if (
+            driver is not None
+            and "schema_translate_map" not in self._engine.get_execution_options()
+        ):
+            with translated():
+                await driver.write(self._engine, ordered, fence, texts)
+            return
+        stored_fence = 0 if fence is None else fence
+        params = [_snapshot_params(s, stored_fence, texts) for s in ordered]
+        statement = self._upsert_plain if fence is None else self._upsert_fenced
+        with translated():
+            async with self._engine.begin() as conn:
+                await conn.execute(statement, params)
+
+    async def existing_keys(
+        self, keys: Collection[tuple[UUID, dt.date]]
+    ) -> frozenset[tuple[UUID, dt.date]]:
+        """Return the ``(portfolio_id, snapshot_date)`` keys among `keys` that are stored."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return frozenset()
+        key = tuple_(snapshots_table.c.portfolio_id, snapshots_table.c.snapshot_date)
+        found: set[tuple[UUID, dt.date]] = set()
+        with translated():
+            async with self._engine.connect() as conn:
+                for chunk in chunks(wanted):
+                    result = await conn.execute(
+                        select(
+                            snapshots_table.c.portfolio_id, snapshots_table.c.snapshot_date
+                        ).where(key.in_(chunk))
+                    )
+                    found.update((r.portfolio_id, r.snapshot_date) for r in result)
+        return frozenset(found)
+
+    async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
+        """Return the stored snapshot of `portfolio_id` on `day`, or None."""
+        query = select(*_SNAPSHOT_COLUMNS).where(
+            snapshots_table.c.portfolio_id == portfolio_id, snapshots_table.c.snapshot_date == day
+        )
+        with translated():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(query)).one_or_none()
+        return None if row is None else _snapshot(row)
+
+    async def list_snapshots(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> list[PortfolioSnapshot]:
+        """Return the snapshots of `portfolio_id` from `start` to `end` inclusive, by date."""
+        query = (
+            select(*_SNAPSHOT_COLUMNS)
+            .where(
+                snapshots_table.c.portfolio_id == portfolio_id,
+                snapshots_table.c.snapshot_date >= start,
+                snapshots_table.c.snapshot_date <= end,
+            )
+            .order_by(snapshots_table.c.snapshot_date)
+        )
+        with translated():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [_snapshot(r) for r in rows]
+
+    async def existing_dates(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> frozenset[dt.date]:
+        """Return the dates from `start` to `end` inclusive that have a stored snapshot."""
+        query = select(snapshots_table.c.snapshot_date).where(
+            snapshots_table.c.portfolio_id == portfolio_id,
+            snapshots_table.c.snapshot_date >= start,
+            snapshots_table.c.snapshot_date <= end,
+        )
+        with translated():
+            async with self._engine.connect() as conn:
+                dates = (await conn.execute(query)).scalars().all()
+        return frozenset(dates)
+
+    # RunLedger
+
+    async def start(self, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
+        """Create or resume the run `key`, or return it unchanged when it already succeeded."""
+        created = RunRecord(key, params_hash, RunState.RUNNING, 1, now)
+        with translated():
+            async with self._engine.connect() as conn:
+                # Insert first: a write takes SQLite's write lock before anything is read.
+                inserted = await conn.execute(
+                    dialect_insert(self._dialect, runs_table)
+                    .values(
+                        key=key,
+                        params_hash=params_hash,
+                        state=RunState.RUNNING.value,
+                        attempts=1,
+                        started_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=[runs_table.c.key])
+                    # An INSERT's row count is kept only when asked for (psycopg drops it).
+                    .execution_options(preserve_rowcount=True)
+                )
+                if inserted.rowcount == 1:
+                    await conn.commit()
+                    return created
+                row = (
+                    (
+                        await conn.execute(
+                            select(runs_table).where(runs_table.c.key == key).with_for_update()
+                        )
+                    )
+                    .mappings()
+                    .one()
+                )
+                record = _record(row)
+                if record.params_hash != params_hash:
+                    raise RunKeyConflictError(key)
+                if record.state is RunState.SUCCEEDED:
+                    return record
+                attempts = record.attempts + 1
+                await conn.execute(
+                    update(runs_table)
+                    .where(runs_table.c.key == key)
+                    .values(
+                        state=RunState.RUNNING.value,
+                        attempts=attempts,
+                        started_at=now,
+                        finished_at=None,
+                        report=None,
+                    )
+                )
+                await conn.commit()
+        return RunRecord(key, params_hash, RunState.RUNNING, attempts, now)
+
+    async def finish(
+        self, key: str, state: RunState, report: Mapping[str, object], now: dt.datetime
+    ) -> RunRecord:
+        """Record that the latest attempt of `key` ended in `state` with `report`."""
+        state = RunState(state)
+        encoded = report_json(report)
+        with translated():
+            async with self._engine.connect() as conn:
+                changed = await conn.execute(
+                    update(runs_table)
+                    .where(runs_table.c.key == key)
+                    .values(state=state.value, finished_at=now, report=encoded)
+                )
+                if changed.rowcount != 1:
+                    raise KeyError(f"run key {key!r} was never started")
+                row = (
+                    (await conn.execute(select(runs_table).where(runs_table.c.key == key)))
+                    .mappings()
+                    .one()
+                )
+                await conn.commit()
+        return RunRecord(
+            key,
+            row["params_hash"],
+            state,
+            row["attempts"],
+            row["started_at"],
+            now,
+            report_from_json(encoded),
+        )
+
+    async def get(self, key: str) -> RunRecord | None:
+        """Return the record of `key`, or None."""
+        with translated():
+            async with self._engine.connect() as conn:
+                row = (
+                    (await conn.execute(select(runs_table).where(runs_table.c.key == key)))
+                    .mappings()
+                    .one_or_none()
+                )
+        return None if row is None else _record(row)
+
+    # RunLock
+
+    async def acquire(
+        self, key: str, owner: str, ttl: dt.timedelta, now: dt.datetime
+    ) -> Lease | None:
+        """Take the lease on `key` for `ttl`, or return None if someone else holds it."""
+        expires_at = now + ttl
+        counter = dialect_insert(self._dialect, fence_counter_table).values(id=1, value=1)
+        with translated():
+            async with self._engine.connect() as conn:
+                # The counter row is the first write: it serializes acquisitions, and the
+                # fence it hands out is greater than every fence before it.
+                await conn.execute(
+                    counter.on_conflict_do_update(
+                        index_elements=[fence_counter_table.c.id],
+                        set_={"value": fence_counter_table.c.value + 1},
+                    )
+                )
+                fence = (
+                    await conn.execute(
+                        select(fence_counter_table.c.value).where(fence_counter_table.c.id == 1)
+                    )
+                ).scalar_one()
+                lease = dialect_insert(self._dialect, leases_table).values(
+                    key=key, owner=owner, fence=fence, expires_at=expires_at
+                )
+                await conn.execute(
+                    lease.on_conflict_do_update(
+                        index_elements=[leases_table.c.key],
+                        set_={
+                            "owner": lease.excluded.owner,
+                            "fence": lease.excluded.fence,
+                            "expires_at": lease.excluded.expires_at,
+                        },
+                        where=or_(
+                            leases_table.c.owner == lease.excluded.owner,
+                            leases_table.c.expires_at <= as_utc(now),
+                        ),
+                    )
+                )
+                held = (
+                    await conn.execute(
+                        select(leases_table.c.fence).where(leases_table.c.key == key)
+                    )
+                ).scalar_one()
+                if held != fence:
+                    await conn.rollback()
+                    return None
+                await conn.commit()
+        return Lease(key, owner, fence, expires_at)
+
+    async def renew(self, lease: Lease, ttl: dt.timedelta, now: dt.datetime) -> Lease:
+        """Extend `lease` by `ttl` from `now`, or raise `LeaseLostError`."""
+        expires_at = now + ttl
+        with translated():
+            async with self._engine.connect() as conn:
+                changed = await conn.execute(
+                    update(leases_table)
+                    .where(
+                        leases_table.c.key == lease.key,
+                        leases_table.c.fence == lease.fence,
+                        leases_table.c.expires_at > as_utc(now),
+                    )
+                    .values(expires_at=expires_at)
+                )
+                if changed.rowcount != 1:
+                    held = (
+                        await conn.execute(
+                            select(leases_table.c.fence).where(leases_table.c.key == lease.key)
+                        )
+                    ).scalar_one_or_none()
+                    raise LeaseLostError(lease.key, lease_lost_detail(held, lease.fence))
+                await conn.commit()
+        return Lease(lease.key, lease.owner, lease.fence, expires_at)
+
+    async def release(self, lease: Lease) -> None:
+        """Give `lease` up if it is still held."""
+        with translated():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    delete(leases_table).where(
+                        leases_table.c.key == lease.key, leases_table.c.fence == lease.fence
+                    )
+                )
