@@ -337,8 +337,6 @@ class PriceTable:
         "_fx",
         "_max_age",
         "_rates",
-        "asked",
-        "asked_pairs",
         "bad",
         "day",
         "good",
@@ -362,18 +360,13 @@ class PriceTable:
         self._rates: dict[tuple[str, str], tuple[Decimal, bool] | _ErrorFactory] = {}
         self.good: dict[str, tuple[Decimal, dt.date, str, bool]] = {}
         self.bad: dict[str, tuple[str, str, object]] = {}
-        #: Tickers whose quotes were asked for, found or not (see `add_quotes`).
-        self.asked: set[str] = set()
-        #: FX pairs whose rates were asked for, found or not (see `add_rates`).
-        self.asked_pairs: set[tuple[str, str]] = set()
         self.add_quotes(quotes)
 
-    def add_quotes(self, quotes: Mapping[str, PriceQuote], asked: Iterable[str] = ()) -> None:
+    def add_quotes(self, quotes: Mapping[str, PriceQuote]) -> None:
         """Check and add more quotes of the same day (a later batch's new tickers).
 
         Args:
-            quotes: The quotes found.
-            asked: The tickers that were asked for: those without a quote stay missing.
+            quotes: The quotes found, by ticker.
         """
         day, max_age, carry = self.day, self._max_age, self._carry
         oldest = dt.date.min if max_age is None else day - max_age
@@ -393,24 +386,17 @@ class PriceTable:
                 bad[ticker] = (_too_old(as_of, max_age), "stale", as_of)
             else:
                 good[ticker] = (price, as_of, quote.currency, as_of < oldest)
-        self.asked.update(quotes)
-        self.asked.update(asked)
 
-    def add_rates(
-        self, rates: Mapping[tuple[str, str], FxQuote], asked: Iterable[tuple[str, str]] = ()
-    ) -> None:
+    def add_rates(self, rates: Mapping[tuple[str, str], FxQuote]) -> None:
         """Add more FX rates of the same day; conversions are looked up afresh.
 
         Args:
             rates: The rates found, by pair.
-            asked: The pairs that were asked for: those without a rate stay missing.
         """
         if self._fx is None:
             self._fx = {}
         self._fx.update(rates)
         self._rates.clear()
-        self.asked_pairs.update(rates)
-        self.asked_pairs.update(asked)
 
     def currencies(self, tickers: Iterable[str]) -> set[str]:
         """Return the currencies of the valid quotes of `tickers`."""

@@ -1,9 +1,10 @@
 """`SnapshotJob`: the async job that computes and stores snapshots.
 
-It streams portfolios in batches, prices each batch in one call, values them and stores the
-snapshots, with retries for transient faults and bounded concurrency. With a `RunLedger` and a
-`RunLock` it also gives every run a key, so a run is never done twice at once, a finished run
-is not redone, and an interrupted one resumes where it stopped.
+It streams portfolios in batches, has each batch priced by the run's `Pricing`, values them
+with the calculator and stores the snapshots, with retries for transient faults and bounded
+concurrency. With a `RunLedger` and a `RunLock` it also gives every run a key, so a run is
+never done twice at once, a finished run is not redone, and an interrupted one resumes where
+it stopped.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable, SnapshotCalculator
-from portfolio_snapshots._dated import DatedValues
+from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, SnapshotCalculator
 from portfolio_snapshots._domain import MissingDataPolicy, RunState
 from portfolio_snapshots._errors import (
     InvalidDateRangeError,
@@ -38,22 +38,18 @@ from portfolio_snapshots._events import (
     RunFinished,
     RunStarted,
 )
-from portfolio_snapshots._fx import pairs_with_inverses
-from portfolio_snapshots._ports import (
-    FxRateHistory,
-    PortfolioDayStream,
-    PortfolioHistory,
-    PriceHistory,
-)
+from portfolio_snapshots._ports import PortfolioDayStream, PortfolioHistory
+from portfolio_snapshots._pricing import Pricing
 from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotFailure
-from portfolio_snapshots._retry import RetryPolicy
+from portfolio_snapshots._retry import GaveUp, RetryPolicy, attempt
 from portfolio_snapshots._time import date_range, utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
     from uuid import UUID
 
-    from portfolio_snapshots._domain import FxQuote, Lease, Portfolio, PortfolioSnapshot, PriceQuote
+    from portfolio_snapshots._calculator import PriceTable
+    from portfolio_snapshots._domain import Lease, Portfolio, PortfolioDay, PortfolioSnapshot
     from portfolio_snapshots._ports import (
         FxRates,
         MarketData,
@@ -63,14 +59,10 @@ if TYPE_CHECKING:
         SnapshotRepository,
     )
     from portfolio_snapshots._ratelimit import TokenBucket
+    from portfolio_snapshots._retry import Outcome, RetryHook
 
 T = TypeVar("T")
 B = TypeVar("B")
-K = TypeVar("K")
-V = TypeVar("V")
-
-#: One unit of work: a portfolio's state at the end of a date, and that date.
-_Item = tuple["Portfolio", dt.date]
 
 
 def _message(error: BaseException) -> str:
@@ -97,10 +89,16 @@ class _Spec:
 
 
 class _Run:
-    """The mutable state of one run: counts, failures, the lease; frozen into a report."""
+    """The mutable state of one run: counts, failures, the lease; frozen into a report.
+
+    It also makes the run's calls to the ports, under the job's retry policy, counting and
+    announcing every retry.
+    """
 
     __slots__ = (
-        "attempt",
+        "_retry",
+        "_rng",
+        "_sleep",
         "events",
         "failures",
         "key",
@@ -108,28 +106,60 @@ class _Run:
         "renewed_at",
         "resume",
         "retried",
+        "run_attempt",
         "skipped",
         "succeeded",
-        "tables",
     )
 
-    def __init__(self, key: str | None, events: EventHook) -> None:
+    def __init__(
+        self,
+        key: str | None,
+        events: EventHook,
+        retry: RetryPolicy,
+        sleep: Callable[[float], Awaitable[object]],
+        rng: random.Random,
+    ) -> None:
         self.key = key
         self.events = events
+        self._retry = retry
+        self._sleep = sleep
+        self._rng = rng
         self.succeeded = 0
         self.skipped = 0
         self.retried = 0
         self.failures: list[SnapshotFailure] = []
         self.lease: Lease | None = None
         self.renewed_at: dt.datetime | None = None
-        self.attempt = 1
+        #: Which attempt at the run key this is (1 without a ledger).
+        self.run_attempt = 1
         self.resume = False
-        #: The day's checked closes and rates, shared by the run's batches (see _price_day).
-        self.tables: dict[dt.date, PriceTable] = {}
 
     @property
     def fence(self) -> int | None:
         return None if self.lease is None else self.lease.fence
+
+    async def call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Await ``fn()`` under the retry policy; raise its error if it fails for good."""
+        return await self._retry.call(
+            fn, sleep=self._sleep, rng=self._rng, on_retry=self._on_retry(operation)
+        )
+
+    async def attempt(self, operation: str, fn: Callable[[], Awaitable[T]]) -> Outcome[T]:
+        """Await ``fn()`` under the retry policy; return its value or error, and the attempts."""
+        return await attempt(
+            self._retry, fn, sleep=self._sleep, rng=self._rng, on_retry=self._on_retry(operation)
+        )
+
+    def _on_retry(self, operation: str) -> RetryHook:
+        def on_retry(failed: int, delay: float, error: BaseException, /) -> None:
+            self.retried += 1
+            self.events(
+                RetryScheduled(
+                    self.key, operation, failed, delay, type(error).__name__, _message(error)
+                )
+            )
+
+        return on_retry
 
     def fail(self, portfolio_id: UUID, day: dt.date, error: BaseException, attempts: int) -> None:
         failure = SnapshotFailure(
@@ -289,8 +319,11 @@ class SnapshotJob:
             {"kind": "daily", "date": day.isoformat()},
         )
 
-        async def work(run: _Run) -> None:
-            await self._run_batches(self._daily_batches(day, run), self._process_batch, run)
+        async def work(run: _Run, pricing: Pricing) -> None:
+            await self._run_batches(
+                _chunks(self._active_portfolios(day, run), self.batch_size),
+                lambda portfolios: self._daily_batch(portfolios, day, pricing, run),
+            )
 
         return await self._run(spec, work)
 
@@ -388,19 +421,11 @@ class SnapshotJob:
             },
         )
 
-        async def ids(run: _Run) -> AsyncIterator[UUID]:
-            async for item in self._active(end, run):
-                if isinstance(item, tuple):
-                    yield item[0].id
-                else:
-                    yield item
-
-        async def work(run: _Run) -> None:
+        async def work(run: _Run, pricing: Pricing) -> None:
             per_batch = self._portfolios_per_backfill_batch(start, end)
             await self._run_batches(
-                _chunks(ids(run), per_batch),
-                lambda pids, r: self._backfill_batch(pids, start, end, only_missing, r),
-                run,
+                _chunks(self._active_ids(end, run), per_batch),
+                lambda pids: self._backfill_batch(pids, start, end, only_missing, pricing, run),
             )
 
         return await self._run(spec, work)
@@ -432,11 +457,8 @@ class SnapshotJob:
         if day > today:
             raise InvalidDateRangeError("the date is in the future", start=day, end=today)
         await self._require_known(portfolio_id)
-        probe = _Run(None, self.events)
-        stored = await self._call(
-            "existing_dates",
-            lambda: self.snapshots.existing_dates(portfolio_id, day, today),
-            probe,
+        stored = await self._new_run(None).call(
+            "existing_dates", lambda: self.snapshots.existing_dates(portfolio_id, day, today)
         )
         end = max(stored, default=day)
         spec = _Spec(
@@ -470,16 +492,30 @@ class SnapshotJob:
                 f"end is in the future (today is {today.isoformat()} UTC)", start=start, end=end
             )
 
-    async def _run(self, spec: _Spec, work: Callable[[_Run], Awaitable[None]]) -> RunReport:
+    def _new_run(self, key: str | None) -> _Run:
+        return _Run(key, self.events, self.retry, self._sleep, self._rng)
+
+    def _pricing(self, run: _Run) -> Pricing:
+        """Return a pricing component for `run`: its requests are retried and counted by it."""
+        return Pricing(
+            self.market_data,
+            self.fx_rates,
+            call=run.attempt,
+            rate_limit=self.rate_limit,
+            max_price_age=self.max_price_age,
+            carry_forward=self.missing_data is MissingDataPolicy.CARRY_FORWARD,
+        )
+
+    async def _run(
+        self, spec: _Spec, work: Callable[[_Run, Pricing], Awaitable[None]]
+    ) -> RunReport:
         """Take the lease, consult the ledger, do the work, record and report it."""
         started = self.now()
-        run = _Run(spec.key if self.ledger or self.lock else None, self.events)
+        run = self._new_run(spec.key if self.ledger or self.lock else None)
         if self.lock is not None:
             lock = self.lock
-            run.lease = await self._call(
-                "acquire",
-                lambda: lock.acquire(spec.key, self.owner, self.lease_ttl, self.now()),
-                run,
+            run.lease = await run.call(
+                "acquire", lambda: lock.acquire(spec.key, self.owner, self.lease_ttl, self.now())
             )
             if run.lease is None:
                 return self._finish(self._report(spec, started, run, status="already_running"))
@@ -487,29 +523,27 @@ class SnapshotJob:
         try:
             if self.ledger is not None:
                 ledger = self.ledger
-                record = await self._call(
+                record = await run.call(
                     "ledger_start",
                     lambda: ledger.start(spec.key, params_hash(spec.params), self.now()),
-                    run,
                 )
                 if record.state is RunState.SUCCEEDED and record.report is not None:
                     stored = RunReport.from_dict(record.report)
                     return self._finish(dataclasses.replace(stored, status="already_succeeded"))
-                run.attempt = record.attempts
+                run.run_attempt = record.attempts
                 run.resume = record.attempts > 1
             self.events(
-                RunStarted(spec.kind, run.key, spec.start, spec.end, run.attempt, run.fence)
+                RunStarted(spec.kind, run.key, spec.start, spec.end, run.run_attempt, run.fence)
             )
-            await work(run)
+            await work(run, self._pricing(run))
             report = self._report(spec, started, run)
             if self.ledger is not None:
                 ledger = self.ledger
                 state = RunState.SUCCEEDED if report.failed == 0 else RunState.FAILED
                 await self._ensure_lease(run, force=True)
-                await self._call(
+                await run.call(
                     "ledger_finish",
                     lambda: ledger.finish(spec.key, state, report.as_dict(), self.now()),
-                    run,
                 )
             return self._finish(report)
         except LeaseLostError as error:
@@ -549,7 +583,7 @@ class SnapshotJob:
             failures=tuple(run.failures),
             key=run.key,
             status=status,
-            attempt=run.attempt,
+            attempt=run.run_attempt,
         )
 
     async def _ensure_lease(self, run: _Run, *, force: bool = False) -> None:
@@ -566,48 +600,20 @@ class SnapshotJob:
             if now >= lease.expires_at:
                 raise LeaseLostError(lease.key, "the lease expired while the run worked")
             return
-        run.lease = await self._call("renew", lambda: lock.renew(lease, self.lease_ttl, now), run)
+        run.lease = await run.call("renew", lambda: lock.renew(lease, self.lease_ttl, now))
         run.renewed_at = now
-
-    async def _call(
-        self,
-        operation: str,
-        fn: Callable[[], Awaitable[T]],
-        run: _Run,
-        attempts: list[int] | None = None,
-    ) -> T:
-        """Await ``fn()`` under the retry policy, counting and announcing retries.
-
-        `attempts`, when given, is a one-item list updated with the attempts made, so a caller
-        can report it when the call fails for good.
-        """
-
-        def on_retry(attempt: int, delay: float, error: BaseException) -> None:
-            run.retried += 1
-            if attempts is not None:
-                attempts[0] = attempt + 1
-            self.events(
-                RetryScheduled(
-                    run.key, operation, attempt, delay, type(error).__name__, _message(error)
-                )
-            )
-
-        return await self.retry.call(fn, sleep=self._sleep, rng=self._rng, on_retry=on_retry)
 
     # --- batches ------------------------------------------------------------------------
 
     async def _run_batches(
-        self,
-        batches: AsyncIterator[B],
-        process: Callable[[B, _Run], Awaitable[None]],
-        run: _Run,
+        self, batches: AsyncIterator[B], process: Callable[[B], Awaitable[None]]
     ) -> None:
         """Process `batches`, at most `concurrency` at a time, with backpressure."""
         slots = asyncio.Semaphore(self.concurrency)
 
         async def guarded(batch: B) -> None:
             try:
-                await process(batch, run)
+                await process(batch)
             finally:
                 slots.release()
 
@@ -621,167 +627,87 @@ class SnapshotJob:
             # job itself. Raise it as itself, not wrapped.
             raise group_error.exceptions[0] from None
 
-    async def _active(
-        self, day: dt.date, run: _Run
-    ) -> AsyncIterator[tuple[Portfolio, dt.date] | UUID]:
-        """Stream the portfolios active on `day`; ids of those that cannot be built.
+    def _active_portfolios(self, day: dt.date, run: _Run) -> AsyncIterator[Portfolio]:
+        """Stream the portfolios active on `day` whose state on `day` can be valued.
 
         With a repository offering `PortfolioDayStream`, a portfolio whose state cannot be
-        built is recorded as a failure of `day` and its id is still yielded (a backfill may
-        build its other days); otherwise `iter_portfolios` is used.
+        built is recorded as a failure of `day`, and one that did not exist yet as skipped.
         """
         repo = self.portfolios
         if isinstance(repo, PortfolioDayStream):
-            async for entry in repo.iter_portfolio_days(day):
-                if entry.portfolio is not None:
-                    yield entry.portfolio, day
-                else:
-                    if entry.error is not None:
-                        run.fail(entry.portfolio_id, day, entry.error, 1)
-                    else:
-                        run.skipped += 1
-                    yield entry.portfolio_id
-        else:
-            async for portfolio in repo.iter_portfolios(day):
-                yield portfolio, day
+            return _built(repo.iter_portfolio_days(day), day, run)
+        return repo.iter_portfolios(day)
 
-    async def _daily_batches(self, day: dt.date, run: _Run) -> AsyncIterator[list[_Item]]:
-        """Cut the day's portfolios into batches (inline: this loop sees every portfolio)."""
-        size = self.batch_size
-        batch: list[_Item] = []
-        async for item in self._active(day, run):
-            if isinstance(item, tuple):
-                batch.append(item)
-                if len(batch) >= size:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+    def _active_ids(self, day: dt.date, run: _Run) -> AsyncIterator[UUID]:
+        """Stream the ids of the portfolios active on `day`.
 
-    async def _process_batch(self, batch: list[_Item], run: _Run) -> None:
-        """Price, value and store one batch; every failure is recorded per portfolio-day."""
+        Those whose state on `day` cannot be built are recorded as in `_active_portfolios`,
+        and their ids are still yielded: a backfill may build their other days.
+        """
+        repo = self.portfolios
+        if isinstance(repo, PortfolioDayStream):
+            return _ids(repo.iter_portfolio_days(day), day, run)
+        return (portfolio.id async for portfolio in repo.iter_portfolios(day))
+
+    async def _daily_batch(
+        self, portfolios: list[Portfolio], day: dt.date, pricing: Pricing, run: _Run
+    ) -> None:
+        """Price, value and store one batch of a day; every failure is recorded per portfolio."""
         await self._ensure_lease(run)
         if run.resume:
-            batch = await self._drop_stored(batch, run)
-        by_day: dict[dt.date, list[Portfolio]] = {}
-        for portfolio, day in batch:
-            by_day.setdefault(day, []).append(portfolio)
+            portfolios = await self._drop_stored(portfolios, day, run)
         valued: list[PortfolioSnapshot] = []
-        for day, portfolios in by_day.items():
-            table = await self._price_day(portfolios, day, run)
-            if table is not None:
-                self._value(portfolios, table, run, valued)
+        if portfolios:
+            self._value(portfolios, day, await pricing.for_day(portfolios, day), run, valued)
         await self._write(valued, run)
+
+    async def _drop_stored(
+        self, portfolios: list[Portfolio], day: dt.date, run: _Run
+    ) -> list[Portfolio]:
+        """On a resumed run, leave out the portfolios an earlier attempt stored for `day`."""
+        keys = [(p.id, day) for p in portfolios]
+        got = await run.attempt("existing_keys", lambda: self.snapshots.existing_keys(keys))
+        if isinstance(got, GaveUp):
+            run.fail_all(keys, got.error, got.attempts)
+            return []
+        stored = got.value
+        run.skipped += len(stored)
+        return [p for p in portfolios if (p.id, day) not in stored]
 
     def _value(
         self,
         portfolios: list[Portfolio],
-        table: PriceTable,
+        day: dt.date,
+        priced: PriceTable | GaveUp,
         run: _Run,
         valued: list[PortfolioSnapshot],
     ) -> None:
-        snapshots, failed = self.calculator.value_many(portfolios, table)
+        """Value `portfolios` with the day's table, or fail them all if it could not be had."""
+        if isinstance(priced, GaveUp):
+            run.fail_all(((p.id, day) for p in portfolios), priced.error, priced.attempts)
+            return
+        snapshots, failed = self.calculator.value_many(portfolios, priced)
         valued.extend(snapshots)
         for p, reason in failed:
-            run.fail(p.id, table.day, reason, 1)
+            run.fail(p.id, day, reason, 1)
 
     async def _write(self, valued: list[PortfolioSnapshot], run: _Run) -> None:
         """Store `valued` in writes of at most `batch_size`, each fenced and atomic."""
         for i in range(0, len(valued), self.batch_size):
             chunk = valued[i : i + self.batch_size]
             await self._ensure_lease(run)
-            attempts = [1]
             fence = run.fence
-            try:
-                await self._call(
-                    "upsert_many",
-                    lambda: self.snapshots.upsert_many(chunk, fence=fence),  # noqa: B023
-                    run,
-                    attempts,
-                )
-            except LeaseLostError:
-                raise
-            except Exception as error:  # noqa: BLE001 - fails this write's portfolios only
+            got = await run.attempt(
+                "upsert_many",
+                lambda: self.snapshots.upsert_many(chunk, fence=fence),  # noqa: B023
+            )
+            if isinstance(got, GaveUp):
+                if isinstance(got.error, LeaseLostError):
+                    raise got.error
                 for s in chunk:
-                    run.fail(s.portfolio_id, s.snapshot_date, error, attempts[0])
+                    run.fail(s.portfolio_id, s.snapshot_date, got.error, got.attempts)
             else:
                 run.succeeded += len(chunk)
-
-    async def _drop_stored(self, batch: list[_Item], run: _Run) -> list[_Item]:
-        """On a resumed run, leave out the portfolio-days an earlier attempt stored."""
-        keys = [(p.id, day) for p, day in batch]
-        attempts = [1]
-        try:
-            stored = await self._call(
-                "existing_keys", lambda: self.snapshots.existing_keys(keys), run, attempts
-            )
-        except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
-            run.fail_all(((p.id, day) for p, day in batch), error, attempts[0])
-            return []
-        run.skipped += len(stored)
-        return [(p, day) for p, day in batch if (p.id, day) not in stored]
-
-    def _table(
-        self,
-        quotes: Mapping[str, PriceQuote],
-        day: dt.date,
-        rates: Mapping[tuple[str, str], FxQuote] | None,
-    ) -> PriceTable:
-        return PriceTable(
-            quotes,
-            day,
-            max_price_age=self.max_price_age,
-            carry_forward=self.missing_data is MissingDataPolicy.CARRY_FORWARD,
-            fx_rates=rates,
-        )
-
-    async def _price_day(
-        self, portfolios: list[Portfolio], day: dt.date, run: _Run
-    ) -> PriceTable | None:
-        """Return the run's price table for `day`, completed for these portfolios.
-
-        Each ticker's close (and each FX pair's rate) is asked for once per run and date: a
-        batch asks, in one call, only for the tickers no earlier batch asked for, so every
-        portfolio of a run is valued at the same prices.
-
-        Returns None, after recording the failure of every portfolio, if a call fails for good.
-        """
-        table = run.tables.get(day)
-        if table is None:
-            table = run.tables[day] = self._table({}, day, None if self.fx_rates is None else {})
-        # Zero quantities need no price, but leaving them in costs less than filtering them.
-        tickers = {t for p in portfolios for t in p.holdings}
-        needed = tickers - table.asked
-        attempts = [1]
-        try:
-            if needed:
-                quotes = await self._market(
-                    "get_prices", lambda: self.market_data.get_prices(needed, day), run, attempts
-                )
-                table.add_quotes(quotes, asked=needed)
-            await self._complete_rates(table, tickers, portfolios, run, attempts)
-        except Exception as error:  # noqa: BLE001 - fails this batch's portfolios only
-            run.fail_all(((p.id, day) for p in portfolios), error, attempts[0])
-            return None
-        return table
-
-    async def _market(
-        self,
-        operation: str,
-        fn: Callable[[], Awaitable[T]],
-        run: _Run,
-        attempts: list[int] | None = None,
-    ) -> T:
-        """Like `_call`, for market-data requests: each attempt waits for the rate limit."""
-        limit = self.rate_limit
-        if limit is None:
-            return await self._call(operation, fn, run, attempts)
-
-        async def limited() -> T:
-            await limit.acquire()
-            return await fn()
-
-        return await self._call(operation, limited, run, attempts)
 
     # --- backfills ----------------------------------------------------------------------
 
@@ -791,11 +717,10 @@ class SnapshotJob:
         A portfolio whose state today cannot be built (an invalid ledger) is known: its days
         are reported one by one by the run.
         """
-        probe = _Run(None, self.events)
         today = self.today()
         try:
-            known = await self._call(
-                "get_portfolio", lambda: self.portfolios.get_portfolio(portfolio_id, today), probe
+            known = await self._new_run(None).call(
+                "get_portfolio", lambda: self.portfolios.get_portfolio(portfolio_id, today)
             )
         except InvalidInputError:
             return
@@ -808,18 +733,19 @@ class SnapshotJob:
 
     def _backfill_work(
         self, portfolio_ids: list[UUID], start: dt.date, end: dt.date, *, only_missing: bool
-    ) -> Callable[[_Run], Awaitable[None]]:
-        async def work(run: _Run) -> None:
-            await self._backfill_batch(portfolio_ids, start, end, only_missing, run)
+    ) -> Callable[[_Run, Pricing], Awaitable[None]]:
+        async def work(run: _Run, pricing: Pricing) -> None:
+            await self._backfill_batch(portfolio_ids, start, end, only_missing, pricing, run)
 
         return work
 
-    async def _backfill_batch(
+    async def _backfill_batch(  # noqa: PLR0917 - private, called from two places
         self,
         portfolio_ids: list[UUID],
         start: dt.date,
         end: dt.date,
         only_missing: bool,
+        pricing: Pricing,
         run: _Run,
     ) -> None:
         """Replay, price once for the range, value and store a batch of portfolios."""
@@ -828,31 +754,23 @@ class SnapshotJob:
         for pid in portfolio_ids:
             skip: frozenset[dt.date] = frozenset()
             if only_missing or run.resume:
-                attempts = [1]
-                try:
-                    skip = await self._call(
-                        "existing_dates",
-                        lambda: self.snapshots.existing_dates(pid, start, end),  # noqa: B023
-                        run,
-                        attempts,
-                    )
-                except Exception as error:  # noqa: BLE001 - fails this portfolio's days only
+                got = await run.attempt(
+                    "existing_dates",
+                    lambda: self.snapshots.existing_dates(pid, start, end),  # noqa: B023
+                )
+                if isinstance(got, GaveUp):
                     for day in date_range(start, end):
-                        run.fail(pid, day, error, attempts[0])
+                        run.fail(pid, day, got.error, got.attempts)
                     continue
+                skip = got.value
                 run.skipped += len(skip)
             for day, state in await self._states(pid, start, end, skip, run):
                 by_day.setdefault(day, []).append(state)
         if not by_day:
             return
         valued: list[PortfolioSnapshot] = []
-        if isinstance(self.market_data, PriceHistory) and len(by_day) > 1:
-            await self._value_with_history(by_day, run, valued)
-        else:
-            for day in sorted(by_day):
-                table = await self._price_day(by_day[day], day, run)
-                if table is not None:
-                    self._value(by_day[day], table, run, valued)
+        async for day, priced in pricing.for_range(by_day):
+            self._value(by_day[day], day, priced, run, valued)
         await self._write(valued, run)
 
     async def _states(
@@ -888,21 +806,17 @@ class SnapshotJob:
         run: _Run,
     ) -> list[tuple[dt.date, Portfolio]]:
         """Read the whole range in one pass (retried until it starts yielding)."""
-        attempts = [1]
-        try:
-            days = await self._call(
-                "portfolio_history",
-                lambda: _collect(repo.portfolio_history(portfolio_id, start, end)),
-                run,
-                attempts,
-            )
-        except Exception as error:  # noqa: BLE001 - fails this portfolio's days only
+        got = await run.attempt(
+            "portfolio_history",
+            lambda: _collect(repo.portfolio_history(portfolio_id, start, end)),
+        )
+        if isinstance(got, GaveUp):
             for day in date_range(start, end):
                 if day not in skip:
-                    run.fail(portfolio_id, day, error, attempts[0])
+                    run.fail(portfolio_id, day, got.error, got.attempts)
             return []
         states: list[tuple[dt.date, Portfolio]] = []
-        for entry in days:
+        for entry in got.value:
             if entry.as_of in skip:
                 continue
             if entry.portfolio is not None:
@@ -915,152 +829,44 @@ class SnapshotJob:
 
     async def _portfolio_on(self, portfolio_id: UUID, day: dt.date, run: _Run) -> Portfolio | None:
         """Return the state on `day`; None (a failure recorded, or a day skipped) otherwise."""
-        attempts = [1]
-        try:
-            portfolio = await self._call(
-                "get_portfolio",
-                lambda: self.portfolios.get_portfolio(portfolio_id, day),
-                run,
-                attempts,
-            )
-        except Exception as error:  # noqa: BLE001 - one failing day must not stop the run
-            run.fail(portfolio_id, day, error, attempts[0])
+        got = await run.attempt(
+            "get_portfolio", lambda: self.portfolios.get_portfolio(portfolio_id, day)
+        )
+        if isinstance(got, GaveUp):
+            run.fail(portfolio_id, day, got.error, got.attempts)
             return None
-        if portfolio is None:
+        if got.value is None:
             run.skipped += 1
-        return portfolio
-
-    async def _value_with_history(
-        self,
-        by_day: dict[dt.date, list[Portfolio]],
-        run: _Run,
-        valued: list[PortfolioSnapshot],
-    ) -> None:
-        """Fetch the batch's closes (and rates) once for the whole range, then value each day."""
-        days = sorted(by_day)
-        first, last = days[0], days[-1]
-        # Unchanged days share one Portfolio value: look at each distinct one once.
-        everyone = list({id(p): p for ps in by_day.values() for p in ps}.values())
-        tickers = {t for p in everyone for t, q in p.holdings.items() if q}
-        attempts = [1]
-        try:
-            prices = await self._series(
-                "prices",
-                lambda: self.market_data.get_prices(tickers, first),
-                lambda: self.market_data.get_price_history(tickers, first, last),  # type: ignore[attr-defined]
-                run,
-                attempts,
-            )
-            rates: DatedValues[tuple[str, str], FxQuote] | None = None
-            pairs = _fx_pairs(prices.last_values(), everyone)
-            if pairs and self.fx_rates is not None:
-                fx, wanted = self.fx_rates, pairs_with_inverses(pairs)
-                attempts[0] = 1
-                if isinstance(fx, FxRateHistory):
-                    rates = await self._series(
-                        "rates",
-                        lambda: fx.get_rates(wanted, first),
-                        lambda: fx.get_rate_history(wanted, first, last),
-                        run,
-                        attempts,
-                    )
-        except Exception as error:  # noqa: BLE001 - fails this batch's portfolio-days only
-            keys = ((p.id, day) for day in days for p in by_day[day])
-            run.fail_all(keys, error, attempts[0])
-            return
-        for day in days:
-            portfolios = by_day[day]
-            if rates is None and pairs and self.fx_rates is not None:
-                table = await self._price_day_rates(
-                    portfolios, day, prices.latest_of_each(day), run
-                )
-                if table is None:
-                    continue
-            else:
-                table = self._table(
-                    prices.latest_of_each(day),
-                    day,
-                    None if rates is None else rates.latest_of_each(day),
-                )
-            self._value(portfolios, table, run, valued)
-
-    async def _price_day_rates(
-        self,
-        portfolios: list[Portfolio],
-        day: dt.date,
-        quotes: Mapping[str, PriceQuote],
-        run: _Run,
-    ) -> PriceTable | None:
-        """Fetch one day's FX rates for known closes (an FX source without history)."""
-        table = self._table(quotes, day, {})
-        attempts = [1]
-        try:
-            await self._complete_rates(table, quotes.keys(), portfolios, run, attempts)
-        except Exception as error:  # noqa: BLE001 - fails this day's portfolios only
-            run.fail_all(((p.id, day) for p in portfolios), error, attempts[0])
-            return None
-        return table
-
-    async def _complete_rates(
-        self,
-        table: PriceTable,
-        tickers: Iterable[str],
-        portfolios: list[Portfolio],
-        run: _Run,
-        attempts: list[int],
-    ) -> None:
-        """Ask, in one call, for the FX rates `table` lacks to convert these portfolios."""
-        fx = self.fx_rates
-        if fx is None:
-            return
-        bases = {p.currency for p in portfolios}
-        pairs = {(q, b) for q in table.currencies(tickers) for b in bases if q != b}
-        wanted = pairs_with_inverses(pairs) - table.asked_pairs
-        if wanted:
-            attempts[0] = 1
-            day = table.day
-            rates = await self._market(
-                "get_rates", lambda: fx.get_rates(wanted, day), run, attempts
-            )
-            table.add_rates(rates, asked=wanted)
-
-    async def _series(
-        self,
-        what: str,
-        seed: Callable[[], Awaitable[Mapping[K, V]]],
-        history: Callable[[], Awaitable[Mapping[K, Sequence[V]]]],
-        run: _Run,
-        attempts: list[int],
-    ) -> DatedValues[K, V]:
-        """Build dated series from the latest value on or before the range and its history."""
-        before = await self._market(f"get_{what}", seed, run, attempts)
-        attempts[0] = 1
-        during = await self._market(f"get_{what[:-1]}_history", history, run, attempts)
-        return _series(before, during)
+        return got.value
 
 
-def _series(before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> DatedValues[K, V]:
-    """Dated values per key from the latest value before a range and the range's values."""
-    series: DatedValues[K, V] = DatedValues()
-    for key, value in before.items():
-        series.put(key, _as_of(value), value)
-    for key, values in during.items():
-        for value in values:
-            series.put(key, _as_of(value), value)
-    return series
+async def _built(
+    entries: AsyncIterator[PortfolioDay], day: dt.date, run: _Run
+) -> AsyncIterator[Portfolio]:
+    """The portfolios of `entries`; the others recorded (see `SnapshotJob._active_portfolios`)."""
+    async for entry in entries:
+        if entry.portfolio is not None:
+            yield entry.portfolio
+        else:
+            _not_built(entry, day, run)
 
 
-def _as_of(value: object) -> dt.date:
-    return value.as_of  # type: ignore[attr-defined, no-any-return]
+async def _ids(
+    entries: AsyncIterator[PortfolioDay], day: dt.date, run: _Run
+) -> AsyncIterator[UUID]:
+    """The ids of `entries`; those not built recorded (see `SnapshotJob._active_ids`)."""
+    async for entry in entries:
+        if entry.portfolio is None:
+            _not_built(entry, day, run)
+        yield entry.portfolio_id
 
 
-def _fx_pairs(
-    quotes: Iterable[PriceQuote], portfolios: Iterable[Portfolio]
-) -> frozenset[tuple[str, str]]:
-    """The conversions the quotes may need: each quote currency into each portfolio's."""
-    quoted = {q.currency for q in quotes}
-    bases = {p.currency for p in portfolios}
-    return frozenset((q, b) for q in quoted for b in bases if q != b)
+def _not_built(entry: PortfolioDay, day: dt.date, run: _Run) -> None:
+    """Record a portfolio without a state on `day`: failed if it has an error, else skipped."""
+    if entry.error is not None:
+        run.fail(entry.portfolio_id, day, entry.error, 1)
+    else:
+        run.skipped += 1
 
 
 async def _chunks(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
@@ -1078,7 +884,7 @@ async def _collect(items: AsyncIterator[T]) -> list[T]:
     return [item async for item in items]
 
 
-async def _nothing(_run: _Run) -> None:
+async def _nothing(_run: _Run, _pricing: Pricing) -> None:
     return None
 
 

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import math
 import random
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, Union
 
 from portfolio_snapshots._errors import InvalidInputError, TransientError
 
@@ -139,3 +139,59 @@ class RetryPolicy:
                     on_retry(attempt, delay, error)
                 await sleep(delay)
                 attempt += 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attempted(Generic[T]):
+    """A retried call that succeeded: what it returned, and the attempts it took."""
+
+    value: T
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GaveUp:
+    """A retried call that failed for good: its last error, and the attempts made."""
+
+    error: Exception
+    attempts: int
+
+
+#: What `attempt` returns: the value or the error, with the attempts made either way.
+Outcome = Union[Attempted[T], GaveUp]  # noqa: UP007 - a generic alias needs Union on 3.11
+
+
+async def attempt(
+    policy: RetryPolicy,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    sleep: Callable[[float], Awaitable[object]],
+    rng: random.Random,
+    on_retry: RetryHook,
+) -> Outcome[T]:
+    """Await ``fn()`` under `policy`, and return the outcome instead of raising.
+
+    Args:
+        policy: The retry policy.
+        fn: Makes one attempt; called afresh for every attempt.
+        sleep: Waits between attempts.
+        rng: Source of jitter.
+        on_retry: Told of every retry before its delay.
+
+    Returns:
+        `Attempted` with the value, or `GaveUp` with the error `RetryPolicy.call` would have
+        raised; either way with the number of attempts made. `asyncio.CancelledError` (and
+        any other `BaseException` that is not an `Exception`) propagates.
+    """
+    made = 1
+
+    def counting(failed: int, delay: float, error: BaseException, /) -> None:
+        nonlocal made
+        made = failed + 1
+        on_retry(failed, delay, error)
+
+    try:
+        value = await policy.call(fn, sleep=sleep, rng=rng, on_retry=counting)
+    except Exception as error:  # noqa: BLE001 - handed back to the caller as a value
+        return GaveUp(error, made)
+    return Attempted(value, made)

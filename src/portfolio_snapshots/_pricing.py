@@ -1,0 +1,318 @@
+"""Run-scoped pricing: asks the market-data and FX ports, returns checked price tables.
+
+One `Pricing` serves one run of `SnapshotJob`. The job hands it a batch's portfolios for a day,
+or for every day of a backfill range, and gets back `PriceTable` values, ready for the
+calculator, or a `GaveUp` saying which call failed for good and after how many attempts. Every
+request waits for the rate limit, if any, and goes through the retrying call the job injects
+(so this module does not import the job).
+
+For a day, each ticker's close and each FX pair's rate is asked for once per run: the run's
+batches share the day's table, and a batch asks, in one call, only for what no earlier batch
+asked for, so every portfolio of a run is valued at the same prices. For a range, when the
+market data offers `PriceHistory`, the closes (and, with `FxRateHistory`, the rates) are
+fetched once for the whole range: the latest value on or before its first day, then the
+range's values.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable
+from portfolio_snapshots._dated import DatedValues
+from portfolio_snapshots._fx import pairs_with_inverses
+from portfolio_snapshots._ports import FxRateHistory, PriceHistory
+from portfolio_snapshots._retry import Attempted, GaveUp, Outcome
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Collection,
+        Iterable,
+        Mapping,
+        Sequence,
+    )
+
+    from portfolio_snapshots._domain import FxQuote, Portfolio, PriceQuote
+    from portfolio_snapshots._ports import FxRates, MarketData
+    from portfolio_snapshots._ratelimit import TokenBucket
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+_Pair = tuple[str, str]
+
+
+class RetryingCall(Protocol):
+    """Awaits one request under the run's retry policy; never raises what the request raised.
+
+    The job's implementation counts and announces each retry for the run (`operation` names
+    the request in those events).
+    """
+
+    async def __call__(self, operation: str, fn: Callable[[], Awaitable[T]], /) -> Outcome[T]:
+        """Return the request's outcome: its value or its last error, and the attempts made."""
+        ...
+
+
+class _Day:
+    """A run's price table for one date, and what was asked for it so far, found or not."""
+
+    __slots__ = ("asked", "asked_pairs", "table")
+
+    def __init__(self, table: PriceTable) -> None:
+        self.table = table
+        self.asked: set[str] = set()
+        self.asked_pairs: set[_Pair] = set()
+
+    def add_quotes(self, quotes: Mapping[str, PriceQuote], asked: Iterable[str]) -> None:
+        """Check and add quotes; the tickers asked for without a quote stay missing."""
+        self.table.add_quotes(quotes)
+        self.asked.update(quotes)
+        self.asked.update(asked)
+
+    def add_rates(self, rates: Mapping[_Pair, FxQuote], asked: Iterable[_Pair]) -> None:
+        """Add rates; the pairs asked for without a rate stay missing."""
+        self.table.add_rates(rates)
+        self.asked_pairs.update(rates)
+        self.asked_pairs.update(asked)
+
+
+class Pricing:
+    """Asks the market-data and FX ports for one run, and returns checked price tables.
+
+    Args:
+        market_data: Where closes come from; with `PriceHistory`, ranges are fetched at once.
+        fx_rates: Where FX rates come from (None: a conversion is a `CurrencyMismatchError`);
+            with `FxRateHistory`, a range's rates are fetched at once.
+        call: Makes each request under the run's retry policy.
+        rate_limit: A `TokenBucket` each attempt of each request waits for (None: no limit).
+        max_price_age: How old a close or rate may be (None: any age).
+        carry_forward: Use closes and rates older than `max_price_age`, marked ``stale``,
+            instead of counting them as missing.
+    """
+
+    __slots__ = ("_call", "_carry", "_days", "_fx", "_history", "_limit", "_market", "_max_age")
+
+    def __init__(
+        self,
+        market_data: MarketData,
+        fx_rates: FxRates | None,
+        *,
+        call: RetryingCall,
+        rate_limit: TokenBucket | None = None,
+        max_price_age: dt.timedelta | None = DEFAULT_MAX_PRICE_AGE,
+        carry_forward: bool = False,
+    ) -> None:
+        """Start with no table; see the class docstring for the arguments."""
+        self._market = market_data
+        self._history = market_data if isinstance(market_data, PriceHistory) else None
+        self._fx = fx_rates
+        self._call = call
+        self._limit = rate_limit
+        self._max_age = max_price_age
+        self._carry = carry_forward
+        self._days: dict[dt.date, _Day] = {}
+
+    async def for_day(self, portfolios: Sequence[Portfolio], day: dt.date) -> PriceTable | GaveUp:
+        """Return the run's table for `day`, completed for these portfolios.
+
+        Asks, in one call each, for the closes of the portfolios' tickers that no earlier call
+        of this run asked for on `day`, then for the FX rates their conversions need.
+
+        Args:
+            portfolios: Portfolios as of the end of `day`.
+            day: The date to price.
+
+        Returns:
+            The day's table (shared with the run's other batches of `day`), or `GaveUp` with
+            the error of the request that failed for good, or of a malformed answer.
+        """
+        state = self._days.get(day)
+        if state is None:
+            state = self._days[day] = _Day(self._table({}, day, None if self._fx is None else {}))
+        # Zero quantities need no price, but leaving them in costs less than filtering them.
+        tickers = {t for p in portfolios for t in p.holdings}
+        return await self._complete(state, tickers - state.asked, tickers, portfolios)
+
+    async def for_range(
+        self, by_day: Mapping[dt.date, Sequence[Portfolio]]
+    ) -> AsyncIterator[tuple[dt.date, PriceTable | GaveUp]]:
+        """Yield the table for each day of `by_day`, in date order.
+
+        With `PriceHistory` and more than one day, the closes are fetched once for the whole
+        range (and, with `FxRateHistory`, the rates; an FX source without history is asked
+        for each day's rates); otherwise each day is priced like `for_day`.
+
+        Args:
+            by_day: The portfolios to value on each date, as of the end of that date.
+
+        Yields:
+            Each date with its table, or with `GaveUp` when the date cannot be priced (a
+            failed range request fails every date).
+        """
+        days = sorted(by_day)
+        history = self._history
+        if history is None or len(days) <= 1:
+            for day in days:
+                yield day, await self.for_day(by_day[day], day)
+            return
+        first, last = days[0], days[-1]
+        # Unchanged days share one Portfolio value: look at each distinct one once.
+        everyone = list({id(p): p for ps in by_day.values() for p in ps}.values())
+        tickers = {t for p in everyone for t, q in p.holdings.items() if q}
+        fetched = await self._fetch_range(history, everyone, tickers, first, last)
+        if isinstance(fetched, GaveUp):
+            for day in days:
+                yield day, fetched
+            return
+        prices, rates, pairs = fetched
+        fx = self._fx
+        for day in days:
+            quotes = prices.latest_of_each(day)
+            if rates is None and pairs and fx is not None:
+                state = _Day(self._table(quotes, day, {}))
+                yield day, await self._complete(state, (), quotes.keys(), by_day[day])
+            else:
+                yield (
+                    day,
+                    self._table(quotes, day, None if rates is None else rates.latest_of_each(day)),
+                )
+
+    def _table(
+        self, quotes: Mapping[str, PriceQuote], day: dt.date, rates: Mapping[_Pair, FxQuote] | None
+    ) -> PriceTable:
+        return PriceTable(
+            quotes, day, max_price_age=self._max_age, carry_forward=self._carry, fx_rates=rates
+        )
+
+    async def _complete(
+        self,
+        state: _Day,
+        needed: Collection[str],
+        tickers: Iterable[str],
+        portfolios: Sequence[Portfolio],
+    ) -> PriceTable | GaveUp:
+        """Ask for the `needed` closes, then for the rates `state` lacks for these portfolios."""
+        attempts = 1  # of the latest request, for an answer that turns out malformed
+        day = state.table.day
+        try:
+            if needed:
+                got = await self._ask("get_prices", lambda: self._market.get_prices(needed, day))
+                if isinstance(got, GaveUp):
+                    return got
+                attempts = got.attempts
+                state.add_quotes(got.value, asked=needed)
+            fx = self._fx
+            if fx is not None:
+                bases = {p.currency for p in portfolios}
+                pairs = {(q, b) for q in state.table.currencies(tickers) for b in bases if q != b}
+                wanted = pairs_with_inverses(pairs) - state.asked_pairs
+                if wanted:
+                    rates = await self._ask("get_rates", lambda: fx.get_rates(wanted, day))
+                    if isinstance(rates, GaveUp):
+                        return rates
+                    attempts = rates.attempts
+                    state.add_rates(rates.value, asked=wanted)
+        except Exception as error:  # noqa: BLE001 - fails these portfolios only
+            return GaveUp(error, attempts)
+        return state.table
+
+    async def _fetch_range(
+        self,
+        history: PriceHistory,
+        everyone: Sequence[Portfolio],
+        tickers: set[str],
+        first: dt.date,
+        last: dt.date,
+    ) -> (
+        tuple[DatedValues[str, PriceQuote], DatedValues[_Pair, FxQuote] | None, frozenset[_Pair]]
+        | GaveUp
+    ):
+        """Fetch the range's closes, and its rates when the FX source offers history.
+
+        Returns:
+            The dated closes, the dated rates (None: no FX history, or no conversion), and
+            the conversions the closes may need; or `GaveUp`.
+        """
+        market = self._market
+        prices = await self._dated(
+            ("get_prices", lambda: market.get_prices(tickers, first)),
+            ("get_price_history", lambda: history.get_price_history(tickers, first, last)),
+        )
+        if isinstance(prices, GaveUp):
+            return prices
+        try:
+            pairs = _fx_pairs(prices.value.last_values(), everyone)
+        except Exception as error:  # noqa: BLE001 - fails this batch's portfolio-days only
+            return GaveUp(error, prices.attempts)
+        fx = self._fx
+        if fx is None or not pairs or not isinstance(fx, FxRateHistory):
+            return prices.value, None, pairs
+        wanted = pairs_with_inverses(pairs)
+        rates = await self._dated(
+            ("get_rates", lambda: fx.get_rates(wanted, first)),
+            ("get_rate_history", lambda: fx.get_rate_history(wanted, first, last)),
+        )
+        if isinstance(rates, GaveUp):
+            return rates
+        return prices.value, rates.value, pairs
+
+    async def _dated(
+        self,
+        seed: tuple[str, Callable[[], Awaitable[Mapping[K, V]]]],
+        history: tuple[str, Callable[[], Awaitable[Mapping[K, Sequence[V]]]]],
+    ) -> Outcome[DatedValues[K, V]]:
+        """Dated values from the latest value on or before a range (`seed`) and its `history`.
+
+        The outcome's attempts are those of the history request.
+        """
+        before = await self._ask(*seed)
+        if isinstance(before, GaveUp):
+            return before
+        during = await self._ask(*history)
+        if isinstance(during, GaveUp):
+            return during
+        try:
+            series = _dated(before.value, during.value)
+        except Exception as error:  # noqa: BLE001 - a malformed answer fails its batch only
+            return GaveUp(error, during.attempts)
+        return Attempted(series, during.attempts)
+
+    async def _ask(self, operation: str, fn: Callable[[], Awaitable[T]]) -> Outcome[T]:
+        """Make one request through the retrying call; each attempt waits for the rate limit."""
+        limit = self._limit
+        if limit is None:
+            return await self._call(operation, fn)
+
+        async def limited() -> T:
+            await limit.acquire()
+            return await fn()
+
+        return await self._call(operation, limited)
+
+
+def _dated(before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> DatedValues[K, V]:
+    """Dated values per key from the latest value before a range and the range's values."""
+    series: DatedValues[K, V] = DatedValues()
+    for key, value in before.items():
+        series.put(key, _as_of(value), value)
+    for key, values in during.items():
+        for value in values:
+            series.put(key, _as_of(value), value)
+    return series
+
+
+def _as_of(value: object) -> dt.date:
+    return value.as_of  # type: ignore[attr-defined, no-any-return]
+
+
+def _fx_pairs(quotes: Iterable[PriceQuote], portfolios: Iterable[Portfolio]) -> frozenset[_Pair]:
+    """The conversions the quotes may need: each quote currency into each portfolio's."""
+    quoted = {q.currency for q in quotes}
+    bases = {p.currency for p in portfolios}
+    return frozenset((q, b) for q in quoted for b in bases if q != b)
