@@ -95,6 +95,7 @@ from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotF
 from portfolio_snapshots._retry import RetryHook, RetryPolicy
 from portfolio_snapshots._returns import (
     RETURNS_PRECISION,
+    FlowTiming,
     PeriodReturn,
     cumulative_time_weighted_return,
     modified_dietz_return,
@@ -131,6 +132,7 @@ __all__ = [
     "DatabaseBusyError",
     "DatabaseUnavailableError",
     "EventHook",
+    "FlowTiming",
     "FutureTransactionError",
     "FxQuote",
     "FxRateHistory",
