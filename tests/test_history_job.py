@@ -1,5 +1,6 @@
 import asyncio
 import datetime as dt
+import decimal
 import uuid
 from collections.abc import Collection, Mapping
 from decimal import Decimal
@@ -31,7 +32,7 @@ from portfolio_snapshots.history import (
 )
 from portfolio_snapshots.testing import FakeClock, FakeSleep
 from portfolio_snapshots.testing.strategies import LEDGER_START as START
-from portfolio_snapshots.testing.strategies import ledgers
+from portfolio_snapshots.testing.strategies import ledgers, prices
 
 K = TransactionKind
 TODAY = dt.date(2026, 11, 27)
@@ -52,6 +53,18 @@ def job(
         clock=clock,
         **kw,  # type: ignore[arg-type]
     )
+
+
+class NoHistory:
+    """A market without the PriceHistory capability: the job asks day by day."""
+
+    def __init__(self, inner: InMemoryMarketData) -> None:
+        self.inner = inner
+
+    async def get_prices(
+        self, tickers: Collection[str], as_of: dt.date
+    ) -> Mapping[str, PriceQuote]:
+        return await self.inner.get_prices(tickers, as_of)
 
 
 def one(holdings: dict[str, Decimal], currency: str = "USD") -> InMemoryPortfolioRepository:
@@ -378,6 +391,219 @@ def test_values_are_continuous_across_a_split_adjusted_or_not(
     assert len(set(totals[0])) == 1  # before, on and after the ex-date: the same value
 
 
+# The issue's case: 1 NVDA bought at 1,200, split 10-for-1 on Monday 2024-06-10, whose close
+# is not in yet when the 00:00 UTC run values it: the latest close is Friday's 1,200.
+NVDA_BUY = dt.date(2024, 6, 3)
+NVDA_FRIDAY = dt.date(2024, 6, 7)
+NVDA_SPLIT = dt.date(2024, 6, 10)
+
+
+def nvda_ledger() -> InMemoryTransactionSource:
+    """Deposit 1,200 and buy 1 NVDA at 1,200; NVDA splits 10-for-1 on 2024-06-10."""
+    return InMemoryTransactionSource(
+        [
+            Transaction(PID, NVDA_BUY, K.DEPOSIT, amount=Decimal(1200)),
+            Transaction(PID, NVDA_BUY, K.BUY, "NVDA", Decimal(1), Decimal(1200)),
+            Transaction(PID, NVDA_SPLIT, K.SPLIT, "NVDA", ratio=Decimal(10)),
+        ]
+    )
+
+
+def split_day_clock() -> dt.datetime:
+    return dt.datetime(2024, 6, 10, 0, 5, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("policy", "max_age", "close_date", "stale"),
+    [
+        (MissingDataPolicy.FAIL, dt.timedelta(days=7), NVDA_FRIDAY, False),
+        (MissingDataPolicy.FAIL, None, dt.date(2024, 5, 1), False),
+        (MissingDataPolicy.CARRY_FORWARD, dt.timedelta(days=7), NVDA_FRIDAY, False),
+        (MissingDataPolicy.CARRY_FORWARD, dt.timedelta(days=7), dt.date(2024, 5, 1), True),
+    ],
+)
+def test_a_close_carried_onto_a_split_date_is_divided_by_the_ratio(
+    policy: MissingDataPolicy, max_age: dt.timedelta | None, close_date: dt.date, stale: bool
+) -> None:
+    """On the split date, 10 NVDA at Friday's 1,200 are worth 1,200, not 12,000, per policy."""
+    market = InMemoryMarketData([PriceQuote("NVDA", Decimal(1200), close_date)])
+    store = InMemorySnapshotRepository()
+    runner = SnapshotJob(
+        portfolios=LedgerPortfolioRepository(nvda_ledger()),
+        snapshots=store,
+        market_data=market,
+        missing_data=policy,
+        max_price_age=max_age,
+        clock=split_day_clock,
+    )
+    report = asyncio.run(runner.run_daily())
+    assert (report.succeeded, report.failed) == (1, 0)
+    (snap,) = store.all()
+    (position,) = snap.positions
+    # the close of before the split, divided by its ratio: 1,200 / 10 = 120 a post-split unit
+    assert position.quantity == 10
+    assert position.price == Decimal(120)
+    assert position.price_date == close_date  # the date of the close it comes from
+    assert position.market_value == Decimal("1200.00")  # 10 * 1,200 / 10
+    assert snap.total_value == Decimal("1200.00")  # no cash left
+    assert (position.stale, snap.stale) == (stale, stale)
+
+
+def test_a_backfill_over_a_split_date_without_a_close_does_not_jump() -> None:
+    """A backfill whose split day (and weekend before it) has no close values 1,200 daily."""
+    closes = [
+        PriceQuote("NVDA", Decimal(1200), dt.date(2024, 6, 6)),
+        PriceQuote("NVDA", Decimal(1200), NVDA_FRIDAY),
+        PriceQuote("NVDA", Decimal(120), dt.date(2024, 6, 11)),  # the first post-split close
+    ]
+    start, end = dt.date(2024, 6, 6), dt.date(2024, 6, 11)
+    for market in (InMemoryMarketData(closes), NoHistory(InMemoryMarketData(closes))):
+        store = InMemorySnapshotRepository()
+        runner = job(LedgerPortfolioRepository(nvda_ledger()), market, store)
+        report = asyncio.run(runner.backfill(PID, start, end))
+        assert (report.succeeded, report.failed) == (6, 0)
+        assert [s.total_value for s in store.all()] == [Decimal("1200.00")] * 6
+        assert [(p.quantity, p.price, p.price_date) for s in store.all() for p in s.positions] == [
+            (Decimal(1), Decimal(1200), dt.date(2024, 6, 6)),
+            (Decimal(1), Decimal(1200), NVDA_FRIDAY),
+            (Decimal(1), Decimal(1200), NVDA_FRIDAY),  # Saturday: no split yet, close as it was
+            (Decimal(1), Decimal(1200), NVDA_FRIDAY),
+            (Decimal(10), Decimal(120), NVDA_FRIDAY),  # split date: Friday's close, split units
+            (Decimal(10), Decimal(120), dt.date(2024, 6, 11)),
+        ]
+
+
+def test_units_bought_after_a_split_are_valued_with_the_carried_close_divided() -> None:
+    """A split recorded before the ticker is bought still divides a close dated before it."""
+    source = InMemoryTransactionSource(
+        [
+            Transaction(PID, NVDA_BUY, K.DEPOSIT, amount=Decimal(1200)),
+            Transaction(PID, NVDA_SPLIT, K.SPLIT, "NVDA", ratio=Decimal(10)),
+            Transaction(PID, NVDA_SPLIT, K.BUY, "NVDA", Decimal(10), Decimal(120)),
+        ]
+    )
+    market = InMemoryMarketData([PriceQuote("NVDA", Decimal(1200), NVDA_FRIDAY)])
+    store = InMemorySnapshotRepository()
+    runner = SnapshotJob(
+        portfolios=LedgerPortfolioRepository(source),
+        snapshots=store,
+        market_data=market,
+        clock=split_day_clock,
+    )
+    asyncio.run(runner.run_daily())
+    (snap,) = store.all()
+    assert snap.holdings_value == Decimal("1200.00")  # 10 bought at 120, Friday's 1,200 / 10
+
+
+def test_a_carried_close_across_a_three_for_one_split_is_exact_with_fx() -> None:
+    """3 units at a EUR close of 100.00 / 3, times 1.1, are worth exactly 110.00 USD."""
+    source = InMemoryTransactionSource(
+        [
+            Transaction(PID, NVDA_BUY, K.DEPOSIT, amount=Decimal(110)),
+            Transaction(PID, NVDA_BUY, K.BUY, "SAP", Decimal(1), Decimal(110)),
+            Transaction(PID, NVDA_SPLIT, K.SPLIT, "SAP", ratio=Decimal(3)),
+        ]
+    )
+    market = InMemoryMarketData([PriceQuote("SAP", Decimal("100.00"), NVDA_FRIDAY, "EUR")])
+    fx = InMemoryFxRates([FxQuote("EUR", "USD", Decimal("1.1"), NVDA_SPLIT)])
+    store = InMemorySnapshotRepository()
+    runner = SnapshotJob(
+        portfolios=LedgerPortfolioRepository(source),
+        snapshots=store,
+        market_data=market,
+        fx_rates=fx,
+        clock=split_day_clock,
+    )
+    asyncio.run(runner.run_daily())
+    (position,) = store.all()[0].positions
+    # 3 * 100.00 * 1.1 / 3 = 110 exactly, rounded once; quantity * rounded price would give
+    # 3 * 33.33333333333333333333333333 * 1.1 = 109.999...9 -> 110.00 too, but not in general
+    assert position.market_value == Decimal("110.00")
+    # 100 / 3 has no finite expansion: the recorded price is it to 28 significant digits
+    assert position.price == Decimal("33.33333333333333333333333333")
+    assert (position.price_date, position.fx_rate) == (NVDA_FRIDAY, Decimal("1.1"))
+
+
+_EXACT = decimal.Context(prec=200, traps=[decimal.Inexact, decimal.InvalidOperation])
+_ROUNDING = decimal.Context(prec=200, rounding=decimal.ROUND_HALF_EVEN)
+SEVEN_DAYS = dt.timedelta(days=7)
+
+
+def _through(day: dt.date, splits: list[tuple[dt.date, Decimal]]) -> Decimal:
+    """Return the product of the ratios of the splits dated on or before `day`."""
+    product = Decimal(1)
+    for ex_date, ratio in splits:
+        if ex_date <= day:
+            product = _EXACT.multiply(product, ratio)
+    return product
+
+
+@given(
+    ledgers(portfolio_id=PID, max_days=20),
+    st.lists(st.booleans(), min_size=24, max_size=24),
+    st.fixed_dictionaries({t: prices(max_places=2) for t in ("AAA", "BBB", "CCC")}),
+    st.sampled_from(
+        [
+            (MissingDataPolicy.FAIL, None),
+            (MissingDataPolicy.FAIL, SEVEN_DAYS),
+            (MissingDataPolicy.CARRY_FORWARD, SEVEN_DAYS),
+        ]
+    ),
+)
+def test_the_value_never_jumps_by_a_split_ratio_when_the_price_did_not_move(
+    transactions: list[Transaction],
+    quoted: list[bool],
+    underlying: dict[str, Decimal],
+    policy: tuple[MissingDataPolicy, dt.timedelta | None],
+) -> None:
+    """With a flat price and closes missing on any days, a position is worth q * price / splits."""
+    days = date_range(START - dt.timedelta(days=3), START + dt.timedelta(days=20))
+    splits = {
+        t: [
+            (tx.trade_date, tx.ratio or Decimal(1))
+            for tx in transactions
+            if tx.kind is K.SPLIT and tx.ticker == t
+        ]
+        for t in underlying
+    }
+    # the underlying price never moves: as traded, it is that price in each day's units, the
+    # one before any split times 3 per 3-for-1 or 3-for-2 split, so every close is finite
+    flat = {
+        t: _EXACT.multiply(price, 3 ** sum(1 for _, r in splits[t] if r in {3, Decimal("1.5")}))
+        for t, price in underlying.items()
+    }
+    market = InMemoryMarketData()
+    for day, keep in zip(days, [True, *quoted[1:]], strict=True):
+        if keep:  # the first day always has a close: nothing is ever priced from nothing
+            for t, price in flat.items():
+                market.add_price(t, day, _EXACT.divide(price, _through(day, splits[t])))
+    store = InMemorySnapshotRepository()
+    missing_data, max_age = policy
+    runner = job(
+        LedgerPortfolioRepository(InMemoryTransactionSource(transactions)),
+        market,
+        store,
+        missing_data=missing_data,
+        max_price_age=max_age,
+    )
+    if transactions:
+        report = asyncio.run(runner.backfill(PID, START, days[-1]))
+        # only a close older than max_price_age may fail a day, under FAIL
+        assert all("older than max_price_age" in f.message for f in report.failures)
+        assert missing_data is MissingDataPolicy.FAIL or report.failed == 0
+    for snap in store.all():
+        for position in snap.positions:
+            # the price of one unit on the snapshot date's count, whatever the close's date
+            expected = _EXACT.divide(
+                flat[position.ticker], _through(snap.snapshot_date, splits[position.ticker])
+            )
+            assert position.price == expected
+            assert position.market_value == _ROUNDING.quantize(
+                _EXACT.multiply(position.quantity, expected), Decimal("0.01")
+            )
+            assert position.price_date <= snap.snapshot_date
+
+
 # --- rate limiting -------------------------------------------------------------------------
 
 
@@ -413,16 +639,6 @@ def test_token_bucket_allows_a_burst_after_a_quiet_spell() -> None:
 
 def test_a_rate_limited_backfill_waits_between_price_requests() -> None:
     """A backfill through a market without history waits for a token before each request."""
-
-    class NoHistory:
-        def __init__(self, inner: InMemoryMarketData) -> None:
-            self.inner = inner
-
-        async def get_prices(
-            self, tickers: Collection[str], as_of: dt.date
-        ) -> Mapping[str, PriceQuote]:
-            return await self.inner.get_prices(tickers, as_of)
-
     start = TODAY - dt.timedelta(days=4)
     market = InMemoryMarketData(PriceQuote("A", Decimal(1), d) for d in date_range(start, TODAY))
     fake = FakeClock(dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC))

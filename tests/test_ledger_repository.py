@@ -114,7 +114,7 @@ def test_in_memory_source_honours_its_contract() -> None:
 
 
 def test_get_portfolio_rebuilds_the_state_with_contributions_and_flow() -> None:
-    """get_portfolio replays the ledger up to the date and fills the ledger fields."""
+    """get_portfolio replays the ledger up to the date and fills the ledger fields and splits."""
     _, repo = repository()
     assert isinstance(repo, PortfolioRepository)
     on_d3 = asyncio.run(repo.get_portfolio(ALICE, D3))
@@ -123,7 +123,13 @@ def test_get_portfolio_rebuilds_the_state_with_contributions_and_flow() -> None:
     )
     on_d4 = asyncio.run(repo.get_portfolio(ALICE, D4))
     assert on_d4 == Portfolio(
-        ALICE, Decimal(1000), {"X": Decimal(10)}, "USD", Decimal(1500), Decimal(0)
+        ALICE,
+        Decimal(1000),
+        {"X": Decimal(10)},
+        "USD",
+        Decimal(1500),
+        Decimal(0),
+        {"X": ((D4, Decimal(2)),)},
     )
 
 

@@ -31,6 +31,7 @@ from portfolio_snapshots._errors import (
     SnapshotError,
 )
 from portfolio_snapshots._fx import resolve_rate
+from portfolio_snapshots._splits import carry_across_splits
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -187,6 +188,7 @@ class SnapshotCalculator:
                 table,
                 portfolio.net_contributions,
                 portfolio.external_flow,
+                portfolio.splits,
             )
 
     def value_many(
@@ -220,6 +222,7 @@ class SnapshotCalculator:
                         table,
                         p.net_contributions,
                         p.external_flow,
+                        p.splits,
                     )
                 except Exception as error:  # noqa: BLE001 - reported per portfolio by the caller
                     failed.append((p, error))
@@ -227,7 +230,7 @@ class SnapshotCalculator:
                     valued.append(snapshot)
         return valued, failed
 
-    def _value(  # noqa: PLR0917 - hot path: positional arguments are the cheapest call
+    def _value(  # noqa: C901, PLR0917 - hot path: one loop, positional arguments
         self,
         pid: UUID,
         day: dt.date,
@@ -237,6 +240,7 @@ class SnapshotCalculator:
         table: PriceTable,
         net_contributions: Decimal | None = None,
         external_flow: Decimal | None = None,
+        splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None,
     ) -> PortfolioSnapshot:
         if type(cash) is not Decimal or not cash.is_finite():
             raise InvalidPortfolioError(
@@ -291,6 +295,19 @@ class SnapshotCalculator:
                 rate, rate_stale = table.rate(pid, ticker, price_currency, currency)
                 value = (quantity * price * rate).quantize(exp)
                 stale = stale or rate_stale
+            if splits is not None and price_date < day and ticker in splits:
+                gross = quantity * price if rate is None else quantity * price * rate
+                value, price = carry_across_splits(
+                    portfolio_id=pid,
+                    day=day,
+                    ticker=ticker,
+                    splits=splits,
+                    price=price,
+                    price_date=price_date,
+                    gross=gross,
+                    value=value,
+                    unit=exp,
+                )
             if stale:
                 any_stale = True
             total += value

@@ -34,6 +34,12 @@ class Portfolio:
         net_contributions: Deposits minus withdrawals up to the end of the day, when the
             repository knows the ledger (None otherwise).
         external_flow: The day's deposits minus withdrawals, when known (None otherwise).
+        splits: The stock splits already applied to `holdings`, per ticker: ``(ex_date,
+            ratio)`` pairs in ascending ex-date order (a ledger's SPLITs dated up to the
+            day), or None when the repository does not know them. A close dated before an
+            ex-date and used on or after it is in the units of before the split: the
+            calculator divides it by the ratios in between, so ``quantity * price`` does
+            not jump on a split date that has no close yet. Treat the mapping as read-only.
     """
 
     id: UUID
@@ -42,6 +48,7 @@ class Portfolio:
     currency: str = DEFAULT_CURRENCY
     net_contributions: Decimal | None = None
     external_flow: Decimal | None = None
+    splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,8 +77,10 @@ class PositionValuation(NamedTuple):
     Attributes:
         ticker: The instrument's symbol.
         quantity: The quantity held.
-        price: The unit price used.
-        price_date: The date of the price actually used (on or before the snapshot date).
+        price: The unit price used, in the units `quantity` is counted in on the snapshot
+            date: the close of `price_date`, divided by the ratios of the portfolio's splits
+            dated after it and on or before the snapshot date (see `Portfolio.splits`).
+        price_date: The date of the close actually used (on or before the snapshot date).
         market_value: ``quantity * price * fx_rate`` in the portfolio's currency, rounded to
             its minor unit.
         price_currency: The currency of `price` (the portfolio's when None).

@@ -13,6 +13,8 @@ Semantics (see ``docs/history.md``):
   other transactions of the day then apply in any order, since the end-of-day state does not
   depend on it. A day's sales of a ticker may not exceed what was available that day (the
   quantity held after the splits plus the day's purchases): the position is never clamped.
+  The state keeps every SPLIT applied (`LedgerState.splits`), so that a close dated before a
+  split and used after it can be put in post-split units (see ``_splits.py``).
 - Cash is kept in the portfolio's base currency only; a transaction in another currency is a
   `TransactionCurrencyError` (SPLITs move no cash and are exempt).
 - Arithmetic is exact (`exact_context`): no amount is ever rounded by a replay.
@@ -144,6 +146,9 @@ class LedgerState:
         currency: The base currency of every amount.
         opened_on: The date of the portfolio's first transaction, or None when it had none on
             or before `as_of` (the portfolio did not exist yet).
+        splits: The SPLITs dated on or before `as_of`, per ticker, as ``(ex_date, ratio)``
+            pairs in date order (held or not at the time: units bought after an ex-date are
+            in post-split units too); None when there were none. Read-only.
     """
 
     as_of: dt.date
@@ -153,11 +158,12 @@ class LedgerState:
     external_flow: Decimal
     currency: str = DEFAULT_CURRENCY
     opened_on: dt.date | None = None
+    splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None
 
     def to_portfolio(self, portfolio_id: UUID) -> Portfolio:
-        """Return the state as the `Portfolio` of `portfolio_id`, contributions and flow filled.
+        """Return the state as the `Portfolio` of `portfolio_id`, with its flows and splits.
 
-        The holdings are the state's own read-only mapping, shared, not copied.
+        The holdings and splits are the state's own read-only mappings, shared, not copied.
         """
         return Portfolio(
             portfolio_id,
@@ -166,6 +172,7 @@ class LedgerState:
             self.currency,
             self.net_contributions,
             self.external_flow,
+            self.splits,
         )
 
 
@@ -363,6 +370,8 @@ class _Book:
         "net_contributions",
         "opened_on",
         "portfolio_id",
+        "splits",
+        "splits_view",
         "today",
         "view",
     )
@@ -378,6 +387,8 @@ class _Book:
         self.flow = _ZERO
         self.flow_day: dt.date | None = None
         self.opened_on: dt.date | None = None
+        self.splits: dict[str, tuple[tuple[dt.date, Decimal], ...]] = {}
+        self.splits_view: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None
 
     def apply_day(self, day: dt.date, txs: list[Transaction]) -> None:
         """Apply every transaction dated `day`: the splits first, then the rest, at once."""
@@ -388,8 +399,12 @@ class _Book:
         sold: dict[str, Decimal] = {}
         with decimal.localcontext(EXACT):
             for tx, kind in checked:
-                if kind is TransactionKind.SPLIT and tx.ticker in holdings:
-                    holdings[tx.ticker] *= cast("Decimal", tx.ratio)
+                if kind is TransactionKind.SPLIT:
+                    ticker, ratio = cast("str", tx.ticker), cast("Decimal", tx.ratio)
+                    if ticker in holdings:
+                        holdings[ticker] *= ratio
+                    self.splits[ticker] = (*self.splits.get(ticker, ()), (day, ratio))
+                    self.splits_view = None
             for tx, kind in checked:
                 if kind in _TRADES:
                     cash += _trade(holdings, sold, tx, kind)
@@ -434,6 +449,9 @@ class _Book:
         view = self.view
         if view is None:
             view = self.view = MappingProxyType(dict(self.holdings))
+        splits = self.splits_view
+        if splits is None and self.splits:
+            splits = self.splits_view = MappingProxyType(dict(self.splits))
         return LedgerState(
             as_of,
             self.cash,
@@ -442,6 +460,7 @@ class _Book:
             self.flow if self.flow_day == as_of else _ZERO,
             self.currency,
             self.opened_on,
+            splits,
         )
 
 

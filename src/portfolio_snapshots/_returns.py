@@ -3,15 +3,21 @@
 Pure functions over `PortfolioSnapshot` values of one portfolio, in ascending date order, that
 carry ``net_contributions`` and ``external_flow`` (snapshots of a ledger-backed repository).
 
-Conventions (see ``docs/history.md`` for the formulas):
+Conventions (see ``docs/history.md`` for the formulas and worked examples):
 
 - The value of a snapshot is its ``total_value`` at the end of its date, flows included.
 - The external flow of the period between two snapshots is the change in
   ``net_contributions``; for consecutive dates it must equal the later snapshot's
-  ``external_flow``.
-- A flow is assumed to happen at the **start** of the period it falls in: at the start of its
-  day for daily snapshots, right after the earlier snapshot otherwise. Flows thus earn the
-  period's return, as when a deposit is invested the day it arrives.
+  ``external_flow``. Snapshots keep the net flow only, so a period's deposits and withdrawals
+  are netted: its flow is a deposit when positive, a withdrawal when negative.
+- `FlowTiming` says whether a period's flow is at work during the period (it happened at its
+  start) or not (at its end); for daily snapshots the period is the flow's day. The default,
+  `FlowTiming.DEPOSITS_START_WITHDRAWALS_END`, is Portfolio Performance's: a deposit earns the
+  day's return, a withdrawal is taken out after it, so closing an account at a gain returns
+  the gain.
+- A period is refused (`UndefinedReturnError`) only when nothing is at work in it under the
+  timing (the capital at work is zero or negative) while it gains or loses something; with
+  nothing at work and nothing gained its return is zero.
 - Every result is the exact rational value of its formula rounded once to 28 significant
   digits with ROUND_HALF_EVEN (`returns_context`); intermediate sums and products are exact.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import enum
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -56,13 +63,54 @@ def returns_context() -> decimal.Context:
     return _CTX.copy()
 
 
+class FlowTiming(enum.StrEnum):
+    """When, within its period, a deposit or withdrawal is taken to happen.
+
+    A flow at the **start** of a period is at work during it (it earns the period's return); a
+    flow at the **end** is not (a deposit arrives after the return, a withdrawal leaves after
+    it). For daily snapshots the period is the flow's own day; for snapshots further apart,
+    the period between them plays the role of the day. The timing decides the capital at work
+    of a period, ``V_start + F`` when the flow ``F`` is at its start and ``V_start`` when at
+    its end, and so the denominator of every return (see ``docs/history.md``).
+
+    Attributes:
+        START_OF_DAY: Every flow at the start of its day: a deposit is invested the day it
+            arrives, a withdrawal leaves before the day's return. A period that withdraws
+            more than it started with (closing an account at a gain) has no capital at work.
+        DEPOSITS_START_WITHDRAWALS_END: Deposits at the start of their day, withdrawals at its
+            end, as Portfolio Performance computes its true time-weighted rate of return:
+            ``(V_end + withdrawals) / (V_start + deposits) - 1``. The default.
+        END_OF_DAY: Every flow at the end of its day, the day weighting of Modified Dietz in
+            its usual form: a flow weighs ``(T - t) / T`` of a ``T``-day period, ``t`` days
+            after its start, so a flow on the last day weighs nothing; for a daily period the
+            deposit does not earn that day's return (it was invested at the close).
+    """
+
+    START_OF_DAY = "start_of_day"
+    DEPOSITS_START_WITHDRAWALS_END = "deposits_start_withdrawals_end"
+    END_OF_DAY = "end_of_day"
+
+
+#: The flow timing the returns functions use unless told otherwise.
+DEFAULT_FLOW_TIMING = FlowTiming.DEPOSITS_START_WITHDRAWALS_END
+
+
+def _at_start(flow: Decimal, timing: FlowTiming) -> bool:
+    """Whether a period's net flow is at work during the period under `timing`."""
+    if timing is FlowTiming.DEPOSITS_START_WITHDRAWALS_END:
+        return flow > 0
+    return timing is FlowTiming.START_OF_DAY
+
+
 class PeriodReturn(NamedTuple):
     """The time-weighted return of the period between two consecutive snapshots.
 
     Attributes:
         start: The date of the earlier snapshot (the period starts at the end of it).
         end: The date of the later snapshot (the period ends at the end of it).
-        value: ``(V_end - V_start - flow) / (V_start + flow)``: 0.01 is +1 %.
+        value: ``(V_end - V_start - flow) / capital``, the capital at work being
+            ``V_start + flow`` for a flow at the period's start and ``V_start`` for one at its
+            end (see `FlowTiming`): 0.01 is +1 %.
         flow: Deposits minus withdrawals during the period.
     """
 
@@ -168,27 +216,43 @@ def _periods(snapshots: Iterable[PortfolioSnapshot], *, at_least: int) -> list[_
     return periods
 
 
-def _factor(portfolio_id: UUID, period: _Period) -> tuple[Decimal, Decimal] | None:
-    """Return the period's growth as ``(V_end, V_start + flow)``, or None for 0 / 0.
+def _timing(flow_timing: FlowTiming | str) -> FlowTiming:
+    """Return `flow_timing` as a `FlowTiming` (its string value is accepted)."""
+    return FlowTiming(flow_timing)
+
+
+def _factor(
+    portfolio_id: UUID, period: _Period, timing: FlowTiming
+) -> tuple[Decimal, Decimal] | None:
+    """Return the period's growth as ``(capital + gain, capital)``, or None for a zero return.
 
     Raises:
-        UndefinedReturnError: The capital at work, ``V_start + flow``, is not above zero while
-            something is left at the end.
+        UndefinedReturnError: The capital at work is not above zero while the period gained
+            or lost something.
     """
     with decimal.localcontext(EXACT):
-        capital = period.begin_value + period.flow
-    if capital > 0:
-        return period.end_value, capital
-    if capital == 0 and period.end_value == 0:
-        return None  # nothing at work and nothing left: a return of zero
+        gain = period.end_value - period.begin_value - period.flow
+        capital = period.begin_value
+        if _at_start(period.flow, timing):
+            capital += period.flow
+        if capital > 0:
+            return capital + gain, capital
+    if gain == 0:
+        return None  # nothing at work and nothing gained or lost: a return of zero
     raise UndefinedReturnError(
-        f"the capital at work from {period.start.isoformat()} is not above zero "
-        f"(value {period.begin_value} plus flow {period.flow})",
+        f"no capital at work from the end of {period.start.isoformat()} to the end of "
+        f"{period.end.isoformat()} with flows at the {_where(period.flow, timing)} "
+        f"({timing.value}): value {period.begin_value}, flow {period.flow}, "
+        f"gain {gain}",
         portfolio_id=portfolio_id,
         snapshot_date=period.end,
         field="capital",
         value=capital,
     )
+
+
+def _where(flow: Decimal, timing: FlowTiming) -> str:
+    return "start" if _at_start(flow, timing) else "end"
 
 
 def _product(values: list[Decimal]) -> Decimal:
@@ -204,34 +268,44 @@ def _product(values: list[Decimal]) -> Decimal:
     return values[0]
 
 
-def time_weighted_returns(snapshots: Iterable[PortfolioSnapshot]) -> tuple[PeriodReturn, ...]:
+def time_weighted_returns(
+    snapshots: Iterable[PortfolioSnapshot],
+    *,
+    flow_timing: FlowTiming | str = DEFAULT_FLOW_TIMING,
+) -> tuple[PeriodReturn, ...]:
     """Return the time-weighted return of each period between consecutive snapshots.
 
     With one snapshot per day this is the daily return series. Each period's return is
-    ``(V_end - V_start - F) / (V_start + F)`` with the period's flow ``F`` at its start, so a
-    flow is never counted as a gain or a loss; a period with nothing at work and nothing left
-    (``V_start + F == 0 == V_end``) returns zero.
+    ``(V_end - V_start - F) / C``, ``C`` being the capital at work: ``V_start + F`` when the
+    flow ``F`` is at the period's start, ``V_start`` when at its end (`flow_timing`). A flow is
+    thus never counted as a gain or a loss. A period with no capital at work (``C <= 0``) and
+    no gain returns zero (before funding, after closing).
 
     Args:
         snapshots: One portfolio's snapshots, in ascending date order, carrying
             ``net_contributions`` and ``external_flow``.
+        flow_timing: When a period's flow happens (`FlowTiming`; its string value is
+            accepted). By default deposits at the start and withdrawals at the end of their
+            day, as Portfolio Performance does.
 
     Returns:
         One `PeriodReturn` per pair of consecutive snapshots (none for fewer than two).
 
     Raises:
+        ValueError: `flow_timing` is not a `FlowTiming`.
         MissingFlowDataError: A snapshot lacks ``net_contributions`` or ``external_flow``.
         InvalidSnapshotSeriesError: The series mixes portfolios or currencies, its dates do
             not increase, an amount is not a finite Decimal, or a day's ``external_flow``
             differs from its change in ``net_contributions``.
-        UndefinedReturnError: A period's capital at work is zero or negative while value is
-            left at its end.
+        UndefinedReturnError: A period has no capital at work (``C <= 0``) yet gains or loses
+            something; the error names the portfolio and the period's last date.
     """
+    timing = _timing(flow_timing)
     snapshots = list(snapshots)
     periods = _periods(snapshots, at_least=0)
     results = []
     for period in periods:
-        factor = _factor(snapshots[0].portfolio_id, period)
+        factor = _factor(snapshots[0].portfolio_id, period, timing)
         if factor is None:
             value = _ZERO
         else:
@@ -243,32 +317,38 @@ def time_weighted_returns(snapshots: Iterable[PortfolioSnapshot]) -> tuple[Perio
     return tuple(results)
 
 
-def cumulative_time_weighted_return(snapshots: Iterable[PortfolioSnapshot]) -> Decimal:
+def cumulative_time_weighted_return(
+    snapshots: Iterable[PortfolioSnapshot],
+    *,
+    flow_timing: FlowTiming | str = DEFAULT_FLOW_TIMING,
+) -> Decimal:
     """Return the time-weighted return from the first snapshot to the last.
 
-    The product of the periods' growth factors minus one: ``prod((V_end) / (V_start + F)) - 1``
-    over the periods of `time_weighted_returns`. The products are exact and divided once, so
-    the result is the exact value rounded to 28 significant digits: with no flows it is
-    exactly ``V_last / V_first - 1`` rounded once.
+    The product of the periods' growth factors minus one: ``prod((C + gain) / C) - 1`` over
+    the periods of `time_weighted_returns` (a period of zero return counts as a factor of 1).
+    The products are exact and divided once, so the result is the exact value rounded to 28
+    significant digits: with no flows it is exactly ``V_last / V_first - 1`` rounded once.
 
     Args:
         snapshots: One portfolio's snapshots, in ascending date order, at least two, carrying
             ``net_contributions`` and ``external_flow``.
+        flow_timing: When a period's flow happens (see `time_weighted_returns`).
 
     Returns:
         The cumulative return: 0.1 is +10 %.
 
     Raises:
+        ValueError: `flow_timing` is not a `FlowTiming`.
         MissingFlowDataError: A snapshot lacks ``net_contributions`` or ``external_flow``.
         InvalidSnapshotSeriesError: Fewer than two snapshots, or the series is inconsistent
             (see `time_weighted_returns`).
-        UndefinedReturnError: A period's capital at work is zero or negative while value is
-            left at its end.
+        UndefinedReturnError: A period has no capital at work yet gains or loses something.
     """
+    timing = _timing(flow_timing)
     snapshots = list(snapshots)
     periods = _periods(snapshots, at_least=2)
     pid = snapshots[0].portfolio_id
-    factors = [f for f in (_factor(pid, p) for p in periods) if f is not None]
+    factors = [f for f in (_factor(pid, p, timing) for p in periods) if f is not None]
     grown = _product([f[0] for f in factors])
     invested = _product([f[1] for f in factors])
     with decimal.localcontext(EXACT):
@@ -276,48 +356,66 @@ def cumulative_time_weighted_return(snapshots: Iterable[PortfolioSnapshot]) -> D
     return _divide(gain, invested)
 
 
-def modified_dietz_return(snapshots: Iterable[PortfolioSnapshot]) -> Decimal:
+def modified_dietz_return(
+    snapshots: Iterable[PortfolioSnapshot],
+    *,
+    flow_timing: FlowTiming | str = DEFAULT_FLOW_TIMING,
+) -> Decimal:
     """Return the Modified Dietz (money-weighted) return from the first snapshot to the last.
 
     ``(V_last - V_first - sum(F)) / (V_first + sum(w * F))``, each flow weighted by the share
-    of the period it was at work: ``w = (last date - date of the snapshot before the flow) /
-    (last date - first date)``, in days (a flow at the start of the first day weighs 1, one
-    at the start of the last day ``1 / days``). A series worth zero throughout, without
-    flows, returns zero.
+    of the whole span it was at work, in days: ``w = (last date - d) / (last date - first
+    date)``, ``d`` being the date of the snapshot before the flow's period for a flow at the
+    period's start, the date of the snapshot after it for a flow at its end (`flow_timing`).
+    For daily snapshots a deposit at the start of the first day weighs 1, one at the end of
+    the last day 0. A series with no average capital at work and no gain returns zero.
 
     Args:
         snapshots: One portfolio's snapshots, in ascending date order, at least two, carrying
             ``net_contributions`` and ``external_flow``.
+        flow_timing: When a period's flow happens (see `FlowTiming`); by default deposits at
+            the start and withdrawals at the end of their day.
 
     Returns:
         The return over the whole period: 0.1 is +10 %.
 
     Raises:
+        ValueError: `flow_timing` is not a `FlowTiming`.
         MissingFlowDataError: A snapshot lacks ``net_contributions`` or ``external_flow``.
         InvalidSnapshotSeriesError: Fewer than two snapshots, or the series is inconsistent
             (see `time_weighted_returns`).
         UndefinedReturnError: The average capital at work (the denominator) is zero or
-            negative.
+            negative while the series gains or loses something; the error names the
+            portfolio and the last date.
     """
+    timing = _timing(flow_timing)
     snapshots = list(snapshots)
     periods = _periods(snapshots, at_least=2)
     first, last = snapshots[0], snapshots[-1]
     days = (last.snapshot_date - first.snapshot_date).days
+    end = last.snapshot_date
     with decimal.localcontext(EXACT):
         flows = sum((p.flow for p in periods), _ZERO)
-        weighted = sum(((last.snapshot_date - p.start).days * p.flow for p in periods), _ZERO)
+        weighted = sum(
+            (
+                (end - (p.start if _at_start(p.flow, timing) else p.end)).days * p.flow
+                for p in periods
+            ),
+            _ZERO,
+        )
         gain = last.total_value - first.total_value - flows
         # both sides of the fraction multiplied by `days`, so the weights stay exact integers
         scaled_gain = gain * days
         scaled_capital = first.total_value * days + weighted
     if scaled_capital > 0:
         return _divide(scaled_gain, scaled_capital)
-    if scaled_capital == 0 and gain == 0:
+    if gain == 0:
         return _ZERO
     raise UndefinedReturnError(
-        f"the average capital at work from {first.snapshot_date.isoformat()} is not above zero",
+        f"no average capital at work from the end of {first.snapshot_date.isoformat()} to "
+        f"the end of {end.isoformat()} ({timing.value}): the series gained {gain}",
         portfolio_id=first.portfolio_id,
-        snapshot_date=last.snapshot_date,
+        snapshot_date=end,
         field="average_capital",
         value=_divide(scaled_capital, Decimal(days)),
     )

@@ -46,6 +46,7 @@ from portfolio_snapshots._ports import (
 from portfolio_snapshots._public import publish as _publish
 from portfolio_snapshots._returns import (
     RETURNS_PRECISION,
+    FlowTiming,
     PeriodReturn,
     cumulative_time_weighted_return,
     modified_dietz_return,
@@ -56,6 +57,7 @@ from portfolio_snapshots._returns import (
 __all__ = [
     "FX_PRECISION",
     "RETURNS_PRECISION",
+    "FlowTiming",
     "FxQuote",
     "FxRateHistory",
     "FxRates",

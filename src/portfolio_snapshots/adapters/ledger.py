@@ -164,6 +164,7 @@ class LedgerPortfolioRepository:
                     or portfolio.cash_balance != state.cash
                     or portfolio.net_contributions != state.net_contributions
                     or portfolio.external_flow != state.external_flow
+                    or portfolio.splits is not state.splits
                 ):
                     portfolio = state.to_portfolio(portfolio_id)
                 yield PortfolioDay(portfolio_id, day, portfolio)

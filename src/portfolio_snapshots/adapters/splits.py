@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import PriceQuote
 from portfolio_snapshots._ports import MarketData, PriceHistory
+from portfolio_snapshots._splits import split_factor
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -54,13 +55,7 @@ class _Unadjusted:
         Only splits with an ex-date after `day` and on or before the series' adjustment date
         count: those are the ones the provider divided the close of `day` by.
         """
-        factor = _ONE
-        limit = self._adjusted_as_of
-        with decimal.localcontext(EXACT):
-            for ex_date, ratio in self._splits.get(ticker, ()):
-                if day < ex_date and (limit is None or ex_date <= limit):
-                    factor *= ratio
-        return factor
+        return split_factor(self._splits.get(ticker, ()), day, self._adjusted_as_of)
 
     def _restore(self, quote: PriceQuote) -> PriceQuote:
         factor = self.factor(quote.ticker, quote.as_of)
