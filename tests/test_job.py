@@ -135,6 +135,7 @@ def test_run_daily_snapshot_handles_failures() -> None:
         assert TODAY.isoformat() in failure.message
         assert failure.snapshot_date == TODAY
         assert failure.attempts == 1
+        assert failure.portfolio_id is not None
         assert asyncio.run(snapshots.get_snapshot(failure.portfolio_id, TODAY)) is None
     assert len(snapshots) == 5
 
@@ -343,12 +344,49 @@ def test_price_call_failing_for_good_fails_only_its_batch() -> None:
     assert all("after 3 attempt(s)" in f.message for f in report.failures)
 
 
-def test_non_transient_price_error_is_not_retried() -> None:
-    """A programming error from the adapter fails its batch at once, without retries."""
+def test_non_transient_price_error_is_not_retried_but_split() -> None:
+    """A request failing with a programming error is not retried: it is split, ticker by ticker.
+
+    Every call fails, so the batch's request and each ticker's own request fail once each,
+    and every portfolio holding them fails with MissingPriceError naming the request's error.
+    """
     portfolios, market = simple_world(2)
-    flaky = FlakyMarket(market, 1, KeyError("bug"))
+    flaky = FlakyMarket(market, 10**6, KeyError("bug"))
     report = asyncio.run(make_job(portfolios, flaky, retry=RetryPolicy(max_attempts=5)).run_daily())
-    assert (report.failed, report.retried, flaky.calls) == (2, 0, 1)
+    assert (report.failed, report.retried, flaky.calls) == (2, 0, 3)  # AAA+BBB, AAA, BBB
+    assert {f.error_type for f in report.failures} == {"MissingPriceError"}
+    assert all("KeyError" in f.message for f in report.failures)
+
+
+def test_a_request_that_fails_on_one_ticker_fails_only_its_holders() -> None:
+    """A provider that refuses one ticker for good: the portfolios without it are stored."""
+    portfolios = InMemoryPortfolioRepository(
+        [
+            Portfolio(pid(1), Decimal(0), {"AAA": Decimal(1)}),
+            Portfolio(pid(2), Decimal(0), {"AAA": Decimal(1), "BAD": Decimal(1)}),
+            Portfolio(pid(3), Decimal(0), {"BBB": Decimal(2)}),
+        ]
+    )
+    market = make_market([PRICED], ["AAA", "BBB", "BAD"])
+
+    class RefusesBad:
+        calls = 0
+
+        async def get_prices(
+            self, tickers: Collection[str], as_of: dt.date
+        ) -> Mapping[str, PriceQuote]:
+            RefusesBad.calls += 1
+            if "BAD" in tickers:
+                raise ValueError("provider has no such symbol: BAD")
+            return await market.get_prices(tickers, as_of)
+
+    report = asyncio.run(make_job(portfolios, RefusesBad()).run_daily())
+    assert (report.succeeded, report.failed) == (2, 1)
+    (failure,) = report.failures
+    assert (failure.portfolio_id, failure.error_type) == (pid(2), "MissingPriceError")
+    assert "BAD" in failure.message
+    assert "ValueError" in failure.message
+    assert RefusesBad.calls <= 1 + 2 * 2  # one request, then at most log2(3) levels of halves
 
 
 class FailingWrites(InMemorySnapshotRepository):

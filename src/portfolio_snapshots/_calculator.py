@@ -31,6 +31,7 @@ from portfolio_snapshots._errors import (
     SnapshotError,
 )
 from portfolio_snapshots._fx import resolve_rate
+from portfolio_snapshots._parsing import MAX_INTEGER_DIGITS, currency_problem, ticker_problem
 from portfolio_snapshots._splits import carry_across_splits
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ DEFAULT_MAX_PRICE_AGE = dt.timedelta(days=7)
 # The hot path builds each snapshot's positions as one flat tuple (see PortfolioSnapshot).
 _from_values = PortfolioSnapshot.from_values
 _ZERO = Decimal(0)
+#: Amounts and quantities must be below this in magnitude (`portfolio_snapshots._parsing`).
+_LIMIT = Decimal(f"1E+{MAX_INTEGER_DIGITS}")
 
 
 class SnapshotCalculator:
@@ -96,6 +99,9 @@ class SnapshotCalculator:
         """Return the quantize exponent of `currency` and zero at that exponent."""
         unit = self._units.get(currency)
         if unit is None:
+            reason = currency_problem(currency)
+            if reason is not None:
+                raise InvalidPortfolioError(reason, field="currency", value=currency)
             exp = Decimal(1).scaleb(-self.minor_unit(currency))
             unit = self._units[currency] = (exp, Decimal(0).quantize(exp))
         return unit
@@ -224,8 +230,10 @@ class SnapshotCalculator:
                         p.external_flow,
                         p.splits,
                     )
-                except Exception as error:  # noqa: BLE001 - reported per portfolio by the caller
+                except SnapshotError as error:
                     failed.append((p, error))
+                except Exception as error:  # noqa: BLE001 - reported per portfolio by the caller
+                    failed.append((p, _explained(p, day, error)))
                 else:
                     valued.append(snapshot)
         return valued, failed
@@ -242,9 +250,9 @@ class SnapshotCalculator:
         external_flow: Decimal | None = None,
         splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None,
     ) -> PortfolioSnapshot:
-        if type(cash) is not Decimal or not cash.is_finite():
+        if type(cash) is not Decimal or not cash.is_finite() or not -_LIMIT < cash < _LIMIT:
             raise InvalidPortfolioError(
-                "cash must be a finite Decimal",
+                f"cash must be a finite Decimal below {_LIMIT} in magnitude",
                 portfolio_id=pid,
                 snapshot_date=day,
                 field="cash_balance",
@@ -266,16 +274,16 @@ class SnapshotCalculator:
         extend = flat.extend
         any_stale = False
         # Names bound to locals: this loop runs once per position of every portfolio.
-        decimal_type, zero = Decimal, _ZERO
+        decimal_type, zero, limit = Decimal, _ZERO, _LIMIT
         for ticker in sorted(holdings):
             quantity = holdings[ticker]
             if (
                 quantity.__class__ is not decimal_type
                 or not quantity.is_finite()
-                or quantity < zero
+                or not zero <= quantity < limit
             ):
                 raise InvalidPortfolioError(
-                    "quantity must be a finite, non-negative Decimal",
+                    f"quantity must be a finite Decimal from 0 to below {limit}",
                     portfolio_id=pid,
                     snapshot_date=day,
                     field="quantity",
@@ -389,10 +397,20 @@ class PriceTable:
         oldest = dt.date.min if max_age is None else day - max_age
         good, bad = self.good, self.bad
         for ticker, quote in quotes.items():
-            price = quote.price
-            as_of = quote.as_of
-            if type(price) is not Decimal or not price.is_finite() or price <= _ZERO:
-                bad[ticker] = ("price must be a finite Decimal above zero", "price", price)
+            if quote.__class__ is not PriceQuote:
+                bad[ticker] = (f"not a PriceQuote: {type(quote).__name__}", "quote", quote)
+                continue
+            price, as_of, currency = quote.price, quote.as_of, quote.currency
+            if type(price) is not Decimal or not price.is_finite() or not _ZERO < price < _LIMIT:
+                bad[ticker] = (f"price must be a finite Decimal in (0, {_LIMIT})", "price", price)
+            elif as_of.__class__ is not dt.date:
+                bad[ticker] = (
+                    f"the price date must be a datetime.date, got {type(as_of).__name__}",
+                    "price_date",
+                    as_of,
+                )
+            elif (reason := currency_problem(currency)) is not None:
+                bad[ticker] = (reason, "currency", currency)
             elif as_of > day:
                 bad[ticker] = (
                     f"price is dated {as_of.isoformat()}, after the snapshot date",
@@ -402,7 +420,7 @@ class PriceTable:
             elif as_of < oldest and not carry:
                 bad[ticker] = (_too_old(as_of, max_age), "stale", as_of)
             else:
-                good[ticker] = (price, as_of, quote.currency, as_of < oldest)
+                good[ticker] = (price, as_of, currency, as_of < oldest)
 
     def add_rates(self, rates: Mapping[tuple[str, str], FxQuote]) -> None:
         """Add more FX rates of the same day; conversions are looked up afresh.
@@ -414,6 +432,20 @@ class PriceTable:
             self._fx = {}
         self._fx.update(rates)
         self._rates.clear()
+
+    def refuse(self, ticker: str, reason: str, field: str, value: object) -> None:
+        """Record that `ticker` has no usable price today, and why.
+
+        Args:
+            ticker: The ticker.
+            reason: Why, in words.
+            field: ``"ticker"`` for a malformed ticker (its holders fail with
+                `InvalidPortfolioError`), ``"request"`` for a price request that failed for
+                good (`MissingPriceError`), or a quote field (`InvalidPriceError`).
+            value: The offending value.
+        """
+        self.good.pop(ticker, None)
+        self.bad[ticker] = (reason, field, value)
 
     def currencies(self, tickers: Iterable[str]) -> set[str]:
         """Return the currencies of the valid quotes of `tickers`."""
@@ -428,9 +460,18 @@ class PriceTable:
                 portfolio_id=portfolio_id, snapshot_date=self.day, ticker=ticker
             )
         reason, field, value = bad
-        if field == "stale":
+        if field in {"stale", "request"}:
             return MissingPriceError(
                 portfolio_id=portfolio_id, snapshot_date=self.day, ticker=ticker, detail=reason
+            )
+        if field == "ticker":
+            return InvalidPortfolioError(
+                reason,
+                portfolio_id=portfolio_id,
+                snapshot_date=self.day,
+                field="holdings",
+                ticker=ticker,
+                value=value,
             )
         return InvalidPriceError(
             reason,
@@ -526,6 +567,37 @@ def _check_flows(
                 field=name,
                 value=amount,
             )
+
+
+def _explained(portfolio: Portfolio, day: dt.date, error: Exception) -> Exception:
+    """Name what in `portfolio` made valuing it fail with `error` (not one of ours).
+
+    Only on this failure path: a ticker that is not a `str` (``sorted`` fails on it), or a
+    value so large that the arithmetic overflows. The error is kept as the cause.
+    """
+    for ticker in portfolio.holdings:
+        reason = ticker_problem(ticker)
+        if reason is not None:
+            found = InvalidPortfolioError(
+                reason,
+                portfolio_id=portfolio.id,
+                snapshot_date=day,
+                field="holdings",
+                value=ticker,
+            )
+            break
+    else:
+        if not isinstance(error, ArithmeticError):
+            return error
+        found = InvalidPortfolioError(
+            f"an amount is too large to value ({type(error).__name__})",
+            portfolio_id=portfolio.id,
+            snapshot_date=day,
+            field="holdings",
+            value=None,
+        )
+    found.__cause__ = error
+    return found
 
 
 def _too_old(as_of: dt.date, max_age: dt.timedelta | None) -> str:

@@ -53,7 +53,7 @@ class PortfolioFailed:
 
     Attributes:
         key: The run key, or None.
-        portfolio_id: The portfolio.
+        portfolio_id: The portfolio; None when its id, as an adapter handed it, is no UUID.
         snapshot_date: The date.
         error_type: The error's class name.
         message: The error's message.
@@ -61,7 +61,7 @@ class PortfolioFailed:
     """
 
     key: str | None
-    portfolio_id: UUID
+    portfolio_id: UUID | None
     snapshot_date: dt.date
     error_type: str
     message: str
@@ -104,7 +104,56 @@ class LeaseLost:
     message: str
 
 
-RunEvent: TypeAlias = RunStarted | RunFinished | PortfolioFailed | RetryScheduled | LeaseLost
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseReleased:
+    """A run that held a lease has ended, whichever way, and says what became of the lease.
+
+    The release is retried under the job's `RetryPolicy` and shielded from cancellation; if
+    it still fails, the lease is left to expire at its ``expires_at`` (the key is free again
+    then) and `released` is False.
+
+    Attributes:
+        key: The run key.
+        fence: The fencing token of the lease.
+        released: Whether the key is free now (False: it frees itself at ``expires_at``).
+        message: What happened, with the release's error when it failed.
+    """
+
+    key: str
+    fence: int
+    released: bool
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CleanupFailed:
+    """A call made after the run's work failed for good; the run's own outcome stands.
+
+    For example the `RunLedger.finish` that records a finished run: the snapshots are
+    stored, and a rerun of the key finds them and finishes the record.
+
+    Attributes:
+        key: The run key.
+        operation: Which call (``"ledger_finish"``).
+        error_type: The error's class name.
+        message: The error's message.
+    """
+
+    key: str | None
+    operation: str
+    error_type: str
+    message: str
+
+
+RunEvent: TypeAlias = (
+    RunStarted
+    | RunFinished
+    | PortfolioFailed
+    | RetryScheduled
+    | LeaseLost
+    | LeaseReleased
+    | CleanupFailed
+)
 
 
 class EventHook(Protocol):
@@ -150,6 +199,8 @@ _LEVELS: dict[type, tuple[int, str]] = {
     PortfolioFailed: (logging.WARNING, "portfolio snapshot failed"),
     RetryScheduled: (logging.WARNING, "retry scheduled"),
     LeaseLost: (logging.WARNING, "run lease lost"),
+    LeaseReleased: (logging.INFO, "run lease ended"),
+    CleanupFailed: (logging.WARNING, "run clean-up call failed"),
 }
 
 

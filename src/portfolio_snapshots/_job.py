@@ -10,6 +10,7 @@ it stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -20,36 +21,46 @@ import socket
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
+from uuid import UUID
 
 from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, SnapshotCalculator
-from portfolio_snapshots._domain import MissingDataPolicy, RunState
+from portfolio_snapshots._domain import MissingDataPolicy, Portfolio, RunState
 from portfolio_snapshots._errors import (
     InvalidDateRangeError,
     InvalidInputError,
+    InvalidPortfolioError,
     LeaseLostError,
     PortfolioNotFoundError,
 )
 from portfolio_snapshots._events import (
+    CleanupFailed,
     EventHook,
     LeaseLost,
+    LeaseReleased,
     LoggingEvents,
     PortfolioFailed,
     RetryScheduled,
     RunFinished,
     RunStarted,
 )
+from portfolio_snapshots._parsing import date_argument, portfolio_problem
 from portfolio_snapshots._ports import PortfolioDayStream, PortfolioHistory
 from portfolio_snapshots._pricing import Pricing
-from portfolio_snapshots._report import RunKind, RunReport, RunStatus, SnapshotFailure
+from portfolio_snapshots._report import (
+    LeaseOutcome,
+    RunKind,
+    RunReport,
+    RunStatus,
+    SnapshotFailure,
+)
 from portfolio_snapshots._retry import GaveUp, RetryPolicy, attempt
 from portfolio_snapshots._time import date_range, utc_now
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-    from uuid import UUID
 
     from portfolio_snapshots._calculator import PriceTable
-    from portfolio_snapshots._domain import Lease, Portfolio, PortfolioDay, PortfolioSnapshot
+    from portfolio_snapshots._domain import Lease, PortfolioDay, PortfolioSnapshot
     from portfolio_snapshots._ports import (
         FxRates,
         MarketData,
@@ -63,6 +74,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 B = TypeVar("B")
+X = TypeVar("X")
 
 
 def _message(error: BaseException) -> str:
@@ -99,6 +111,7 @@ class _Run:
         "_retry",
         "_rng",
         "_sleep",
+        "currencies",
         "events",
         "failures",
         "key",
@@ -133,6 +146,8 @@ class _Run:
         #: Which attempt at the run key this is (1 without a ledger).
         self.run_attempt = 1
         self.resume = False
+        #: Currency codes of this run's portfolios already found well-formed.
+        self.currencies: set[str] = set()
 
     @property
     def fence(self) -> int | None:
@@ -141,16 +156,16 @@ class _Run:
     async def call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Await ``fn()`` under the retry policy; raise its error if it fails for good."""
         return await self._retry.call(
-            fn, sleep=self._sleep, rng=self._rng, on_retry=self._on_retry(operation)
+            fn, sleep=self._sleep, rng=self._rng, on_retry=self.on_retry(operation)
         )
 
     async def attempt(self, operation: str, fn: Callable[[], Awaitable[T]]) -> Outcome[T]:
         """Await ``fn()`` under the retry policy; return its value or error, and the attempts."""
         return await attempt(
-            self._retry, fn, sleep=self._sleep, rng=self._rng, on_retry=self._on_retry(operation)
+            self._retry, fn, sleep=self._sleep, rng=self._rng, on_retry=self.on_retry(operation)
         )
 
-    def _on_retry(self, operation: str) -> RetryHook:
+    def on_retry(self, operation: str) -> RetryHook:
         def on_retry(failed: int, delay: float, error: BaseException, /) -> None:
             self.retried += 1
             self.events(
@@ -161,7 +176,9 @@ class _Run:
 
         return on_retry
 
-    def fail(self, portfolio_id: UUID, day: dt.date, error: BaseException, attempts: int) -> None:
+    def fail(
+        self, portfolio_id: UUID | None, day: dt.date, error: BaseException, attempts: int
+    ) -> None:
         failure = SnapshotFailure(
             portfolio_id, day, type(error).__name__, _message(error), attempts
         )
@@ -265,6 +282,8 @@ class SnapshotJob:
         self.batch_size = batch_size
         self.concurrency = concurrency
         self._clock = clock
+        #: Releases still running after their run was cancelled (kept so they finish).
+        self._cleanups: set[asyncio.Future[LeaseOutcome]] = set()
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.owner = owner or (
@@ -276,11 +295,19 @@ class SnapshotJob:
         """Return the clock's current time in UTC.
 
         Raises:
+            TypeError: The clock returned something other than a datetime.
             ValueError: The clock returned a naive datetime.
         """
-        now = self._clock()
+        now: object = self._clock()
+        if not isinstance(now, dt.datetime):
+            raise TypeError(
+                f"the job's clock must return an aware datetime, got {type(now).__name__} {now!r}"
+            )
         if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("the job's clock must return an aware datetime, got a naive one")
+            raise ValueError(
+                f"the job's clock must return an aware datetime, got a naive one ({now!r}): "
+                "use datetime.now(datetime.UTC)"
+            )
         return now.astimezone(dt.UTC)
 
     def today(self) -> dt.date:
@@ -303,12 +330,13 @@ class SnapshotJob:
             stored report with status ``already_succeeded``.
 
         Raises:
+            InvalidInputError: `on` is not a `datetime.date` (a datetime is refused).
             InvalidDateRangeError: `on` is in the future.
             RunKeyConflictError: `key` was used before with other parameters.
             LeaseLostError: The lease was lost mid-run; the run stopped writing.
         """
         today = self.today()
-        day = today if on is None else on
+        day = today if on is None else date_argument("on", on)
         if day > today:
             raise InvalidDateRangeError("the date is in the future", start=day, end=day)
         spec = _Spec(
@@ -354,12 +382,15 @@ class SnapshotJob:
             The run's report. Days before the portfolio existed count as skipped.
 
         Raises:
+            InvalidInputError: `portfolio_id` is not a UUID, or a date is not a
+                `datetime.date` (a datetime is refused).
             InvalidDateRangeError: `start` is after `end`, or `end` is in the future.
             PortfolioNotFoundError: The repository does not know the portfolio; raised before
                 any work is done.
             RunKeyConflictError: `key` was used before with other parameters.
             LeaseLostError: The lease was lost mid-run; the run stopped writing.
         """
+        _id_argument(portfolio_id)
         self._check_range(start, end)
         await self._require_known(portfolio_id)
         spec = _Spec(
@@ -403,6 +434,7 @@ class SnapshotJob:
             The run's report.
 
         Raises:
+            InvalidInputError: A date is not a `datetime.date` (a datetime is refused).
             InvalidDateRangeError: `start` is after `end`, or `end` is in the future.
             RunKeyConflictError: `key` was used before with other parameters.
             LeaseLostError: The lease was lost mid-run; the run stopped writing.
@@ -450,11 +482,14 @@ class SnapshotJob:
             The run's report.
 
         Raises:
+            InvalidInputError: `portfolio_id` is not a UUID, or `day` is not a
+                `datetime.date` (a datetime is refused).
             InvalidDateRangeError: `day` is in the future.
             PortfolioNotFoundError: The repository does not know the portfolio.
         """
+        _id_argument(portfolio_id)
         today = self.today()
-        if day > today:
+        if date_argument("day", day) > today:
             raise InvalidDateRangeError("the date is in the future", start=day, end=today)
         await self._require_known(portfolio_id)
         stored = await self._new_run(None).call(
@@ -484,6 +519,8 @@ class SnapshotJob:
     # --- the run skeleton ---------------------------------------------------------------
 
     def _check_range(self, start: dt.date, end: dt.date) -> None:
+        date_argument("start", start)
+        date_argument("end", end)
         today = self.today()
         if start > end:
             raise InvalidDateRangeError("start is after end", start=start, end=end)
@@ -504,12 +541,18 @@ class SnapshotJob:
             rate_limit=self.rate_limit,
             max_price_age=self.max_price_age,
             carry_forward=self.missing_data is MissingDataPolicy.CARRY_FORWARD,
+            is_transient=self.retry.is_transient,
         )
 
     async def _run(
         self, spec: _Spec, work: Callable[[_Run, Pricing], Awaitable[None]]
     ) -> RunReport:
-        """Take the lease, consult the ledger, do the work, record and report it."""
+        """Take the lease, consult the ledger, do the work, record and report it.
+
+        However the run ends (done, failed, cancelled, lease lost), a lease it took is
+        released, retried and shielded from cancellation, or left to expire; `LeaseReleased`
+        says which, and so does the returned report's ``lease``.
+        """
         started = self.now()
         run = self._new_run(spec.key if self.ledger or self.lock else None)
         if self.lock is not None:
@@ -520,32 +563,9 @@ class SnapshotJob:
             if run.lease is None:
                 return self._finish(self._report(spec, started, run, status="already_running"))
             run.renewed_at = self.now()
+        lease: LeaseOutcome | None = None
         try:
-            if self.ledger is not None:
-                ledger = self.ledger
-                record = await run.call(
-                    "ledger_start",
-                    lambda: ledger.start(spec.key, params_hash(spec.params), self.now()),
-                )
-                if record.state is RunState.SUCCEEDED and record.report is not None:
-                    stored = RunReport.from_dict(record.report)
-                    return self._finish(dataclasses.replace(stored, status="already_succeeded"))
-                run.run_attempt = record.attempts
-                run.resume = record.attempts > 1
-            self.events(
-                RunStarted(spec.kind, run.key, spec.start, spec.end, run.run_attempt, run.fence)
-            )
-            await work(run, self._pricing(run))
-            report = self._report(spec, started, run)
-            if self.ledger is not None:
-                ledger = self.ledger
-                state = RunState.SUCCEEDED if report.failed == 0 else RunState.FAILED
-                await self._ensure_lease(run, force=True)
-                await run.call(
-                    "ledger_finish",
-                    lambda: ledger.finish(spec.key, state, report.as_dict(), self.now()),
-                )
-            return self._finish(report)
+            report = await self._work(spec, started, run, work)
         except LeaseLostError as error:
             if run.lease is not None:
                 self.events(LeaseLost(run.lease.key, run.lease.fence, str(error)))
@@ -554,7 +574,80 @@ class SnapshotJob:
             if self.lock is not None and run.lease is not None:
                 # Free the key at once, also when cancelled, so a rerun need not wait for the
                 # TTL; a lease another holder took meanwhile is left alone by `release`.
-                await self.lock.release(run.lease)
+                lease = await self._release(self.lock, run.lease, run)
+        return self._finish(dataclasses.replace(report, lease=lease))
+
+    async def _work(
+        self,
+        spec: _Spec,
+        started: dt.datetime,
+        run: _Run,
+        work: Callable[[_Run, Pricing], Awaitable[None]],
+    ) -> RunReport:
+        """Consult the ledger, do the work, and record the outcome; return the report."""
+        if self.ledger is not None:
+            ledger = self.ledger
+            record = await run.call(
+                "ledger_start",
+                lambda: ledger.start(spec.key, params_hash(spec.params), self.now()),
+            )
+            if record.state is RunState.SUCCEEDED and record.report is not None:
+                stored = RunReport.from_dict(record.report)
+                return dataclasses.replace(stored, status="already_succeeded")
+            run.run_attempt = record.attempts
+            run.resume = record.attempts > 1
+        self.events(
+            RunStarted(spec.kind, run.key, spec.start, spec.end, run.run_attempt, run.fence)
+        )
+        await work(run, self._pricing(run))
+        report = self._report(spec, started, run)
+        if self.ledger is not None:
+            ledger = self.ledger
+            state = RunState.SUCCEEDED if report.failed == 0 else RunState.FAILED
+            await self._ensure_lease(run, force=True)
+            finished = await run.attempt(
+                "ledger_finish",
+                lambda: ledger.finish(spec.key, state, report.as_dict(), self.now()),
+            )
+            if isinstance(finished, GaveUp):
+                if isinstance(finished.error, LeaseLostError):
+                    raise finished.error
+                # The snapshots are stored: the run's outcome stands, and a rerun of the key
+                # finds them stored and finishes the record.
+                self.events(
+                    CleanupFailed(
+                        run.key,
+                        "ledger_finish",
+                        type(finished.error).__name__,
+                        _message(finished.error),
+                    )
+                )
+        return report
+
+    async def _release(self, lock: RunLock, lease: Lease, run: _Run) -> LeaseOutcome:
+        """Release `lease` under the retry policy, shielded from cancellation; say the outcome.
+
+        A cancellation that lands meanwhile is raised to the caller at once, while the
+        release goes on to its end in a task the job keeps.
+        """
+
+        async def release() -> LeaseOutcome:
+            got = await run.attempt("release", lambda: lock.release(lease))
+            if isinstance(got, GaveUp):
+                message = (
+                    f"the release failed after {got.attempts} attempt(s) "
+                    f"({type(got.error).__name__}: {_message(got.error)}); the lease is left "
+                    f"to expire at {lease.expires_at.isoformat()}"
+                )
+                self.events(LeaseReleased(lease.key, lease.fence, released=False, message=message))
+                return "left_to_expire"
+            self.events(LeaseReleased(lease.key, lease.fence, released=True, message="released"))
+            return "released"
+
+        task = asyncio.ensure_future(release())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return await asyncio.shield(task)
 
     def _finish(self, report: RunReport) -> RunReport:
         self.events(RunFinished(report))
@@ -628,26 +721,103 @@ class SnapshotJob:
             raise group_error.exceptions[0] from None
 
     def _active_portfolios(self, day: dt.date, run: _Run) -> AsyncIterator[Portfolio]:
-        """Stream the portfolios active on `day` whose state on `day` can be valued.
+        """Stream the portfolios active on `day` that can be valued, each once.
 
-        With a repository offering `PortfolioDayStream`, a portfolio whose state cannot be
-        built is recorded as a failure of `day`, and one that did not exist yet as skipped.
+        Each is checked as it arrives (`portfolio_problem`); one that fails the check fails its
+        own portfolio-day. With a repository offering `PortfolioDayStream`, a portfolio whose
+        state cannot be built is recorded as a failure of `day`, and one that did not exist yet
+        as skipped. See `_once_each` for retries and repeated ids.
         """
         repo = self.portfolios
+
+        def admit(portfolio: object, portfolio_id: UUID) -> Portfolio | None:
+            return _admitted(portfolio, portfolio_id, day, run)
+
         if isinstance(repo, PortfolioDayStream):
-            return _built(repo.iter_portfolio_days(day), day, run)
-        return repo.iter_portfolios(day)
+
+            def admit_day(entry: PortfolioDay, portfolio_id: UUID) -> Portfolio | None:
+                if entry.portfolio is None:
+                    _not_built(entry, day, run)
+                    return None
+                return admit(entry.portfolio, portfolio_id)
+
+            return self._once_each(
+                lambda: repo.iter_portfolio_days(day), _day_id, admit_day, day, run
+            )
+        return self._once_each(lambda: repo.iter_portfolios(day), _portfolio_id, admit, day, run)
 
     def _active_ids(self, day: dt.date, run: _Run) -> AsyncIterator[UUID]:
-        """Stream the ids of the portfolios active on `day`.
+        """Stream the ids of the portfolios active on `day`, each once.
 
         Those whose state on `day` cannot be built are recorded as in `_active_portfolios`,
         and their ids are still yielded: a backfill may build their other days.
         """
         repo = self.portfolios
         if isinstance(repo, PortfolioDayStream):
-            return _ids(repo.iter_portfolio_days(day), day, run)
-        return (portfolio.id async for portfolio in repo.iter_portfolios(day))
+
+            def admit_day(entry: PortfolioDay, portfolio_id: UUID) -> UUID:
+                if entry.portfolio is None:
+                    _not_built(entry, day, run)
+                return portfolio_id
+
+            return self._once_each(
+                lambda: repo.iter_portfolio_days(day), _day_id, admit_day, day, run
+            )
+        return self._once_each(
+            lambda: repo.iter_portfolios(day), _portfolio_id, lambda _p, pid: pid, day, run
+        )
+
+    async def _once_each(
+        self,
+        open_stream: Callable[[], AsyncIterator[X]],
+        id_of: Callable[[X], object],
+        admit: Callable[[X, UUID], T | None],
+        day: dt.date,
+        run: _Run,
+    ) -> AsyncIterator[T]:
+        """Yield what `admit` makes of each item of a repository's stream, once per portfolio.
+
+        - An item whose portfolio id is not a `UUID` fails (its id in the report is None when
+          it cannot be read as one), and so does a second item with an id already handed out
+          in the same pass: the first one is kept.
+        - The stream is called under the retry policy: after a transient error it is opened
+          again and the items of the ids already handed out are passed over (consecutive
+          failures without progress count as attempts). An error that is not transient, or
+          the last attempt's, ends the run.
+        """
+        before: set[int] = set()  # ids handed out by earlier passes of a re-opened stream
+        current: set[int] = set()
+        failures = 0
+        while True:
+            progressed = False
+            try:
+                async for item in open_stream():
+                    portfolio_id = id_of(item)
+                    if type(portfolio_id) is not UUID:
+                        _bad_id(portfolio_id, day, run)
+                        continue
+                    number = portfolio_id.int
+                    if number in before:
+                        continue
+                    if number in current:
+                        run.fail(portfolio_id, day, _repeated(portfolio_id, day), 1)
+                        continue
+                    current.add(number)
+                    progressed = True
+                    admitted = admit(item, portfolio_id)
+                    if admitted is not None:
+                        yield admitted
+            except Exception as error:
+                failures = 1 if progressed else failures + 1
+                if failures >= self.retry.max_attempts or not self.retry.is_transient(error):
+                    error.add_note(f"the portfolio stream failed after {failures} attempt(s)")
+                    raise
+                delay = self.retry.backoff(failures, self._rng)
+                run.on_retry("iter_portfolios")(failures, delay, error)
+                await self._sleep(delay)
+                before, current = (current, set()) if not before else (before | current, set())
+            else:
+                return
 
     async def _daily_batch(
         self, portfolios: list[Portfolio], day: dt.date, pricing: Pricing, run: _Run
@@ -694,20 +864,37 @@ class SnapshotJob:
     async def _write(self, valued: list[PortfolioSnapshot], run: _Run) -> None:
         """Store `valued` in writes of at most `batch_size`, each fenced and atomic."""
         for i in range(0, len(valued), self.batch_size):
-            chunk = valued[i : i + self.batch_size]
-            await self._ensure_lease(run)
-            fence = run.fence
-            got = await run.attempt(
-                "upsert_many",
-                lambda: self.snapshots.upsert_many(chunk, fence=fence),  # noqa: B023
-            )
-            if isinstance(got, GaveUp):
-                if isinstance(got.error, LeaseLostError):
-                    raise got.error
-                for s in chunk:
-                    run.fail(s.portfolio_id, s.snapshot_date, got.error, got.attempts)
-            else:
-                run.succeeded += len(chunk)
+            await self._write_isolating(valued[i : i + self.batch_size], run)
+
+    async def _write_isolating(self, chunk: list[PortfolioSnapshot], run: _Run) -> None:
+        """Write `chunk`; if the store refuses it for good, find the rows it refuses.
+
+        A write that fails with an error that is not transient is split in halves, each
+        written on its own, down to single rows: only the snapshots the store refuses fail,
+        after ``2 * log2(len(chunk))`` more writes per refused row at most. A write whose
+        transient error outlasted the retries fails as a whole: the store is down, and
+        splitting would only multiply the calls.
+
+        Raises:
+            LeaseLostError: The lease was lost; the run stops writing.
+        """
+        await self._ensure_lease(run)
+        fence = run.fence
+        got = await run.attempt(
+            "upsert_many", lambda: self.snapshots.upsert_many(chunk, fence=fence)
+        )
+        if not isinstance(got, GaveUp):
+            run.succeeded += len(chunk)
+            return
+        if isinstance(got.error, LeaseLostError):
+            raise got.error
+        if len(chunk) == 1 or self.retry.is_transient(got.error):
+            for s in chunk:
+                run.fail(s.portfolio_id, s.snapshot_date, got.error, got.attempts)
+            return
+        middle = len(chunk) // 2
+        await self._write_isolating(chunk[:middle], run)
+        await self._write_isolating(chunk[middle:], run)
 
     # --- backfills ----------------------------------------------------------------------
 
@@ -765,7 +952,9 @@ class SnapshotJob:
                 skip = got.value
                 run.skipped += len(skip)
             for day, state in await self._states(pid, start, end, skip, run):
-                by_day.setdefault(day, []).append(state)
+                admitted = _admitted(state, pid, day, run)
+                if admitted is not None:
+                    by_day.setdefault(day, []).append(admitted)
         if not by_day:
             return
         valued: list[PortfolioSnapshot] = []
@@ -840,25 +1029,62 @@ class SnapshotJob:
         return got.value
 
 
-async def _built(
-    entries: AsyncIterator[PortfolioDay], day: dt.date, run: _Run
-) -> AsyncIterator[Portfolio]:
-    """The portfolios of `entries`; the others recorded (see `SnapshotJob._active_portfolios`)."""
-    async for entry in entries:
-        if entry.portfolio is not None:
-            yield entry.portfolio
-        else:
-            _not_built(entry, day, run)
+def _admitted(portfolio: object, portfolio_id: UUID, day: dt.date, run: _Run) -> Portfolio | None:
+    """Return `portfolio` if it passes the entry check for `portfolio_id`; else record why."""
+    problem = portfolio_problem(portfolio, run.currencies)
+    if problem is None:
+        if isinstance(portfolio, Portfolio) and portfolio.id == portfolio_id:
+            return portfolio
+        answered = getattr(portfolio, "id", None)
+        problem = ("id", f"the repository answered for {portfolio_id} with {answered}", answered)
+    field, reason, value = problem
+    error = InvalidPortfolioError(
+        reason, portfolio_id=portfolio_id, snapshot_date=day, field=field, value=value
+    )
+    run.fail(portfolio_id, day, error, 1)
+    return None
 
 
-async def _ids(
-    entries: AsyncIterator[PortfolioDay], day: dt.date, run: _Run
-) -> AsyncIterator[UUID]:
-    """The ids of `entries`; those not built recorded (see `SnapshotJob._active_ids`)."""
-    async for entry in entries:
-        if entry.portfolio is None:
-            _not_built(entry, day, run)
-        yield entry.portfolio_id
+def _id_argument(portfolio_id: object) -> None:
+    if type(portfolio_id) is not UUID:
+        raise InvalidInputError(
+            f"portfolio_id must be a uuid.UUID, got {type(portfolio_id).__name__} {portfolio_id!r}"
+        )
+
+
+def _portfolio_id(portfolio: object) -> object:
+    return getattr(portfolio, "id", None)
+
+
+def _day_id(entry: PortfolioDay) -> object:
+    return getattr(entry, "portfolio_id", None)
+
+
+def _bad_id(portfolio_id: object, day: dt.date, run: _Run) -> None:
+    """Record a portfolio whose id is not a UUID: under the UUID it spells, or None."""
+    readable: UUID | None = None
+    if isinstance(portfolio_id, (str, bytes)):
+        with contextlib.suppress(ValueError):
+            readable = UUID(portfolio_id if isinstance(portfolio_id, str) else portfolio_id.hex())
+    error = InvalidPortfolioError(
+        f"the portfolio id must be a UUID, got {type(portfolio_id).__name__}",
+        portfolio_id=readable,
+        snapshot_date=day,
+        field="id",
+        value=portfolio_id,
+    )
+    run.fail(readable, day, error, 1)
+
+
+def _repeated(portfolio_id: UUID, day: dt.date) -> InvalidPortfolioError:
+    return InvalidPortfolioError(
+        "the repository yielded this portfolio more than once in one stream; the first "
+        "one was valued",
+        portfolio_id=portfolio_id,
+        snapshot_date=day,
+        field="id",
+        value=portfolio_id,
+    )
 
 
 def _not_built(entry: PortfolioDay, day: dt.date, run: _Run) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Mapping as MappingABC
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -20,6 +21,7 @@ import pydantic
 
 from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio, PriceQuote
 from portfolio_snapshots._errors import (
+    InvalidInputError,
     InvalidPortfolioError,
     InvalidPriceError,
     InvalidTransactionError,
@@ -83,6 +85,60 @@ def currency_problem(value: object) -> str | None:
     if type(value) is not str or _CURRENCY.fullmatch(value) is None:
         return "a currency must be an ISO 4217 code: three upper-case letters such as 'USD'"
     return None
+
+
+def portfolio_problem(
+    portfolio: object, known_currencies: set[str]
+) -> tuple[str, str, object] | None:
+    """Say what makes `portfolio` unusable as an adapter handed it, or return None.
+
+    The job's cheap check of each portfolio a repository yields, before anything else looks
+    at it: the value is a `Portfolio`, its id a `UUID`, its holdings a mapping and its
+    currency an ISO 4217 code. Amounts and tickers are checked where they are used (the
+    calculator refuses bad quantities and cash; a bad ticker has no price), so a good
+    portfolio pays for four type checks here.
+
+    Args:
+        portfolio: What the adapter handed over.
+        known_currencies: Currency codes already found well-formed (the caller's memo, so
+            each code is checked once per run); a good new one is added.
+
+    Returns:
+        ``(field, reason, value)`` of the first problem found, or None.
+    """
+    if not isinstance(portfolio, Portfolio):
+        return "portfolio", f"must be a Portfolio, got {type(portfolio).__name__}", portfolio
+    if portfolio.id.__class__ is not uuid.UUID:
+        return "id", f"must be a UUID, got {type(portfolio.id).__name__}", portfolio.id
+    holdings: object = portfolio.holdings
+    if holdings.__class__ is not dict and not isinstance(holdings, MappingABC):
+        return "holdings", f"must be a mapping, got {type(holdings).__name__}", holdings
+    currency = portfolio.currency
+    if currency not in known_currencies:
+        reason = currency_problem(currency)
+        if reason is not None:
+            return "currency", reason, currency
+        known_currencies.add(currency)
+    return None
+
+
+def date_argument(name: str, value: object) -> dt.date:
+    """Return `value` when it is a `date` (not a datetime); raise `InvalidInputError` otherwise.
+
+    For the job's public methods: a datetime says nothing of which UTC date was meant.
+
+    Raises:
+        InvalidInputError: `value` is a datetime, or not a date at all; the message names
+            the argument.
+    """
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.datetime):
+        raise InvalidInputError(
+            f"{name} must be a date, got a datetime ({value!r}): pass its UTC date, "
+            f"for example {name}=moment.astimezone(datetime.UTC).date()"
+        )
+    raise InvalidInputError(f"{name} must be a datetime.date, got {type(value).__name__} {value!r}")
 
 
 def _check(problem: Callable[[object], str | None]) -> Callable[[object], object]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable
 from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._fx import pairs_with_inverses
+from portfolio_snapshots._parsing import ticker_problem
 from portfolio_snapshots._ports import FxRateHistory, PriceHistory
 from portfolio_snapshots._retry import Attempted, GaveUp, Outcome
 
@@ -94,9 +95,23 @@ class Pricing:
         max_price_age: How old a close or rate may be (None: any age).
         carry_forward: Use closes and rates older than `max_price_age`, marked ``stale``,
             instead of counting them as missing.
+        is_transient: Tells a transient error from one that will not pass (the retry
+            policy's test). A request that fails for good with an error that is not transient
+            is split, to find the tickers (or pairs) it fails on; only the portfolios that
+            hold those fail.
     """
 
-    __slots__ = ("_call", "_carry", "_days", "_fx", "_history", "_limit", "_market", "_max_age")
+    __slots__ = (
+        "_call",
+        "_carry",
+        "_days",
+        "_fx",
+        "_history",
+        "_limit",
+        "_market",
+        "_max_age",
+        "_transient",
+    )
 
     def __init__(
         self,
@@ -107,6 +122,7 @@ class Pricing:
         rate_limit: TokenBucket | None = None,
         max_price_age: dt.timedelta | None = DEFAULT_MAX_PRICE_AGE,
         carry_forward: bool = False,
+        is_transient: Callable[[BaseException], bool] = lambda _error: False,
     ) -> None:
         """Start with no table; see the class docstring for the arguments."""
         self._market = market_data
@@ -116,6 +132,7 @@ class Pricing:
         self._limit = rate_limit
         self._max_age = max_price_age
         self._carry = carry_forward
+        self._transient = is_transient
         self._days: dict[dt.date, _Day] = {}
 
     async def for_day(self, portfolios: Sequence[Portfolio], day: dt.date) -> PriceTable | GaveUp:
@@ -167,8 +184,18 @@ class Pricing:
         tickers = {t for p in everyone for t, q in p.holdings.items() if q}
         fetched = await self._fetch_range(history, everyone, tickers, first, last)
         if isinstance(fetched, GaveUp):
+            # A request that will not pass may fail on a few tickers only: price day by day,
+            # where failing requests are split to find them. A transient failure that
+            # outlasted the retries fails the range.
             for day in days:
-                yield day, fetched
+                yield (
+                    day,
+                    (
+                        fetched
+                        if self._transient(fetched.error)
+                        else await self.for_day(by_day[day], day)
+                    ),
+                )
             return
         prices, rates, pairs = fetched
         fx = self._fx
@@ -202,25 +229,81 @@ class Pricing:
         day = state.table.day
         try:
             if needed:
-                got = await self._ask("get_prices", lambda: self._market.get_prices(needed, day))
+                needed = self._refuse_invalid(state, needed)
+            if needed:
+                got = await self._isolating(
+                    "get_prices",
+                    list(needed),
+                    lambda some: self._market.get_prices(some, day),
+                )
                 if isinstance(got, GaveUp):
                     return got
-                attempts = got.attempts
-                state.add_quotes(got.value, asked=needed)
+                found, refused, attempts = got
+                for ticker, error in refused.items():
+                    state.table.refuse(ticker, _failed_request(error), "request", None)
+                state.add_quotes(found, asked=needed)
             fx = self._fx
             if fx is not None:
                 bases = {p.currency for p in portfolios}
                 pairs = {(q, b) for q in state.table.currencies(tickers) for b in bases if q != b}
                 wanted = pairs_with_inverses(pairs) - state.asked_pairs
                 if wanted:
-                    rates = await self._ask("get_rates", lambda: fx.get_rates(wanted, day))
+                    rates = await self._isolating(
+                        "get_rates", list(wanted), lambda some: fx.get_rates(some, day)
+                    )
                     if isinstance(rates, GaveUp):
                         return rates
-                    attempts = rates.attempts
-                    state.add_rates(rates.value, asked=wanted)
+                    # a pair whose request fails on its own has no rate: MissingFxRateError
+                    found_rates, _refused, attempts = rates
+                    state.add_rates(found_rates, asked=wanted)
         except Exception as error:  # noqa: BLE001 - fails these portfolios only
             return GaveUp(error, attempts)
         return state.table
+
+    @staticmethod
+    def _refuse_invalid(state: _Day, needed: Collection[str]) -> Collection[str]:
+        """Keep malformed tickers out of requests; they fail the portfolios that hold them."""
+        invalid = [t for t in needed if ticker_problem(t) is not None]
+        if not invalid:
+            return needed
+        for ticker in invalid:
+            state.table.refuse(ticker, str(ticker_problem(ticker)), "ticker", ticker)
+        refused = set(invalid)
+        state.asked.update(refused)
+        return [t for t in needed if t not in refused]
+
+    async def _isolating(
+        self,
+        operation: str,
+        keys: list[K],
+        request: Callable[[list[K]], Awaitable[Mapping[K, V]]],
+    ) -> tuple[dict[K, V], dict[K, Exception], int] | GaveUp:
+        """Request `keys`; when that fails for good, and not transiently, split to find why.
+
+        Returns:
+            The values found, the error of each key whose request failed on its own, and the
+            attempts of the last request; or `GaveUp` when the whole request failed with a
+            transient error that outlasted the retries.
+        """
+        got = await self._ask(operation, lambda: request(keys))
+        if not isinstance(got, GaveUp):
+            return dict(got.value), {}, got.attempts
+        if self._transient(got.error):
+            return got
+        if len(keys) == 1:
+            return {}, {keys[0]: got.error}, got.attempts
+        found: dict[K, V] = {}
+        refused: dict[K, Exception] = {}
+        attempts = got.attempts
+        middle = len(keys) // 2
+        for part in (keys[:middle], keys[middle:]):
+            half = await self._isolating(operation, part, request)
+            if isinstance(half, GaveUp):
+                return half
+            found.update(half[0])
+            refused.update(half[1])
+            attempts = half[2]
+        return found, refused, attempts
 
     async def _fetch_range(
         self,
@@ -309,6 +392,10 @@ def _dated(before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> DatedValue
 
 def _as_of(value: object) -> dt.date:
     return value.as_of  # type: ignore[attr-defined, no-any-return]
+
+
+def _failed_request(error: Exception) -> str:
+    return f"the price request for it failed for good: {type(error).__name__}: {error}"
 
 
 def _fx_pairs(quotes: Iterable[PriceQuote], portfolios: Iterable[Portfolio]) -> frozenset[_Pair]:

@@ -17,20 +17,24 @@ RunKind = Literal["daily", "backfill", "backfill_all", "recompute"]
 #: the stored report is returned and nothing is done).
 RunStatus = Literal["completed", "already_running", "already_succeeded"]
 
+#: What became of a run's lease when the run ended (see `RunReport.lease`).
+LeaseOutcome = Literal["released", "left_to_expire"]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SnapshotFailure:
     """One portfolio-day that could not be snapshotted, and why.
 
     Attributes:
-        portfolio_id: The portfolio.
+        portfolio_id: The portfolio; None when an adapter handed over a portfolio whose id is
+            not a UUID (the message quotes what it was).
         snapshot_date: The date.
         error_type: The class name of the error (``"MissingPriceError"``, ...).
         message: The error's message; it names the portfolio, the date and the ticker.
         attempts: How many attempts were made before giving up (1 when not retried).
     """
 
-    portfolio_id: UUID
+    portfolio_id: UUID | None
     snapshot_date: dt.date
     error_type: str
     message: str
@@ -39,7 +43,7 @@ class SnapshotFailure:
     def as_dict(self) -> dict[str, object]:
         """Return the failure as JSON-friendly values (ids and dates as strings)."""
         return {
-            "portfolio_id": str(self.portfolio_id),
+            "portfolio_id": None if self.portfolio_id is None else str(self.portfolio_id),
             "snapshot_date": self.snapshot_date.isoformat(),
             "error_type": self.error_type,
             "message": self.message,
@@ -70,6 +74,10 @@ class RunReport:
         key: The run key, when the job keeps a `RunLedger` (None otherwise).
         status: ``completed``, ``already_running`` or ``already_succeeded``.
         attempt: 1 for a first run of the key, more when it resumed an unfinished one.
+        lease: What became of the run's lease: ``"released"`` (the key is free),
+            ``"left_to_expire"`` (the release failed for good; the key frees itself at the
+            lease's ``expires_at``), or None when the run held no lease. Known only after the
+            run's record is stored, so a report a `RunLedger` returns has None.
     """
 
     kind: RunKind
@@ -86,6 +94,7 @@ class RunReport:
     key: str | None = None
     status: RunStatus = "completed"
     attempt: int = 1
+    lease: LeaseOutcome | None = None
 
     @property
     def ok(self) -> bool:
@@ -109,6 +118,7 @@ class RunReport:
             "key": self.key,
             "status": self.status,
             "attempt": self.attempt,
+            "lease": self.lease,
         }
 
     @classmethod
@@ -132,7 +142,7 @@ class RunReport:
                 retried=int(data["retried"]),
                 failures=tuple(
                     SnapshotFailure(
-                        UUID(f["portfolio_id"]),
+                        None if f["portfolio_id"] is None else UUID(f["portfolio_id"]),
                         dt.date.fromisoformat(f["snapshot_date"]),
                         str(f["error_type"]),
                         str(f["message"]),
@@ -143,6 +153,7 @@ class RunReport:
                 key=data.get("key"),
                 status=data.get("status", "completed"),
                 attempt=int(data.get("attempt", 1)),
+                lease=data.get("lease"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a run report: {error!r}") from error

@@ -8,8 +8,10 @@ calls before it sleeps for another attempt.
 from __future__ import annotations
 
 from portfolio_snapshots._events import (
+    CleanupFailed,
     EventHook,
     LeaseLost,
+    LeaseReleased,
     LoggingEvents,
     PortfolioFailed,
     RetryScheduled,
@@ -21,8 +23,10 @@ from portfolio_snapshots._public import publish as _publish
 from portfolio_snapshots._retry import RetryHook
 
 __all__ = [
+    "CleanupFailed",
     "EventHook",
     "LeaseLost",
+    "LeaseReleased",
     "LoggingEvents",
     "PortfolioFailed",
     "RetryHook",

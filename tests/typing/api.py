@@ -106,7 +106,7 @@ async def host_code() -> None:
     assert_type(report.status, ps.RunStatus)
     backfill = await job.backfill(UUID(int=1), dt.date(2026, 1, 1), dt.date(2026, 1, 31))
     for failure in backfill.failures:
-        assert_type(failure.portfolio_id, UUID)
+        assert_type(failure.portfolio_id, UUID | None)
         assert_type(failure.attempts, int)
     snapshot = ps.value_portfolio(
         ps.Portfolio(UUID(int=2), Decimal(1), {"A": Decimal(1)}),
