@@ -36,6 +36,7 @@ from portfolio_snapshots._events import (
     PortfolioFailed,
     RetryScheduled,
     RunFinished,
+    RunProgress,
     RunStarted,
 )
 from portfolio_snapshots._fx import pairs_with_inverses
@@ -153,6 +154,10 @@ class _Run:
         """Record `error` for each ``(portfolio_id, day)`` of `keys`."""
         for portfolio_id, day in keys:
             self.fail(portfolio_id, day, error, attempts)
+
+    def progress(self) -> None:
+        """Tell the counts so far (a `RunProgress` event)."""
+        self.events(RunProgress(self.key, self.succeeded, len(self.failures), self.skipped))
 
 
 class SnapshotJob:
@@ -686,7 +691,12 @@ class SnapshotJob:
             run.fail(p.id, table.day, reason, 1)
 
     async def _write(self, valued: list[PortfolioSnapshot], run: _Run) -> None:
-        """Store `valued` in writes of at most `batch_size`, each fenced and atomic."""
+        """Store `valued` in writes of at most `batch_size`, each fenced and atomic.
+
+        Tells the progress after each write (once when there is nothing to write).
+        """
+        if not valued:
+            run.progress()
         for i in range(0, len(valued), self.batch_size):
             chunk = valued[i : i + self.batch_size]
             await self._ensure_lease(run)
@@ -706,6 +716,7 @@ class SnapshotJob:
                     run.fail(s.portfolio_id, s.snapshot_date, error, attempts[0])
             else:
                 run.succeeded += len(chunk)
+            run.progress()
 
     async def _drop_stored(self, batch: list[_Item], run: _Run) -> list[_Item]:
         """On a resumed run, leave out the portfolio-days an earlier attempt stored."""
@@ -844,6 +855,7 @@ class SnapshotJob:
             for day, state in await self._states(pid, start, end, skip, run):
                 by_day.setdefault(day, []).append(state)
         if not by_day:
+            run.progress()
             return
         valued: list[PortfolioSnapshot] = []
         if isinstance(self.market_data, PriceHistory) and len(by_day) > 1:

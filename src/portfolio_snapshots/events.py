@@ -15,6 +15,7 @@ from portfolio_snapshots._events import (
     RetryScheduled,
     RunEvent,
     RunFinished,
+    RunProgress,
     RunStarted,
 )
 from portfolio_snapshots._public import publish as _publish
@@ -29,6 +30,7 @@ __all__ = [
     "RetryScheduled",
     "RunEvent",
     "RunFinished",
+    "RunProgress",
     "RunStarted",
 ]
 

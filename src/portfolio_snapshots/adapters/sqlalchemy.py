@@ -776,7 +776,7 @@ _SNAPSHOT_COLUMNS = (
 
 
 class SqlAlchemySnapshotStore:
-    """A `SnapshotRepository`, `RunLedger` and `RunLock` over an SQLAlchemy `AsyncEngine`.
+    """A `SnapshotRepository`, `RunLedger` (with `RecentRuns`) and `RunLock` over an `AsyncEngine`.
 
     Works on PostgreSQL (asyncpg or psycopg 3) and SQLite (aiosqlite). Either wrap the host's
     engine::
@@ -1082,6 +1082,14 @@ class SqlAlchemySnapshotStore:
                     .one_or_none()
                 )
         return None if row is None else _record(row)
+
+    async def recent_runs(self, limit: int) -> list[RunRecord]:
+        """Return the `limit` most recently started runs, latest first (the `RecentRuns` way)."""
+        query = select(_runs).order_by(_runs.c.started_at.desc(), _runs.c.key).limit(max(limit, 0))
+        with _translated():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).mappings().all()
+        return [_record(row) for row in rows]
 
     # RunLock
 

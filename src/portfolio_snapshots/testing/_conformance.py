@@ -27,6 +27,7 @@ from portfolio_snapshots import (
     PositionValuation,
     PriceHistory,
     PriceQuote,
+    RecentRuns,
     RunKeyConflictError,
     RunRecord,
     RunState,
@@ -615,6 +616,27 @@ class RunLedgerContract:
                 )
                 got = None if record.report is None else dict(record.report)
                 _expect(got == report, f"{label}: report read back {got!r}, wrote {report!r}")
+
+        self._run(body)
+
+    def test_recent_runs_latest_first(self) -> None:
+        """A ledger offering `RecentRuns` lists the latest attempts first, ties by key, limited."""
+
+        async def body(ledger: RunLedger) -> None:
+            if not isinstance(ledger, RecentRuns):
+                raise unittest.SkipTest("the ledger does not offer RecentRuns")
+            for key, at in (("b", 0), ("a", 5), ("c", 5), ("d", 1)):
+                await ledger.start(key, "h1", _at(at))
+            await ledger.finish("d", RunState.FAILED, _report(), _at(2))
+            await ledger.start("d", "h1", _at(9))  # a resume starts a new attempt
+            got = [r.key for r in await ledger.recent_runs(10)]
+            _expect(got == ["d", "a", "c", "b"], f"recent_runs(10) listed {got}")
+            got = [r.key for r in await ledger.recent_runs(2)]
+            _expect(got == ["d", "a"], f"recent_runs(2) listed {got}")
+            none = list(await ledger.recent_runs(0))
+            _expect(none == [], f"recent_runs(0) listed {none!r}")
+            first = (await ledger.recent_runs(1))[0]
+            _expect_record(first, "recent_runs(1)[0]", RunState.RUNNING, 2, started_at=_at(9))
 
         self._run(body)
 
