@@ -1,0 +1,5 @@
+"""``python -m portfolio_snapshots.integrations.cli``: the same as ``portfolio-snapshots``."""
+
+from portfolio_snapshots.integrations.cli import main
+
+main()
