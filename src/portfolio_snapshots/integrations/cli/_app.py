@@ -73,16 +73,12 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
-class Refused(Exception):  # noqa: N818 - a command's answer, not an error of the library
-    """Bad input on the command line: the command does nothing and exits with 2."""
-
-
 _UNREACHABLE = (TransientError, ConnectionError, TimeoutError, OSError, sqlite3.Error)
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
     """Return the exit code for an error that ended a command."""
-    if isinstance(error, (Refused, InvalidInputError, PortfolioNotFoundError)):
+    if isinstance(error, (InvalidInputError, PortfolioNotFoundError, ImportError)):
         return ExitCode.REFUSED
     if isinstance(error, LeaseLostError):
         return ExitCode.BUSY
@@ -188,11 +184,11 @@ def import_app(spec: str) -> object:
     The current folder is searched first, so ``--app myapp:make_job`` finds ``myapp.py``.
 
     Raises:
-        Refused: The spec is malformed, or the module or attribute does not exist.
+        InvalidInputError: The spec is malformed, or the module or attribute does not exist.
     """
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise Refused(f"--app must be module:attribute, got {spec!r}")
+        raise InvalidInputError(f"--app must be module:attribute, got {spec!r}")
     here = os.fspath(Path.cwd())
     if here not in sys.path:
         sys.path.insert(0, here)
@@ -200,13 +196,15 @@ def import_app(spec: str) -> object:
         target: object = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name and (module_name == error.name or module_name.startswith(f"{error.name}.")):
-            raise Refused(f"--app: cannot import module {module_name!r}") from error
+            raise InvalidInputError(f"--app: cannot import module {module_name!r}") from error
         raise
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise Refused(f"--app: {module_name!r} has no attribute {attribute!r}") from None
+            raise InvalidInputError(
+                f"--app: {module_name!r} has no attribute {attribute!r}"
+            ) from None
     return target
 
 
@@ -218,13 +216,15 @@ async def open_job(target: object) -> AsyncIterator[SnapshotJob]:
     returning a context manager (sync or async) that yields one: the way to close stores.
 
     Raises:
-        Refused: `target` gives no `SnapshotJob`.
+        InvalidInputError: `target` gives no `SnapshotJob`.
     """
     if isinstance(target, SnapshotJob):
         yield target
         return
     if not callable(target):
-        raise Refused(f"--app must name a SnapshotJob or a factory of one, got {target!r}")
+        raise InvalidInputError(
+            f"--app must name a SnapshotJob or a factory of one, got {target!r}"
+        )
     made: object = target()
     if inspect.isawaitable(made):
         made = await made
@@ -240,7 +240,7 @@ async def open_job(target: object) -> AsyncIterator[SnapshotJob]:
 
 def _checked(job: object) -> SnapshotJob:
     if not isinstance(job, SnapshotJob):
-        raise Refused(f"--app returned {type(job).__name__}, not a SnapshotJob")
+        raise InvalidInputError(f"--app returned {type(job).__name__}, not a SnapshotJob")
     return job
 
 
@@ -262,26 +262,28 @@ def parse_date(text: str, option: str) -> dt.date:
     """Parse a ``YYYY-MM-DD`` option.
 
     Raises:
-        Refused: It is not such a date.
+        InvalidInputError: It is not such a date.
     """
     try:
         if len(text) == 10:  # noqa: PLR2004 - YYYY-MM-DD
             return dt.date.fromisoformat(text)
     except ValueError:
         pass
-    raise Refused(f"{option} must be a date written YYYY-MM-DD, got {text!r}")
+    raise InvalidInputError(f"{option} must be a date written YYYY-MM-DD, got {text!r}")
 
 
 def parse_portfolio_id(text: str) -> uuid.UUID:
     """Parse a ``--portfolio`` id.
 
     Raises:
-        Refused: It is not a UUID.
+        InvalidInputError: It is not a UUID.
     """
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise Refused(f"--portfolio must be a portfolio id (a UUID), got {text!r}") from None
+        raise InvalidInputError(
+            f"--portfolio must be a portfolio id (a UUID), got {text!r}"
+        ) from None
 
 
 def execute(
@@ -294,7 +296,7 @@ def execute(
     async def main() -> ExitCode:
         if settings is None or settings.app is None:
             return out.failure(
-                Refused(
+                InvalidInputError(
                     "no app: pass --app module:attribute naming your SnapshotJob factory "
                     "(or set PORTFOLIO_SNAPSHOTS_APP)"
                 )
@@ -305,10 +307,10 @@ def execute(
         except Exception as error:  # noqa: BLE001 - every error becomes an exit code
             return out.failure(error)
 
-    finish(out, main)
+    run_main(out, main)
 
 
-def finish(out: Output, main: Callable[[], Awaitable[ExitCode]]) -> NoReturn:
+def run_main(out: Output, main: Callable[[], Awaitable[ExitCode]]) -> NoReturn:
     """Run `main` in a new event loop and exit with the code it returns."""
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -447,15 +449,15 @@ async def stored_series(
     """The stored snapshots of a portfolio (all of them by default).
 
     Raises:
-        Refused: Nothing is stored and the repository does not know the portfolio.
+        InvalidInputError: Nothing is stored and the repository does not know the portfolio.
     """
     first = start or dt.date.min
     last = end or job.today()
     if first > last:
-        raise Refused(f"--start {first} is after --end {last}")
+        raise InvalidInputError(f"--start {first} is after --end {last}")
     series = await job.snapshots.list_snapshots(portfolio_id, first, last)
     if not series and await job.portfolios.get_portfolio(portfolio_id, job.today()) is None:
-        raise Refused(
+        raise InvalidInputError(
             f"unknown portfolio {portfolio_id}: nothing stored, and the app does not know it"
         )
     return series
@@ -482,13 +484,15 @@ def recent_runs_of(job: SnapshotJob) -> RecentRuns:
     """The job's ledger, when it can list its runs.
 
     Raises:
-        Refused: The job keeps no ledger, or one that cannot list runs.
+        InvalidInputError: The job keeps no ledger, or one that cannot list runs.
     """
     ledger = job.ledger
     if ledger is None:
-        raise Refused("the job keeps no run ledger (SnapshotJob(ledger=...)): no runs to list")
+        raise InvalidInputError(
+            "the job keeps no run ledger (SnapshotJob(ledger=...)): no runs to list"
+        )
     if not isinstance(ledger, RecentRuns):
-        raise Refused(
+        raise InvalidInputError(
             f"the run ledger {type(ledger).__name__} cannot list its runs (RecentRuns); "
             "name a key: portfolio-snapshots runs KEY"
         )
@@ -501,7 +505,7 @@ def write_chart(
     """Chart `snapshots` into the PNG file `path`; return it and the chart's note.
 
     Raises:
-        Refused: matplotlib is not installed (the ``plot`` extra).
+        InvalidInputError: matplotlib is not installed (the ``plot`` extra).
     """
     try:
         from portfolio_snapshots.integrations.plot import (  # noqa: PLC0415 - only with the extra
@@ -509,7 +513,9 @@ def write_chart(
             save_chart,
         )
     except ImportError as error:
-        raise Refused("charts need matplotlib: pip install 'portfolio-snapshots[plot]'") from error
+        raise ImportError(
+            "charts need matplotlib: pip install 'portfolio-snapshots[plot]'"
+        ) from error
     data = chart_series(snapshots)
     return save_chart(data, path, title=title), data.note
 

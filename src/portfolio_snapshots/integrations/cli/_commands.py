@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from portfolio_snapshots import PortfolioSnapshot
+from portfolio_snapshots.errors import InvalidInputError
 from portfolio_snapshots.integrations.cli import demo as demo_world
 from portfolio_snapshots.integrations.cli._app import (
     ExitCode,
@@ -22,17 +23,16 @@ from portfolio_snapshots.integrations.cli._app import (
     Output,
     PortfolioOpt,
     ProgressEvery,
-    Refused,
     Settings,
     count_portfolios,
     execute,
     exit_code_of,
-    finish,
     parse_date,
     parse_portfolio_id,
     percent,
     recent_runs_of,
     record_dict,
+    run_main,
     run_with_progress,
     runs_table,
     snapshot_dict,
@@ -88,7 +88,7 @@ def _date(text: str | None, option: str) -> dt.date | None:
 
 
 @app.command("run-daily")
-def run_daily(
+def _run_daily_command(
     ctx: typer.Context,
     date: Annotated[
         str | None, typer.Option("--date", help="The date to snapshot (today in UTC).")
@@ -115,8 +115,8 @@ def run_daily(
     execute(_settings(ctx), out, body)
 
 
-@app.command()
-def backfill(
+@app.command("backfill")
+def _backfill_command(
     ctx: typer.Context,
     start: Annotated[str, typer.Option("--start", help="The first date (YYYY-MM-DD).")],
     portfolio: Annotated[
@@ -140,7 +140,7 @@ def backfill(
 
     async def body(job: SnapshotJob) -> ExitCode:
         if (portfolio is None) == (not all_portfolios):
-            raise Refused("name one portfolio (--portfolio ID) or every one (--all)")
+            raise InvalidInputError("name one portfolio (--portfolio ID) or every one (--all)")
         first = parse_date(start, "--start")
         last = _date(end, "--end") or job.today()
         days = max((last - first).days + 1, 0)
@@ -166,8 +166,8 @@ def backfill(
     execute(_settings(ctx), out, body)
 
 
-@app.command()
-def recompute(
+@app.command("recompute")
+def _recompute_command(
     ctx: typer.Context,
     portfolio: PortfolioOpt,
     since: Annotated[str, typer.Option("--since", help="The first date to rewrite.")],
@@ -198,8 +198,8 @@ def recompute(
     execute(_settings(ctx), out, body)
 
 
-@app.command()
-def show(
+@app.command("show")
+def _show_command(
     ctx: typer.Context,
     portfolio: PortfolioOpt,
     start: Annotated[str | None, typer.Option("--start", help="From this date.")] = None,
@@ -241,8 +241,8 @@ def show(
     execute(_settings(ctx), out, body)
 
 
-@app.command()
-def chart(
+@app.command("chart")
+def _chart_command(
     ctx: typer.Context,
     portfolio: PortfolioOpt,
     out_path: Annotated[Path, typer.Option("--out", help="The PNG file to write.")] = Path(
@@ -259,7 +259,9 @@ def chart(
         pid = parse_portfolio_id(portfolio)
         series = await stored_series(job, pid, _date(start, "--start"), _date(end, "--end"))
         if not series:
-            raise Refused(f"portfolio {pid} has no stored snapshot in that range to chart")
+            raise InvalidInputError(
+                f"portfolio {pid} has no stored snapshot in that range to chart"
+            )
         written, note = write_chart(series, out_path, title=f"portfolio {pid}")
         if out.json:
             out.document(
@@ -281,8 +283,8 @@ def chart(
     execute(_settings(ctx), out, body)
 
 
-@app.command()
-def runs(
+@app.command("runs")
+def _runs_command(
     ctx: typer.Context,
     key: Annotated[str | None, typer.Argument(help="One run key, with its report.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs to list.")] = 20,
@@ -294,10 +296,10 @@ def runs(
     async def body(job: SnapshotJob) -> ExitCode:
         if key is not None:
             if job.ledger is None:
-                raise Refused("the job keeps no run ledger (SnapshotJob(ledger=...))")
+                raise InvalidInputError("the job keeps no run ledger (SnapshotJob(ledger=...))")
             record = await job.ledger.get(key)
             if record is None:
-                raise Refused(f"unknown run key {key!r}")
+                raise InvalidInputError(f"unknown run key {key!r}")
             records = [record]
         else:
             records = list(await recent_runs_of(job).recent_runs(limit))
@@ -314,8 +316,8 @@ def runs(
     execute(_settings(ctx), out, body)
 
 
-@app.command()
-def demo(
+@app.command("demo")
+def _demo_command(
     db: Annotated[Path, typer.Option("--db", help="The SQLite file to create or reuse.")] = Path(
         demo_world.DEFAULT_DB
     ),
@@ -344,7 +346,7 @@ def demo(
         except Exception as error:  # noqa: BLE001 - every error becomes an exit code
             return out.failure(error)
 
-    finish(out, main)
+    run_main(out, main)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -416,7 +418,7 @@ def _demo_chart(summaries: list[_Summary], path: Path, out: Output) -> str | Non
         return None
     try:
         written, _ = write_chart(ada, path, title="Ada (demo portfolio)")
-    except Refused as missing:
+    except ImportError as missing:
         out.note(f"no chart: {missing}")
         return None
     return os.fspath(written)
@@ -464,7 +466,7 @@ async def _demo(
     today = _date(today_text, "--today") or demo_world.demo_today()
     first = min(tx.trade_date for tx in demo_world.demo_transactions())
     if today <= first:
-        raise Refused(f"--today must be after {first}, the demo's first transaction")
+        raise InvalidInputError(f"--today must be after {first}, the demo's first transaction")
     async with demo_world.open_demo_job(db, today=today) as job:
         out.note(f"demo database {db}; today is {today} (the end of the shipped price history)")
         reports = await _demo_runs(job, out, first, today - dt.timedelta(days=1), interval)
