@@ -339,6 +339,9 @@ def test_show_and_runs_print_json_and_tables(folder: Path) -> None:
     text = cli(folder, "runs")
     assert text.returncode == 0
     assert f"daily:{TODAY}" in text.stdout
+    detail = cli(folder, "runs", f"daily:{TODAY}")
+    assert detail.returncode == 0
+    assert f"daily:{TODAY}: completed, attempt 1: 3 stored, 0 failed" in detail.stdout
 
 
 def test_partial_failure_exits_1_and_lists_the_failed_days(folder: Path) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from portfolio_snapshots import PortfolioSnapshot
+from portfolio_snapshots import PortfolioSnapshot, RunReport
 from portfolio_snapshots.errors import InvalidInputError
 from portfolio_snapshots.integrations.cli import demo as demo_world
 from portfolio_snapshots.integrations.cli._app import (
@@ -44,7 +44,7 @@ from portfolio_snapshots.integrations.cli._app import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from portfolio_snapshots import RunReport, SnapshotJob
+    from portfolio_snapshots import SnapshotJob
 
 app = typer.Typer(
     name="portfolio-snapshots",
@@ -309,8 +309,7 @@ def _runs_command(
         else:
             out.stdout.print(runs_table(records))
             if key is not None and records[0].report is not None:
-                failures = records[0].report.get("failures") or []
-                out.say(f"failures: {len(failures)}")  # type: ignore[arg-type]
+                out.report(RunReport.from_dict(records[0].report))  # its counts and failures
         return ExitCode.OK
 
     execute(_settings(ctx), out, body)
