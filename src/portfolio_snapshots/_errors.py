@@ -480,3 +480,34 @@ class DatabaseUnavailableError(TransientError):
 
     Transient: the job's `RetryPolicy` retries it.
     """
+
+
+class MalformedFileError(InvalidInputError):
+    """A data file (a CSV of closes or FX rates) cannot be read as it stands.
+
+    The message names the file, the line and the field, so the row can be found and fixed.
+
+    Attributes:
+        path: The file.
+        line: The 1-based line number (1 is the header), or None for the file as a whole.
+        field: The column at fault (``"date"``, ``"close"``, ...), or None.
+        value: The offending text, or None.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str,
+        line: int | None = None,
+        field: str | None = None,
+        value: object = None,
+    ) -> None:
+        """Build the error; the message names every fact that is given."""
+        where = path if line is None else f"{path}, line {line}"
+        field_part = f"{field}={value!r}: " if field is not None else ""
+        super().__init__(f"{where}: {field_part}{reason}")
+        self.path = path
+        self.line = line
+        self.field = field
+        self.value = value

@@ -69,6 +69,27 @@ class PortfolioFailed:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RunProgress:
+    """A run's counts so far, after each write of a batch (and after a batch with none).
+
+    The counts only grow; ``succeeded + failed + skipped`` is the number of portfolio-days
+    the run is done with, for a progress bar or a metric.
+
+    Attributes:
+        key: The run key, or None.
+        succeeded: Portfolio-days stored so far.
+        failed: Portfolio-days that failed so far.
+        skipped: Portfolio-days left alone so far (already stored, or before the portfolio
+            existed).
+    """
+
+    key: str | None
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RetryScheduled:
     """A call to a port failed transiently and will be tried again after `delay` seconds.
 
@@ -153,6 +174,7 @@ RunEvent: TypeAlias = (
     | LeaseLost
     | LeaseReleased
     | CleanupFailed
+    | RunProgress
 )
 
 
@@ -168,7 +190,7 @@ class LoggingEvents:
 
     Messages are short sentences; the event's fields are passed as structured ``extra``
     (prefixed ``snapshot_``), ready for a JSON formatter. Levels: INFO for start and finish,
-    WARNING for a failed portfolio, a retry or a lost lease.
+    WARNING for a failed portfolio, a retry or a lost lease, DEBUG for progress.
 
     Args:
         logger: Where to log; ``logging.getLogger("portfolio_snapshots")`` by default.
@@ -201,6 +223,7 @@ _LEVELS: dict[type, tuple[int, str]] = {
     LeaseLost: (logging.WARNING, "run lease lost"),
     LeaseReleased: (logging.INFO, "run lease ended"),
     CleanupFailed: (logging.WARNING, "run clean-up call failed"),
+    RunProgress: (logging.DEBUG, "snapshot run progress"),
 }
 
 

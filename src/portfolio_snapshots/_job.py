@@ -41,6 +41,7 @@ from portfolio_snapshots._events import (
     PortfolioFailed,
     RetryScheduled,
     RunFinished,
+    RunProgress,
     RunStarted,
 )
 from portfolio_snapshots._parsing import date_argument, portfolio_problem
@@ -200,6 +201,10 @@ class _Run:
         """Record `error` for each ``(portfolio_id, day)`` of `keys`."""
         for portfolio_id, day in keys:
             self.fail(portfolio_id, day, error, attempts)
+
+    def progress(self) -> None:
+        """Tell the counts so far (a `RunProgress` event)."""
+        self.events(RunProgress(self.key, self.succeeded, len(self.failures), self.skipped))
 
 
 class SnapshotJob:
@@ -862,9 +867,15 @@ class SnapshotJob:
             run.fail(p.id, day, reason, 1)
 
     async def _write(self, valued: list[PortfolioSnapshot], run: _Run) -> None:
-        """Store `valued` in writes of at most `batch_size`, each fenced and atomic."""
+        """Store `valued` in writes of at most `batch_size`, each fenced and atomic.
+
+        Tells the progress after each write (once when there is nothing to write).
+        """
+        if not valued:
+            run.progress()
         for i in range(0, len(valued), self.batch_size):
             await self._write_isolating(valued[i : i + self.batch_size], run)
+            run.progress()
 
     async def _write_isolating(self, chunk: list[PortfolioSnapshot], run: _Run) -> None:
         """Write `chunk`; if the store refuses it for good, find the rows it refuses.
@@ -956,6 +967,7 @@ class SnapshotJob:
                 if admitted is not None:
                     by_day.setdefault(day, []).append(admitted)
         if not by_day:
+            run.progress()
             return
         valued: list[PortfolioSnapshot] = []
         async for day, priced in pricing.for_range(by_day):

@@ -147,8 +147,9 @@ class LedgerState:
         opened_on: The date of the portfolio's first transaction, or None when it had none on
             or before `as_of` (the portfolio did not exist yet).
         splits: The SPLITs dated on or before `as_of`, per ticker, as ``(ex_date, ratio)``
-            pairs in date order (held or not at the time: units bought after an ex-date are
-            in post-split units too); None when there were none. Read-only.
+            pairs in date order, one per day (a day's splits multiplied), whether the ticker
+            was held at the time or not (units bought after an ex-date are in post-split
+            units too); None when there were none. Read-only.
     """
 
     as_of: dt.date
@@ -390,6 +391,14 @@ class _Book:
         self.splits: dict[str, tuple[tuple[dt.date, Decimal], ...]] = {}
         self.splits_view: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None
 
+    def _record_split(self, ticker: str, day: dt.date, ratio: Decimal) -> None:
+        """Keep one entry per ticker and day: a day's splits in one ratio, in any order."""
+        before = self.splits.get(ticker, ())
+        if before and before[-1][0] == day:
+            before, ratio = before[:-1], before[-1][1] * ratio
+        self.splits[ticker] = (*before, (day, ratio))
+        self.splits_view = None
+
     def apply_day(self, day: dt.date, txs: list[Transaction]) -> None:
         """Apply every transaction dated `day`: the splits first, then the rest, at once."""
         checked = [(tx, self._validate(tx)) for tx in txs]
@@ -403,8 +412,7 @@ class _Book:
                     ticker, ratio = cast("str", tx.ticker), cast("Decimal", tx.ratio)
                     if ticker in holdings:
                         holdings[ticker] *= ratio
-                    self.splits[ticker] = (*self.splits.get(ticker, ()), (day, ratio))
-                    self.splits_view = None
+                    self._record_split(ticker, day, ratio)
             for tx, kind in checked:
                 if kind in _TRADES:
                     cash += _trade(holdings, sold, tx, kind)

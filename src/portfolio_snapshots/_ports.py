@@ -180,6 +180,21 @@ class RunLedger(Protocol):
 
 
 @runtime_checkable
+class RecentRuns(Protocol):
+    """An optional capability of a `RunLedger`: its latest runs, for operators' tools.
+
+    Contract:
+        - `recent_runs` returns at most `limit` records (none for a `limit` below one), the
+          most recently started attempt first; records started at the same instant come in
+          key order. Each record is what `RunLedger.get` returns for its key.
+    """
+
+    async def recent_runs(self, limit: int) -> Sequence[RunRecord]:
+        """Return the `limit` most recently started runs, latest first."""
+        ...
+
+
+@runtime_checkable
 class RunLock(Protocol):
     """Leases that let one holder at a time run a key, with fencing tokens.
 

@@ -23,7 +23,7 @@ from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._fx import pairs_with_inverses
 from portfolio_snapshots._parsing import ticker_problem
 from portfolio_snapshots._ports import FxRateHistory, PriceHistory
-from portfolio_snapshots._retry import Attempted, GaveUp, Outcome
+from portfolio_snapshots._retry import Attempted, GaveUp, Outcome, RetryPolicy
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -46,6 +46,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _Pair = tuple[str, str]
+_DEFAULT_POLICY = RetryPolicy()
 
 
 class RetryingCall(Protocol):
@@ -96,9 +97,9 @@ class Pricing:
         carry_forward: Use closes and rates older than `max_price_age`, marked ``stale``,
             instead of counting them as missing.
         is_transient: Tells a transient error from one that will not pass (the retry
-            policy's test). A request that fails for good with an error that is not transient
-            is split, to find the tickers (or pairs) it fails on; only the portfolios that
-            hold those fail.
+            policy's test; the default policy's by default). A request that fails for good
+            with an error that is not transient is split, to find the tickers (or pairs) it
+            fails on; only the portfolios that hold those fail.
     """
 
     __slots__ = (
@@ -122,9 +123,8 @@ class Pricing:
         rate_limit: TokenBucket | None = None,
         max_price_age: dt.timedelta | None = DEFAULT_MAX_PRICE_AGE,
         carry_forward: bool = False,
-        is_transient: Callable[[BaseException], bool] = lambda _error: False,
+        is_transient: Callable[[BaseException], bool] = _DEFAULT_POLICY.is_transient,
     ) -> None:
-        """Start with no table; see the class docstring for the arguments."""
         self._market = market_data
         self._history = market_data if isinstance(market_data, PriceHistory) else None
         self._fx = fx_rates
@@ -277,7 +277,7 @@ class Pricing:
         operation: str,
         keys: list[K],
         request: Callable[[list[K]], Awaitable[Mapping[K, V]]],
-    ) -> tuple[dict[K, V], dict[K, Exception], int] | GaveUp:
+    ) -> tuple[Mapping[K, V], dict[K, Exception], int] | GaveUp:
         """Request `keys`; when that fails for good, and not transiently, split to find why.
 
         Returns:
@@ -287,7 +287,7 @@ class Pricing:
         """
         got = await self._ask(operation, lambda: request(keys))
         if not isinstance(got, GaveUp):
-            return dict(got.value), {}, got.attempts
+            return got.value, {}, got.attempts
         if self._transient(got.error):
             return got
         if len(keys) == 1:

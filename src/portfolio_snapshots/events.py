@@ -17,6 +17,7 @@ from portfolio_snapshots._events import (
     RetryScheduled,
     RunEvent,
     RunFinished,
+    RunProgress,
     RunStarted,
 )
 from portfolio_snapshots._public import publish as _publish
@@ -33,6 +34,7 @@ __all__ = [
     "RetryScheduled",
     "RunEvent",
     "RunFinished",
+    "RunProgress",
     "RunStarted",
 ]
 

@@ -207,7 +207,7 @@ class InMemorySnapshotRepository:
 
 
 class InMemoryRunLedger:
-    """A `RunLedger` in memory."""
+    """A `RunLedger` in memory, which also lists its latest runs (`RecentRuns`)."""
 
     def __init__(self) -> None:
         """Start empty."""
@@ -243,6 +243,12 @@ class InMemoryRunLedger:
     async def get(self, key: str) -> RunRecord | None:
         """Return the record of `key`, or None."""
         return self._records.get(key)
+
+    async def recent_runs(self, limit: int) -> list[RunRecord]:
+        """Return the `limit` most recently started runs, latest first (the `RecentRuns` way)."""
+        ordered = sorted(self._records.values(), key=lambda r: r.key)
+        ordered.sort(key=lambda r: r.started_at, reverse=True)
+        return ordered[: max(limit, 0)]
 
 
 class InMemoryRunLock:

@@ -356,6 +356,13 @@ def _run_row(conn: sqlite3.Connection, key: str) -> RunRecord | None:
     )
 
 
+def _recent_runs(conn: sqlite3.Connection, limit: int) -> list[RunRecord]:
+    keys = conn.execute(
+        "SELECT key FROM ps_runs ORDER BY started_at DESC, key LIMIT ?", (max(limit, 0),)
+    ).fetchall()
+    return [r for (key,) in keys if (r := _run_row(conn, key)) is not None]
+
+
 def _start(conn: sqlite3.Connection, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
     with _Write(conn):
         record = _run_row(conn, key)
@@ -461,7 +468,7 @@ def _release(conn: sqlite3.Connection, lease: Lease) -> None:
 
 
 class SqliteSnapshotStore:
-    """A `SnapshotRepository`, `RunLedger` and `RunLock` in one SQLite database file.
+    """A `SnapshotRepository`, `RunLedger` (with `RecentRuns`) and `RunLock` in one SQLite file.
 
     Open it with `open` and close it with `close`, or use it as an async context manager::
 
@@ -621,6 +628,10 @@ class SqliteSnapshotStore:
     async def get(self, key: str) -> RunRecord | None:
         """Return the record of `key`, or None."""
         return await self._run(_run_row, key)
+
+    async def recent_runs(self, limit: int) -> list[RunRecord]:
+        """Return the `limit` most recently started runs, latest first (the `RecentRuns` way)."""
+        return await self._run(_recent_runs, limit)
 
     # RunLock
 

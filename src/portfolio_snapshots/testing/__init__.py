@@ -2,8 +2,8 @@
 
 - Fault-injecting wrappers for every port (`FaultyMarketData`, ...), scripted by a `Fault`.
 - `FakeClock`, `FakeSleep` and `instant_retry`: time under the test's control.
-- The conformance suite (`SnapshotRepositoryContract`, ... and the ``check_*`` functions) to
-  run on a host's own adapters.
+- The conformance suite (`SnapshotRepositoryContract`, `MarketDataContract`, ... and the
+  ``check_*`` functions) to run on a host's own adapters.
 - Hypothesis strategies, in the submodule `portfolio_snapshots.testing.strategies`, which
   is the only part that needs Hypothesis. This package imports without pytest or Hypothesis.
 
@@ -15,9 +15,11 @@ from __future__ import annotations
 from portfolio_snapshots._public import publish as _publish
 from portfolio_snapshots.testing._clock import FakeClock, FakeSleep, instant_retry
 from portfolio_snapshots.testing._conformance import (
+    MarketDataContract,
     RunLedgerContract,
     RunLockContract,
     SnapshotRepositoryContract,
+    check_market_data,
     check_run_ledger,
     check_run_lock,
     check_snapshot_repository,
@@ -40,9 +42,11 @@ __all__ = [
     "FaultyRunLedger",
     "FaultyRunLock",
     "FaultySnapshotRepository",
+    "MarketDataContract",
     "RunLedgerContract",
     "RunLockContract",
     "SnapshotRepositoryContract",
+    "check_market_data",
     "check_run_ledger",
     "check_run_lock",
     "check_snapshot_repository",

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import decimal
 import itertools
+import unittest
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -24,6 +25,9 @@ from portfolio_snapshots import (
     Lease,
     PortfolioSnapshot,
     PositionValuation,
+    PriceHistory,
+    PriceQuote,
+    RecentRuns,
     RunKeyConflictError,
     RunRecord,
     RunState,
@@ -36,12 +40,14 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
-    from portfolio_snapshots import RunLedger, RunLock, SnapshotRepository
+    from portfolio_snapshots import MarketData, RunLedger, RunLock, SnapshotRepository
 
 __all__ = [
+    "MarketDataContract",
     "RunLedgerContract",
     "RunLockContract",
     "SnapshotRepositoryContract",
+    "check_market_data",
     "check_run_ledger",
     "check_run_lock",
     "check_snapshot_repository",
@@ -195,6 +201,8 @@ def _check_all(contract: object, cls: type) -> None:
         if name.startswith("test_") and callable(member):
             try:
                 getattr(contract, name)()
+            except unittest.SkipTest:
+                continue  # a clause about a capability the adapter does not offer
             except Exception as error:
                 error.add_note(f"in the conformance check {cls.__name__}.{name}")
                 raise
@@ -611,6 +619,27 @@ class RunLedgerContract:
 
         self._run(body)
 
+    def test_recent_runs_latest_first(self) -> None:
+        """A ledger offering `RecentRuns` lists the latest attempts first, ties by key, limited."""
+
+        async def body(ledger: RunLedger) -> None:
+            if not isinstance(ledger, RecentRuns):
+                raise unittest.SkipTest("the ledger does not offer RecentRuns")
+            for key, at in (("b", 0), ("a", 5), ("c", 5), ("d", 1)):
+                await ledger.start(key, "h1", _at(at))
+            await ledger.finish("d", RunState.FAILED, _report(), _at(2))
+            await ledger.start("d", "h1", _at(9))  # a resume starts a new attempt
+            got = [r.key for r in await ledger.recent_runs(10)]
+            _expect(got == ["d", "a", "c", "b"], f"recent_runs(10) listed {got}")
+            got = [r.key for r in await ledger.recent_runs(2)]
+            _expect(got == ["d", "a"], f"recent_runs(2) listed {got}")
+            none = list(await ledger.recent_runs(0))
+            _expect(none == [], f"recent_runs(0) listed {none!r}")
+            first = (await ledger.recent_runs(1))[0]
+            _expect_record(first, "recent_runs(1)[0]", RunState.RUNNING, 2, started_at=_at(9))
+
+        self._run(body)
+
 
 def _report() -> dict[str, object]:
     """A report shaped like `RunReport.as_dict`, with nesting and every JSON scalar but float."""
@@ -945,3 +974,201 @@ def check_run_lock(factory: Callable[[], AbstractAsyncContextManager[RunLock]]) 
             adapter raises propagates with the same note.
     """
     _check_all(_BoundRunLockContract(factory), RunLockContract)
+
+
+#: The closes every `MarketDataContract` check loads: a gap, a later-only ticker, two
+#: currencies, prices of several scales.
+_CLOSES = (
+    PriceQuote("AAA", Decimal("101.25"), _day(0), "USD"),
+    PriceQuote("AAA", Decimal("102.5"), _day(1), "USD"),
+    PriceQuote("AAA", Decimal("99.125"), _day(3), "USD"),
+    PriceQuote("BBB", Decimal("48.10"), _day(1), "EUR"),
+    PriceQuote("CCC", Decimal("7.0001"), _day(5), "USD"),
+)
+
+
+def _close(ticker: str, n: int) -> PriceQuote:
+    return next(q for q in _CLOSES if q.ticker == ticker and q.as_of == _day(n))
+
+
+def _expect_quote(got: object, want: PriceQuote, label: str) -> None:
+    if not isinstance(got, PriceQuote):
+        raise AssertionError(  # noqa: TRY004 - a broken contract, not a caller's type error
+            f"{label}: expected a PriceQuote, got {got!r}"
+        )
+    problems = [
+        f"{name}: got {g!r}, loaded {w!r}"
+        for name, g, w in (
+            ("ticker", got.ticker, want.ticker),
+            ("price", got.price, want.price),
+            ("as_of", got.as_of, want.as_of),
+            ("currency", got.currency, want.currency),
+        )
+        if _unlike(g, w)
+    ]
+    _expect(not problems, f"{label}: " + "; ".join(problems))
+
+
+class MarketDataContract:
+    """The `MarketData` contract (and `PriceHistory`'s, when offered) as tests.
+
+    Subclass it as ``Test...`` in a test module and implement `make_market_data`, which
+    loads the given closes into a fresh adapter (an in-memory fake takes them as they are; a
+    file-backed adapter writes them to a file first). Every ``test_*`` method then checks one
+    clause of the contract; the `PriceHistory` checks are skipped (`unittest.SkipTest`) for an
+    adapter without that capability.
+
+    Example::
+
+        class TestMyMarketData(MarketDataContract):
+            def make_market_data(self, quotes):
+                return contextlib.nullcontext(InMemoryMarketData(quotes))
+    """
+
+    def make_market_data(
+        self, quotes: Sequence[PriceQuote]
+    ) -> AbstractAsyncContextManager[MarketData]:
+        """Return an async context manager yielding an adapter serving exactly `quotes`.
+
+        Args:
+            quotes: The closes to serve, each with its ticker, price, date and currency.
+
+        Returns:
+            The context manager.
+
+        Raises:
+            NotImplementedError: Always, here: subclasses implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement make_market_data()")
+
+    def _run(self, body: Callable[[MarketData], Awaitable[None]]) -> None:
+        _run(lambda: self.make_market_data(_CLOSES), body)
+
+    def test_latest_close_on_or_before_the_date(self) -> None:
+        """Between two closes, `get_prices` answers with the earlier one, dated as it was."""
+
+        async def body(market: MarketData) -> None:
+            got = await market.get_prices(["AAA"], _day(2))
+            _expect_quote(got.get("AAA"), _close("AAA", 1), f"AAA on {_day(2)} (no close)")
+            got = await market.get_prices(["AAA"], _day(30))
+            _expect_quote(got.get("AAA"), _close("AAA", 3), f"AAA on {_day(30)}")
+
+        self._run(body)
+
+    def test_close_of_the_date_itself(self) -> None:
+        """On a date with a close, `get_prices` answers with that very close."""
+
+        async def body(market: MarketData) -> None:
+            for n in (0, 1, 3):
+                got = await market.get_prices(["AAA"], _day(n))
+                _expect_quote(got.get("AAA"), _close("AAA", n), f"AAA on {_day(n)}")
+
+        self._run(body)
+
+    def test_never_a_later_close(self) -> None:
+        """A ticker whose closes all come after the date is absent, not priced from the future."""
+
+        async def body(market: MarketData) -> None:
+            got = dict(await market.get_prices(["AAA", "CCC"], _day(-1)))
+            _expect(got == {}, f"before any close, get_prices returned {got!r}")
+            got = dict(await market.get_prices(["CCC"], _day(4)))
+            _expect(got == {}, f"CCC closes first on {_day(5)}; on {_day(4)} got {got!r}")
+
+        self._run(body)
+
+    def test_unknown_ticker_is_absent(self) -> None:
+        """A ticker without any close is left out of the mapping: no None, no zero, no error."""
+
+        async def body(market: MarketData) -> None:
+            got = dict(await market.get_prices(["NOPE", "AAA"], _day(1)))
+            _expect(set(got) == {"AAA"}, f"asked for NOPE and AAA, got keys {sorted(got)}")
+
+        self._run(body)
+
+    def test_many_tickers_in_one_call_keep_their_currencies(self) -> None:
+        """One call prices several tickers, each quote in its own currency."""
+
+        async def body(market: MarketData) -> None:
+            got = dict(await market.get_prices({"AAA", "BBB", "CCC"}, _day(5)))
+            _expect(set(got) == {"AAA", "BBB", "CCC"}, f"got keys {sorted(got)}")
+            _expect_quote(got["AAA"], _close("AAA", 3), "AAA")
+            _expect_quote(got["BBB"], _close("BBB", 1), "BBB")
+            _expect_quote(got["CCC"], _close("CCC", 5), "CCC")
+
+        self._run(body)
+
+    def test_an_empty_request_returns_nothing(self) -> None:
+        """Asking for no ticker returns an empty mapping."""
+
+        async def body(market: MarketData) -> None:
+            got = dict(await market.get_prices([], _day(1)))
+            _expect(got == {}, f"asked for no ticker, got {got!r}")
+
+        self._run(body)
+
+    def _history(self, body: Callable[[PriceHistory], Awaitable[None]]) -> None:
+        async def checked(market: MarketData) -> None:
+            if not isinstance(market, PriceHistory):
+                raise unittest.SkipTest("the adapter does not offer PriceHistory")
+            await body(market)
+
+        self._run(checked)
+
+    def test_history_is_inclusive_ordered_and_leaves_out_the_empty(self) -> None:
+        """`get_price_history` gives every close of the range, ends included, by date."""
+
+        async def body(market: PriceHistory) -> None:
+            got = dict(
+                await market.get_price_history(["AAA", "BBB", "CCC", "NOPE"], _day(0), _day(3))
+            )
+            _expect(set(got) == {"AAA", "BBB"}, f"keys {sorted(got)}, expected AAA and BBB")
+            aaa, days = list(got["AAA"]), (0, 1, 3)
+            _expect(len(aaa) == len(days), f"AAA: expected {len(days)} closes, got {aaa!r}")
+            for n, quote in zip(days, aaa, strict=False):
+                _expect_quote(quote, _close("AAA", n), f"AAA history, close of {_day(n)}")
+            _expect(len(got["BBB"]) == 1, f"BBB: expected 1 close, got {got['BBB']!r}")
+            _expect_quote(got["BBB"][0], _close("BBB", 1), "BBB history")
+
+        self._history(body)
+
+    def test_history_of_one_day(self) -> None:
+        """A range of one day gives that day's close and nothing from before it."""
+
+        async def body(market: PriceHistory) -> None:
+            got = dict(await market.get_price_history(["AAA", "BBB"], _day(2), _day(2)))
+            _expect(got == {}, f"no close on {_day(2)}, got {got!r}")
+            got = dict(await market.get_price_history(["AAA"], _day(1), _day(1)))
+            _expect(len(got.get("AAA", ())) == 1, f"one close on {_day(1)}, got {got!r}")
+            _expect_quote(got["AAA"][0], _close("AAA", 1), f"AAA on {_day(1)}")
+
+        self._history(body)
+
+
+class _BoundMarketDataContract(MarketDataContract):
+    def __init__(
+        self, factory: Callable[[Sequence[PriceQuote]], AbstractAsyncContextManager[MarketData]]
+    ) -> None:
+        self._factory = factory
+
+    def make_market_data(
+        self, quotes: Sequence[PriceQuote]
+    ) -> AbstractAsyncContextManager[MarketData]:
+        return self._factory(quotes)
+
+
+def check_market_data(
+    factory: Callable[[Sequence[PriceQuote]], AbstractAsyncContextManager[MarketData]],
+) -> None:
+    """Run every `MarketDataContract` check, without pytest.
+
+    The `PriceHistory` checks run when the adapter offers that capability.
+
+    Args:
+        factory: Takes the closes to serve and returns an async context manager yielding a
+            fresh adapter serving exactly those; called once per check.
+
+    Raises:
+        AssertionError: The first check that fails; a note names it. Any other error the
+            adapter raises propagates with the same note.
+    """
+    _check_all(_BoundMarketDataContract(factory), MarketDataContract)

@@ -122,7 +122,7 @@ def _record(row: RowMapping) -> RunRecord:
 
 
 class SqlAlchemySnapshotStore:
-    """A `SnapshotRepository`, `RunLedger` and `RunLock` over an SQLAlchemy `AsyncEngine`.
+    """A `SnapshotRepository`, `RunLedger` (with `RecentRuns`) and `RunLock` over an `AsyncEngine`.
 
     Works on PostgreSQL (asyncpg or psycopg 3) and SQLite (aiosqlite). Either wrap the host's
     engine::
@@ -445,6 +445,18 @@ class SqlAlchemySnapshotStore:
                     .one_or_none()
                 )
         return None if row is None else _record(row)
+
+    async def recent_runs(self, limit: int) -> list[RunRecord]:
+        """Return the `limit` most recently started runs, latest first (the `RecentRuns` way)."""
+        query = (
+            select(runs_table)
+            .order_by(runs_table.c.started_at.desc(), runs_table.c.key)
+            .limit(max(limit, 0))
+        )
+        with translated():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).mappings().all()
+        return [_record(row) for row in rows]
 
     # RunLock
 
