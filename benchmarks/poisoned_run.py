@@ -103,7 +103,7 @@ def _check(condition: bool, message: str) -> None:
 
 def main() -> None:
     """Parse the arguments, run both variants alternately, and print the ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="A daily run with poison, against the same run clean.")
     parser.add_argument("--portfolios", type=int, default=100_000)
     parser.add_argument("--positions", type=int, default=10)
     parser.add_argument("--tickers", type=int, default=2_000)
@@ -115,7 +115,8 @@ def main() -> None:
     step = len(portfolios) // args.poison
     poisoned = frozenset(portfolios[i * step + step // 3].id for i in range(args.poison))
     clean_times, poisoned_times = [], []
-    for _ in range(args.rounds):
+    clean_writes = poisoned_writes = stored = 0
+    for _ in range(max(args.rounds, 1)):
         seconds, report, store = timed(portfolios, market, frozenset())
         _check((report.succeeded, report.failed) == (len(portfolios), 0), "clean run failed")
         clean_times.append(seconds)
