@@ -103,7 +103,9 @@ def _check(condition: bool, message: str) -> None:
 
 def main() -> None:
     """Parse the arguments, run both variants alternately, and print the ratio."""
-    parser = argparse.ArgumentParser(description="A daily run with poison, against the same run clean.")
+    parser = argparse.ArgumentParser(
+        description="A daily run with poison, against the same run clean."
+    )
     parser.add_argument("--portfolios", type=int, default=100_000)
     parser.add_argument("--positions", type=int, default=10)
     parser.add_argument("--tickers", type=int, default=2_000)
