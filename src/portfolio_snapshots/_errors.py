@@ -511,3 +511,28 @@ class MalformedFileError(InvalidInputError):
         self.line = line
         self.field = field
         self.value = value
+
+
+class DatabaseAccessError(SnapshotError):
+    """The database refused the store, or is not there: asking again gives the same answer.
+
+    Raised for a password or role the server refuses (SQLSTATE class 28), a database that does
+    not exist (3D000) and, on SQLite, a file that cannot be opened or is not an SQLite
+    database. Not transient: the job's `RetryPolicy` never retries it, since retrying a wrong
+    password only delays the answer. The message names the database (a path, or a URL without
+    its password) and what to check; it never holds a password.
+
+    Attributes:
+        database: The database, as the message names it.
+        sqlstate: The SQLSTATE the server reported, or None (SQLite, or a driver that keeps
+            it to itself).
+    """
+
+    def __init__(
+        self, problem: str, *, database: str, check: str, sqlstate: str | None = None
+    ) -> None:
+        """Build the error: `problem` says what went wrong, `check` what the host should check."""
+        code = f" [{sqlstate}]" if sqlstate else ""
+        super().__init__(f"database {database}: {problem}{code}; check {check} (not retried)")
+        self.database = database
+        self.sqlstate = sqlstate

@@ -4,6 +4,8 @@
   retries them, with `ConnectionError` and `TimeoutError`).
 - `InvalidInputError` and its subclasses describe bad input; they also derive from
   `ValueError`, and are never retried.
+- `DatabaseAccessError` (a refused login, a database or SQLite file that is not there) and
+  `SchemaVersionError` are storage faults that asking again cannot cure: never retried.
 - `LookupError` subclasses (`PortfolioNotFoundError`, `MissingPriceError`,
   `MissingFxRateError`) say that something asked for is not there.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from portfolio_snapshots._errors import (
     CurrencyMismatchError,
+    DatabaseAccessError,
     DatabaseBusyError,
     DatabaseUnavailableError,
     FutureTransactionError,
@@ -46,6 +49,7 @@ from portfolio_snapshots._public import publish as _publish
 
 __all__ = [
     "CurrencyMismatchError",
+    "DatabaseAccessError",
     "DatabaseBusyError",
     "DatabaseUnavailableError",
     "FutureTransactionError",

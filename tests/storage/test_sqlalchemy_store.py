@@ -33,7 +33,7 @@ from portfolio_snapshots.adapters.sqlalchemy import (
     create_schema,
     metadata,
 )
-from portfolio_snapshots.adapters.sqlalchemy._schema import MIGRATIONS, transient
+from portfolio_snapshots.adapters.sqlalchemy._schema import MIGRATIONS, translate
 from portfolio_snapshots.errors import DatabaseBusyError, LeaseLostError, SchemaVersionError
 from storage.pg_server import (
     asyncpg_url,
@@ -600,7 +600,7 @@ class _OrigError(Exception):
 def test_sqlstates_that_are_transient(sqlstate: str, expected: type[Exception] | None) -> None:
     """Serialization, deadlock, lock and connection SQLSTATEs map to transient errors only."""
     error = sa_exc.DBAPIError("SELECT 1", None, _OrigError(sqlstate))
-    mapped = transient(error)
+    mapped = translate(error, "db")
     if expected is None:
         assert mapped is None
     else:
@@ -612,14 +612,14 @@ def test_other_transient_errors() -> None:
     invalidated = sa_exc.DBAPIError(
         "SELECT 1", None, Exception("gone"), connection_invalidated=True
     )
-    assert type(transient(invalidated)) is DatabaseUnavailableError
-    assert type(transient(ConnectionRefusedError())) is DatabaseUnavailableError
-    assert type(transient(sa_exc.TimeoutError())) is DatabaseBusyError
+    assert type(translate(invalidated, "db")) is DatabaseUnavailableError
+    assert type(translate(ConnectionRefusedError(), "db")) is DatabaseUnavailableError
+    assert type(translate(sa_exc.TimeoutError(), "db")) is DatabaseBusyError
     locked = sqlite3.OperationalError("database is locked")
-    assert type(transient(sa_exc.OperationalError("x", None, locked))) is DatabaseBusyError
+    assert type(translate(sa_exc.OperationalError("x", None, locked), "db")) is DatabaseBusyError
     missing = sqlite3.OperationalError("no such table: ps_snapshots")
-    assert transient(sa_exc.OperationalError("x", None, missing)) is None
-    assert transient(ValueError("bad")) is None
+    assert translate(sa_exc.OperationalError("x", None, missing), "db") is None
+    assert translate(ValueError("bad"), "db") is None
 
 
 def test_existing_keys_in_many_chunks(target: Target) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from uuid import UUID
 
 from portfolio_snapshots._domain import POSITION_WIDTH, PositionValuation, RunRecord, RunState
-from portfolio_snapshots._errors import InvalidInputError
+from portfolio_snapshots._errors import DatabaseAccessError, DatabaseBusyError, InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -310,3 +310,64 @@ def chunks(items: Sequence[_T], size: int = KEY_CHUNK) -> Iterable[Sequence[_T]]
     """Yield `items` in slices of at most `size`."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+# --- SQLite's errors --------------------------------------------------------------------------
+
+# Primary result codes (https://sqlite.org/rescode.html) for "try again later": BUSY, LOCKED,
+# and PROTOCOL (a race between WAL connections).
+_SQLITE_BUSY_CODES: Final = frozenset({5, 6, 15})
+_SQLITE_NOTE: Final = " (SQLite has no password)"
+# Primary result codes for a file that cannot be used as it stands, and what to check.
+_SQLITE_ACCESS: Final = {
+    14: (  # CANTOPEN
+        "SQLite cannot open the file",
+        "that the directory exists, that the path names a file (not a directory), and that "
+        "the process may read and write there" + _SQLITE_NOTE,
+    ),
+    26: (  # NOTADB
+        "the file is not an SQLite database",
+        "the path: it must name an SQLite database, or a file to create",
+    ),
+    3: (  # PERM
+        "SQLite was denied access to the file",
+        "the permissions of the file and its directory" + _SQLITE_NOTE,
+    ),
+    8: (  # READONLY, with every extended code (a read-only file, directory, -wal or -shm)
+        "SQLite cannot write the file",
+        "that the process may write the file, its directory and its -wal and -shm files"
+        + _SQLITE_NOTE,
+    ),
+    23: (  # AUTH
+        "the SQLite authorizer refused access",
+        "the authorizer installed on the connection" + _SQLITE_NOTE,
+    ),
+}
+
+
+def sqlite_error(exc: BaseException, path: str) -> Exception | None:
+    """Return the library's error for an SQLite error, or None to raise `exc` itself.
+
+    Locked and busy databases become `DatabaseBusyError` (transient); a file that cannot be
+    opened, written or read as an SQLite database becomes `DatabaseAccessError` (never
+    retried, whose message names `path` and what to check). Works on the standard library's
+    `sqlite3.Error`, also as aiosqlite raises it, without importing a driver.
+
+    Args:
+        exc: The error SQLite raised.
+        path: The database file, for the message.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    lowered = text.lower()
+    if (
+        primary in _SQLITE_BUSY_CODES
+        or "database is locked" in lowered
+        or "database table is locked" in lowered
+    ):
+        return DatabaseBusyError(f"SQLite database is busy: {text}")
+    if primary in _SQLITE_ACCESS:
+        problem, check = _SQLITE_ACCESS[primary]
+        return DatabaseAccessError(f"{problem} ({text})", database=path, check=check)
+    return None

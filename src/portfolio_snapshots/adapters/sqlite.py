@@ -61,6 +61,7 @@ from portfolio_snapshots.adapters._sql_codec import (
     report_from_json,
     report_json,
     run_record,
+    sqlite_error,
     utc_text,
 )
 
@@ -147,19 +148,6 @@ _SNAPSHOT_COLUMNS = (
     "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
     "positions, net_contributions, external_flow, stale"
 )
-
-# SQLite's primary result codes for "try again later": BUSY, LOCKED and a WAL race (PROTOCOL).
-_BUSY_CODES: Final = frozenset({5, 6, 15})
-
-
-def _translate(exc: sqlite3.Error) -> Exception:
-    """Return the error to raise for `exc`: a `DatabaseBusyError` when it is worth retrying."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    busy = (code & 0xFF) in _BUSY_CODES if isinstance(code, int) else False
-    text = str(exc).lower()
-    if busy or "database is locked" in text or "database table is locked" in text:
-        return DatabaseBusyError(f"SQLite database is busy: {exc}")
-    return exc
 
 
 class _Write:
@@ -476,8 +464,9 @@ class SqliteSnapshotStore:
             job = SnapshotJob(..., snapshots=store, ledger=store, lock=store)
 
     The file is created and migrated on open, and switched to WAL mode. Busy and locked
-    errors become `DatabaseBusyError` (a `TransientError`, retried by the job's policy);
-    other `sqlite3` errors are raised as they are.
+    errors become `DatabaseBusyError` (a `TransientError`, retried by the job's policy); a
+    file that cannot be opened, written or read as an SQLite database becomes
+    `DatabaseAccessError` (never retried); other `sqlite3` errors are raised as they are.
 
     Fencing follows the `SnapshotRepository` contract: each row keeps the fence it was written
     with, a fenced write skips rows stored under a greater fence, an unfenced write replaces
@@ -510,6 +499,9 @@ class SqliteSnapshotStore:
             SchemaVersionError: The file's schema is newer than this library's; the file is
                 left unchanged.
             DatabaseBusyError: Another connection held the database locked too long.
+            DatabaseAccessError: The file cannot be opened (its directory does not exist, it
+                is a directory, the process may not read or write it) or is not an SQLite
+                database. Never retried; SQLite has no password.
         """
         name = os.fspath(path)
         if name == ":memory:" or name.startswith("file::memory:"):
@@ -527,9 +519,10 @@ class SqliteSnapshotStore:
             executor.shutdown(wait=False)
             if not isinstance(exc, asyncio.CancelledError):
                 await asyncio.wrap_future(closing)
-            if isinstance(exc, sqlite3.Error):
-                raise _translate(exc) from exc
-            raise
+            mapped = sqlite_error(exc, name) if isinstance(exc, sqlite3.Error) else None
+            if mapped is None:
+                raise
+            raise mapped from exc
         return cls(name, holder[0], executor)
 
     @property
@@ -572,10 +565,10 @@ class SqliteSnapshotStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except sqlite3.Error as exc:
-            translated = _translate(exc)
-            if translated is exc:
+            mapped = sqlite_error(exc, self._path)
+            if mapped is None:
                 raise
-            raise translated from exc
+            raise mapped from exc
 
     # SnapshotRepository
 

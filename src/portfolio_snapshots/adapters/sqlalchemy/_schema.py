@@ -1,14 +1,17 @@
 """The SQLAlchemy store's schema: column types, tables, migrations, and the engines it accepts.
 
-Also how the drivers' temporary failures become `TransientError` subclasses (`translated`),
-since every layer above talks to the database through it. Nothing here knows the store class
-or the PostgreSQL write fast path; both build on this module.
+Also how the drivers' errors become the library's (`translated`), the same on every driver,
+since every layer above talks to the database through it: temporary failures become
+`TransientError` subclasses, a refused login or a missing database `DatabaseAccessError`.
+Nothing here knows the store class or the PostgreSQL write fast path; both build on this
+module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +38,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from portfolio_snapshots._errors import (
+    DatabaseAccessError,
     DatabaseBusyError,
     DatabaseUnavailableError,
     InvalidInputError,
@@ -48,12 +52,13 @@ from portfolio_snapshots.adapters._sql_codec import (
     SCHEMA_VERSION_TABLE,
     SNAPSHOTS_TABLE,
     as_utc,
+    sqlite_error,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from sqlalchemy import Connection
+    from sqlalchemy import URL, Connection
     from sqlalchemy.engine.interfaces import Dialect
     from sqlalchemy.sql.type_api import TypeEngine
 
@@ -279,66 +284,179 @@ _BUSY_SQLSTATES: Final = frozenset({"40001", "40P01", "55P03", "57014"})
 # SQLSTATE classes of a lost or refused server: connection exception, insufficient resources,
 # operator intervention (shutdown, "the database system is starting up").
 _UNAVAILABLE_SQLSTATE_PREFIXES: Final = ("08", "53", "57P")
-# SQLite's primary result codes for "try again later": BUSY, LOCKED and a WAL race (PROTOCOL).
-_SQLITE_BUSY_CODES: Final = frozenset({5, 6, 15})
+# SQLSTATEs of a server that refuses the store for good: class 28, invalid authorization
+# specification (28P01 a wrong password, 28000 a role that may not log in from here), and
+# 3D000, invalid catalog name (no such database).
+_LOGIN_REFUSED_CLASS: Final = "28"
+_NO_SUCH_DATABASE: Final = "3D000"
+_CHECK_LOGIN: Final = (
+    "the user name and password the URL gives, and that the server lets that role log in "
+    "from this host (pg_hba.conf)"
+)
+_CHECK_DATABASE: Final = "the database name in the URL, or create the database"
+# psycopg reports no SQLSTATE for a failed connection (libpq keeps it to itself: psycopg
+# issue #1188), so its refusals are recognised by the server's messages, which are English
+# unless the server's lc_messages says otherwise.
+_PSYCOPG_REFUSALS: Final = (
+    (re.compile(r'database ".*" does not exist'), _NO_SUCH_DATABASE),
+    (re.compile(r'password authentication failed for user "'), "28P01"),
+    (
+        re.compile(
+            r'authentication failed for user "|role ".*" (?:does not exist|is not permitted '
+            r"to log in)|pg_hba\.conf (?:entry|rejects)"
+        ),
+        "28000",
+    ),
+)
 
 
-def _from_sqlstate(sqlstate: str, exc: BaseException) -> Exception | None:
-    if sqlstate in _BUSY_SQLSTATES:
-        return DatabaseBusyError(f"database busy ({sqlstate}): {exc}")
-    if sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
-        return DatabaseUnavailableError(f"database unavailable ({sqlstate}): {exc}")
+def database_name(url: URL) -> str:
+    """Name the database of `url` for messages, never with its password.
+
+    On SQLite, the file; elsewhere the URL without the password and the query (which may
+    hold one).
+    """
+    if url.get_backend_name() == "sqlite":
+        return url.database or ""
+    user = f"{url.username}@" if url.username else ""
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.drivername}://{user}{url.host or ''}{port}/{url.database or ''}"
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _sqlstate(error: BaseException | None) -> tuple[str, BaseException] | None:
+    """Return the SQLSTATE carried by `error` or, on asyncpg under SQLAlchemy, its cause."""
+    for source in (error, getattr(error, "__cause__", None)):
+        sqlstate = getattr(source, "sqlstate", None) or getattr(source, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate and source is not None:
+            return sqlstate, source
     return None
 
 
-def _transient_dbapi(exc: sa_exc.DBAPIError) -> Exception | None:
-    orig = exc.orig
-    if exc.connection_invalidated:
-        return DatabaseUnavailableError(f"database connection lost: {exc}")
-    if isinstance(orig, sqlite3.Error):
-        code = getattr(orig, "sqlite_errorcode", None)
-        if (isinstance(code, int) and code & 0xFF in _SQLITE_BUSY_CODES) or (
-            "database is locked" in str(orig)
-        ):
-            return DatabaseBusyError(f"SQLite database is busy: {orig}")
+def _access_error(sqlstate: str | None, error: BaseException, where: str) -> DatabaseAccessError:
+    if sqlstate == _NO_SUCH_DATABASE:
+        problem, check = "the database does not exist", _CHECK_DATABASE
+    else:
+        problem, check = "the server refused the login", _CHECK_LOGIN
+    return DatabaseAccessError(
+        f"{problem} ({_first_line(error)})", database=where, check=check, sqlstate=sqlstate
+    )
+
+
+def _refusal(error: BaseException | None, where: str) -> DatabaseAccessError | None:
+    """Return the `DatabaseAccessError` for a driver error that asking again cannot cure."""
+    if error is None:
         return None
-    # SQLAlchemy's asyncpg adapter copies the SQLSTATE; the driver's own error is the cause.
-    for source in (orig, getattr(orig, "__cause__", None)):
-        sqlstate = getattr(source, "sqlstate", None) or getattr(source, "pgcode", None)
-        if isinstance(sqlstate, str) and sqlstate:
-            return _from_sqlstate(sqlstate, exc)
+    if isinstance(error, sqlite3.Error):
+        mapped = sqlite_error(error, where)
+        return mapped if isinstance(mapped, DatabaseAccessError) else None
+    found = _sqlstate(error)
+    if found is not None:
+        sqlstate, source = found
+        if sqlstate.startswith(_LOGIN_REFUSED_CLASS) or sqlstate == _NO_SUCH_DATABASE:
+            return _access_error(sqlstate, source, where)
+        return None
+    if type(error).__module__.startswith("psycopg"):
+        return _psycopg_refusal(error, where)
+    return None
+
+
+def _psycopg_refusal(error: BaseException, where: str) -> DatabaseAccessError | None:
+    # A failed connection attempt carries the finished libpq connection; others do not.
+    pgconn = getattr(error, "pgconn", None)
+    if pgconn is None:
+        return None
+    if getattr(pgconn, "needs_password", False):  # the server asked for one; none was given
+        return _access_error(None, error, where)
+    text = str(error)
+    for pattern, sqlstate in _PSYCOPG_REFUSALS:
+        if pattern.search(text):
+            return _access_error(sqlstate, error, where)
+    return None
+
+
+def _transient_sqlstate(sqlstate: str, exc: BaseException, where: str) -> Exception | None:
+    if sqlstate in _BUSY_SQLSTATES:
+        return DatabaseBusyError(f"database {where} busy [{sqlstate}]: {_first_line(exc)}")
+    if sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+        return DatabaseUnavailableError(
+            f"database {where} unavailable [{sqlstate}]: {_first_line(exc)}"
+        )
+    return None
+
+
+def _translate_dbapi(exc: sa_exc.DBAPIError, where: str) -> Exception | None:
+    orig = exc.orig
+    refused = _refusal(orig, where)
+    if refused is not None:
+        return refused
+    if exc.connection_invalidated:
+        return DatabaseUnavailableError(f"database {where}: connection lost: {_first_line(exc)}")
+    if isinstance(orig, sqlite3.Error):
+        return sqlite_error(orig, where)
+    found = _sqlstate(orig)
+    if found is not None:
+        return _transient_sqlstate(found[0], exc, where)
     if isinstance(exc, (sa_exc.InterfaceError, sa_exc.OperationalError)) or isinstance(
         orig, OSError
     ):
-        return DatabaseUnavailableError(f"database unavailable: {exc}")
+        return DatabaseUnavailableError(f"database {where} unavailable: {_first_line(exc)}")
     return None
 
 
-def transient(exc: Exception) -> Exception | None:
-    """Return the `TransientError` to raise instead of `exc`, or None to raise `exc` itself."""
+def translate(exc: Exception, where: str) -> Exception | None:
+    """Return the library's error to raise instead of the driver's `exc`, or None.
+
+    Temporary faults become `DatabaseBusyError` or `DatabaseUnavailableError` (transient); a
+    refused login, a database that does not exist or an SQLite file that cannot be used
+    becomes `DatabaseAccessError` (never retried), whichever driver raised it.
+
+    Args:
+        exc: What the driver, or SQLAlchemy around it, raised.
+        where: The database, for messages (`database_name`: never a password).
+
+    Returns:
+        The error to raise from `exc`, or None to raise `exc` itself.
+    """
     if isinstance(exc, sa_exc.DBAPIError):
-        return _transient_dbapi(exc)
+        return _translate_dbapi(exc, where)
     if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
-        return DatabaseBusyError(f"database connection pool exhausted: {exc}")
+        return DatabaseBusyError(f"database {where}: connection pool exhausted: {exc}")
     if isinstance(exc, OSError):  # refused, reset, unreachable; TimeoutError is an OSError
-        return DatabaseUnavailableError(f"database unreachable: {exc}")
+        return DatabaseUnavailableError(f"database {where} unreachable: {exc}")
     # A driver error that escaped unwrapped (asyncpg raises some while connecting).
     if type(exc).__module__.startswith("asyncpg"):
-        sqlstate = getattr(exc, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate:
-            return _from_sqlstate(sqlstate, exc)
-        if type(exc).__name__ in {"InterfaceError", "ConnectionDoesNotExistError"}:
-            return DatabaseUnavailableError(f"database connection lost: {exc}")
+        return _translate_asyncpg(exc, where)
+    return None
+
+
+def _translate_asyncpg(exc: Exception, where: str) -> Exception | None:
+    refused = _refusal(exc, where)
+    if refused is not None:
+        return refused
+    found = _sqlstate(exc)
+    if found is not None:
+        return _transient_sqlstate(found[0], exc, where)
+    if type(exc).__name__ in {"InterfaceError", "ConnectionDoesNotExistError"}:
+        return DatabaseUnavailableError(f"database {where}: connection lost: {exc}")
     return None
 
 
 @contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Turn the driver's temporary failures into `TransientError` subclasses."""
+def translated(where: str) -> Iterator[None]:
+    """Raise the library's errors (see `translate`) instead of the driver's.
+
+    Args:
+        where: The database, for messages (`database_name`: never a password).
+    """
     try:
         yield
     except Exception as exc:
-        mapped = transient(exc)
+        mapped = translate(exc, where)
         if mapped is None:
             raise
         raise mapped from exc
@@ -375,10 +493,13 @@ async def create_schema(engine: AsyncEngine) -> None:
         InvalidInputError: `engine` is not an `AsyncEngine`, or not on PostgreSQL or SQLite.
         SchemaVersionError: The database's schema is newer than this library's; nothing in
             the database was changed.
+        DatabaseAccessError: The server refused the login, the database does not exist, or
+            the SQLite file cannot be opened. Never retried.
+        DatabaseUnavailableError: The database cannot be reached.
     """
     name = checked_dialect(engine, "create_schema")
-    where = engine.url.render_as_string(hide_password=True)
-    with translated():
+    where = database_name(engine.url)
+    with translated(where):
         async with engine.connect() as conn:
             for attempt in range(2):
                 try:

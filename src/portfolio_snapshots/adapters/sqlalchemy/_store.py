@@ -33,6 +33,7 @@ from portfolio_snapshots.adapters.sqlalchemy._schema import (
     checked_decimal,
     checked_dialect,
     create_schema,
+    database_name,
     dialect_insert,
     fence_counter_table,
     leases_table,
@@ -141,7 +142,10 @@ class SqlAlchemySnapshotStore:
     stored under a greater fence; a row identical to the stored one (fence included) is not
     rewritten. Lost connections, refused connections, lock timeouts, deadlocks and
     serialization failures become `DatabaseUnavailableError` or `DatabaseBusyError`, both
-    `TransientError`, which the job's `RetryPolicy` retries.
+    `TransientError`, which the job's `RetryPolicy` retries. A refused password or role, a
+    database that does not exist, or an SQLite file that cannot be opened becomes
+    `DatabaseAccessError`, never retried, on every driver; a store built on an engine connects
+    on first use, so that is where it is raised (`open` connects at once).
 
     On PostgreSQL a write of more than 25 snapshots is several statements in its
     transaction: the first runs through SQLAlchemy, the others through the driver's own
@@ -162,6 +166,7 @@ class SqlAlchemySnapshotStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._dialect = checked_dialect(engine, type(self).__name__)
         self._engine = engine
+        self._where = database_name(engine.url)  # for messages; never the password
         self._owns_engine = False
         self._upsert_plain = self._upsert_statement(fenced=False)
         self._upsert_fenced = self._upsert_statement(fenced=True)
@@ -192,6 +197,9 @@ class SqlAlchemySnapshotStore:
 
         Raises:
             SchemaVersionError: The database's schema is newer than this library's.
+            DatabaseAccessError: The server refused the login, the database does not exist,
+                or the SQLite file cannot be opened (only when `create` is True: otherwise
+                the first call raises it). Never retried.
             DatabaseUnavailableError: The database cannot be reached.
         """
         options = dict(engine_options)
@@ -279,13 +287,13 @@ class SqlAlchemySnapshotStore:
             driver is not None
             and "schema_translate_map" not in self._engine.get_execution_options()
         ):
-            with translated():
+            with translated(self._where):
                 await driver.write(self._engine, ordered, fence, texts)
             return
         stored_fence = 0 if fence is None else fence
         params = [_snapshot_params(s, stored_fence, texts) for s in ordered]
         statement = self._upsert_plain if fence is None else self._upsert_fenced
-        with translated():
+        with translated(self._where):
             async with self._engine.begin() as conn:
                 await conn.execute(statement, params)
 
@@ -298,7 +306,7 @@ class SqlAlchemySnapshotStore:
             return frozenset()
         key = tuple_(snapshots_table.c.portfolio_id, snapshots_table.c.snapshot_date)
         found: set[tuple[UUID, dt.date]] = set()
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 for chunk in chunks(wanted):
                     result = await conn.execute(
@@ -314,7 +322,7 @@ class SqlAlchemySnapshotStore:
         query = select(*_SNAPSHOT_COLUMNS).where(
             snapshots_table.c.portfolio_id == portfolio_id, snapshots_table.c.snapshot_date == day
         )
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 row = (await conn.execute(query)).one_or_none()
         return None if row is None else _snapshot(row)
@@ -332,7 +340,7 @@ class SqlAlchemySnapshotStore:
             )
             .order_by(snapshots_table.c.snapshot_date)
         )
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
         return [_snapshot(r) for r in rows]
@@ -346,7 +354,7 @@ class SqlAlchemySnapshotStore:
             snapshots_table.c.snapshot_date >= start,
             snapshots_table.c.snapshot_date <= end,
         )
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 dates = (await conn.execute(query)).scalars().all()
         return frozenset(dates)
@@ -356,7 +364,7 @@ class SqlAlchemySnapshotStore:
     async def start(self, key: str, params_hash: str, now: dt.datetime) -> RunRecord:
         """Create or resume the run `key`, or return it unchanged when it already succeeded."""
         created = RunRecord(key, params_hash, RunState.RUNNING, 1, now)
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 # Insert first: a write takes SQLite's write lock before anything is read.
                 inserted = await conn.execute(
@@ -410,7 +418,7 @@ class SqlAlchemySnapshotStore:
         """Record that the latest attempt of `key` ended in `state` with `report`."""
         state = RunState(state)
         encoded = report_json(report)
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 changed = await conn.execute(
                     update(runs_table)
@@ -437,7 +445,7 @@ class SqlAlchemySnapshotStore:
 
     async def get(self, key: str) -> RunRecord | None:
         """Return the record of `key`, or None."""
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 row = (
                     (await conn.execute(select(runs_table).where(runs_table.c.key == key)))
@@ -453,7 +461,7 @@ class SqlAlchemySnapshotStore:
             .order_by(runs_table.c.started_at.desc(), runs_table.c.key)
             .limit(max(limit, 0))
         )
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).mappings().all()
         return [_record(row) for row in rows]
@@ -466,7 +474,7 @@ class SqlAlchemySnapshotStore:
         """Take the lease on `key` for `ttl`, or return None if someone else holds it."""
         expires_at = now + ttl
         counter = dialect_insert(self._dialect, fence_counter_table).values(id=1, value=1)
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 # The counter row is the first write: it serializes acquisitions, and the
                 # fence it hands out is greater than every fence before it.
@@ -512,7 +520,7 @@ class SqlAlchemySnapshotStore:
     async def renew(self, lease: Lease, ttl: dt.timedelta, now: dt.datetime) -> Lease:
         """Extend `lease` by `ttl` from `now`, or raise `LeaseLostError`."""
         expires_at = now + ttl
-        with translated():
+        with translated(self._where):
             async with self._engine.connect() as conn:
                 changed = await conn.execute(
                     update(leases_table)
@@ -535,7 +543,7 @@ class SqlAlchemySnapshotStore:
 
     async def release(self, lease: Lease) -> None:
         """Give `lease` up if it is still held."""
-        with translated():
+        with translated(self._where):
             async with self._engine.begin() as conn:
                 await conn.execute(
                     delete(leases_table).where(

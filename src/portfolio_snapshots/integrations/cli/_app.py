@@ -31,6 +31,7 @@ from portfolio_snapshots import (
     SnapshotJob,
 )
 from portfolio_snapshots.errors import (
+    DatabaseAccessError,
     InvalidInputError,
     InvalidSnapshotSeriesError,
     LeaseLostError,
@@ -57,7 +58,8 @@ class ExitCode(enum.IntEnum):
       or run key, a run key reused with other parameters, an ``--app`` that cannot be
       loaded, a malformed data file.
     - ``STORE_UNREACHABLE`` (3): the store (or another port) could not be reached, even
-      after the retries; nothing is known to be done.
+      after the retries, or refused access (`DatabaseAccessError`: a wrong password, a
+      missing database); nothing is known to be done.
     - ``BUSY`` (4): another process holds the run key's lease (or took it over mid-run).
     - ``INTERNAL_ERROR`` (70): a bug; the traceback is printed.
     - ``INTERRUPTED`` (130): stopped by Ctrl-C (or SIGTERM) after the writes under way; run
@@ -82,7 +84,7 @@ def exit_code_for(error: BaseException) -> ExitCode:
         return ExitCode.REFUSED
     if isinstance(error, LeaseLostError):
         return ExitCode.BUSY
-    if isinstance(error, (*_UNREACHABLE, SchemaVersionError)):
+    if isinstance(error, (*_UNREACHABLE, SchemaVersionError, DatabaseAccessError)):
         return ExitCode.STORE_UNREACHABLE
     return ExitCode.INTERNAL_ERROR
 
