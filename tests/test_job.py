@@ -2,7 +2,7 @@ import asyncio
 import datetime as dt
 import random
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from decimal import Decimal
 
 import pytest
@@ -19,10 +19,14 @@ from portfolio_snapshots import (
     PriceQuote,
     RetryPolicy,
     SnapshotJob,
+    SnapshotRepository,
     TransientError,
     date_range,
 )
-from portfolio_snapshots.errors import InvalidDateRangeError
+from portfolio_snapshots.adapters.memory import InMemoryRunLedger
+from portfolio_snapshots.errors import InvalidDateRangeError, LeaseLostError
+from portfolio_snapshots.history import PortfolioDay
+from portfolio_snapshots.testing import Fault, FaultySnapshotRepository
 
 TODAY = dt.date(2026, 11, 27)
 NOW = dt.datetime(2026, 11, 27, 0, 0, 5, tzinfo=dt.UTC)
@@ -52,7 +56,7 @@ def make_market(days: Sequence[dt.date], tickers: Sequence[str]) -> InMemoryMark
 def make_job(
     portfolios: InMemoryPortfolioRepository,
     market: object,
-    snapshots: InMemorySnapshotRepository | None = None,
+    snapshots: SnapshotRepository | None = None,
     **kwargs: object,
 ) -> SnapshotJob:
     return SnapshotJob(
@@ -72,6 +76,14 @@ def simple_world(n: int = 10) -> tuple[InMemoryPortfolioRepository, InMemoryMark
         for i in range(1, n + 1)
     )
     return portfolios, make_market([PRICED], ["AAA", "BBB"])
+
+
+def people(n: int) -> list[Portfolio]:
+    """The portfolios of `simple_world`."""
+    return [
+        Portfolio(pid(i), Decimal(100 * i), {"AAA": Decimal(i), "BBB": Decimal("0.5")})
+        for i in range(1, n + 1)
+    ]
 
 
 class CountingMarket:
@@ -431,6 +443,163 @@ def test_constructor_rejects_nonsense_sizes() -> None:
         make_job(portfolios, market, batch_size=0)
     with pytest.raises(ValueError, match="concurrency"):
         make_job(portfolios, market, concurrency=0)
+
+
+# --- other repositories, and ports failing for good -----------------------------------
+
+
+class DayStream(InMemoryPortfolioRepository):
+    """A repository offering `PortfolioDayStream`, with portfolios it cannot build on a day."""
+
+    def __init__(
+        self,
+        portfolios: Sequence[Portfolio],
+        broken: Mapping[uuid.UUID, dt.date],
+        absent: Sequence[uuid.UUID] = (),
+    ) -> None:
+        super().__init__(portfolios)
+        self.broken = broken
+        self.absent = absent
+
+    async def iter_portfolio_days(self, as_of: dt.date) -> AsyncIterator[PortfolioDay]:
+        async for p in self.iter_portfolios(as_of):
+            if self.broken.get(p.id) == as_of:
+                yield PortfolioDay(p.id, as_of, error=ValueError("ledger broken"))
+            else:
+                yield PortfolioDay(p.id, as_of, portfolio=p)
+        for portfolio_id in self.absent:
+            yield PortfolioDay(portfolio_id, as_of)
+
+
+class FailingDay(InMemoryPortfolioRepository):
+    """A repository whose reads of one date always fail transiently."""
+
+    def __init__(self, portfolios: Sequence[Portfolio], day: dt.date) -> None:
+        super().__init__(portfolios)
+        self.day = day
+
+    async def get_portfolio(self, portfolio_id: uuid.UUID, as_of: dt.date) -> Portfolio | None:
+        if as_of == self.day:
+            raise TransientError("replica lagging")
+        return await super().get_portfolio(portfolio_id, as_of)
+
+
+class FailingHistory(InMemoryPortfolioRepository):
+    """A repository offering `PortfolioHistory` whose history reads always fail."""
+
+    def portfolio_history(
+        self, portfolio_id: uuid.UUID, start: dt.date, end: dt.date
+    ) -> AsyncIterator[PortfolioDay]:
+        raise TransientError("history unavailable")
+
+
+def test_backfill_all_over_a_plain_repository_values_every_active_portfolio() -> None:
+    """backfill_all over iter_portfolios stores every active portfolio on every day."""
+    portfolios, market = simple_world(3)
+    snapshots = InMemorySnapshotRepository()
+    start = TODAY - dt.timedelta(days=2)
+    report = asyncio.run(make_job(portfolios, market, snapshots).backfill_all(start, TODAY))
+    assert (report.succeeded, report.failed) == (9, 0)
+    assert {(s.portfolio_id, s.snapshot_date) for s in snapshots.all()} == {
+        (pid(i), day) for i in (1, 2, 3) for day in date_range(start, TODAY)
+    }
+
+
+def test_a_daily_run_records_the_portfolios_a_day_stream_cannot_build() -> None:
+    """A portfolio that cannot be built fails its day, one not yet open is skipped."""
+    _, market = simple_world(3)
+    stream = DayStream(people(3), broken={pid(2): TODAY}, absent=[pid(9)])
+    snapshots = InMemorySnapshotRepository()
+    report = asyncio.run(make_job(stream, market, snapshots).run_daily())
+    assert (report.succeeded, report.failed, report.skipped) == (2, 1, 1)
+    (failure,) = report.failures
+    assert (failure.portfolio_id, failure.snapshot_date, failure.error_type) == (
+        pid(2),
+        TODAY,
+        "ValueError",
+    )
+    assert {s.portfolio_id for s in snapshots.all()} == {pid(1), pid(3)}
+
+
+def test_backfill_all_still_backfills_a_portfolio_that_cannot_be_built_on_the_last_day() -> None:
+    """A portfolio broken on the last day fails that day, and its earlier days are stored."""
+    _, market = simple_world(2)
+    stream = DayStream(people(2), broken={pid(2): TODAY})
+    snapshots = InMemorySnapshotRepository()
+    start = TODAY - dt.timedelta(days=2)
+    report = asyncio.run(make_job(stream, market, snapshots).backfill_all(start, TODAY))
+    assert (pid(2), TODAY) in {(f.portfolio_id, f.snapshot_date) for f in report.failures}
+    stored = {(s.portfolio_id, s.snapshot_date) for s in snapshots.all()}
+    assert {(pid(2), start), (pid(2), start + dt.timedelta(days=1))} <= stored
+
+
+def test_a_resumed_run_that_cannot_read_stored_keys_fails_its_batch() -> None:
+    """When existing_keys fails for good on a resumed run, its batch fails with the attempts."""
+    portfolios, market = simple_world(2)
+    ledger = InMemoryRunLedger()
+    store = InMemorySnapshotRepository()
+    first = asyncio.run(
+        make_job(portfolios, InMemoryMarketData(), store, ledger=ledger).run_daily()
+    )
+    assert first.failed == 2
+    faulty = FaultySnapshotRepository(
+        store, Fault(fail_first=9, methods=frozenset({"existing_keys"}))
+    )
+    job = make_job(portfolios, market, faulty, ledger=ledger, retry=RetryPolicy(max_attempts=2))
+    report = asyncio.run(job.run_daily())
+    assert (report.attempt, report.succeeded, report.failed) == (2, 0, 2)
+    assert all(f.attempts == 2 and f.error_type == "TransientError" for f in report.failures)
+    assert len(store) == 0
+
+
+def test_a_write_refused_for_a_lost_lease_stops_the_run() -> None:
+    """A store refusing a write with LeaseLostError stops the run with that error."""
+    portfolios, market = simple_world(2)
+    store = FailingWrites(LeaseLostError("daily:2026-11-27", "another holder took the key"))
+    with pytest.raises(LeaseLostError, match="another holder"):
+        asyncio.run(make_job(portfolios, market, store).run_daily())
+
+
+def test_a_backfill_that_cannot_read_stored_dates_fails_every_day() -> None:
+    """With only_missing, existing_dates failing for good fails each day of the range."""
+    portfolios, market = simple_world(1)
+    faulty = FaultySnapshotRepository(
+        InMemorySnapshotRepository(), Fault(fail_first=9, methods=frozenset({"existing_dates"}))
+    )
+    job = make_job(portfolios, market, faulty, retry=RetryPolicy(max_attempts=2))
+    start = TODAY - dt.timedelta(days=2)
+    report = asyncio.run(job.backfill(pid(1), start, TODAY, only_missing=True))
+    assert (report.succeeded, report.failed) == (0, 3)
+    assert [f.snapshot_date for f in report.failures] == date_range(start, TODAY)
+    assert all(f.attempts == 2 and f.error_type == "TransientError" for f in report.failures)
+
+
+def test_a_day_whose_portfolio_cannot_be_read_fails_alone() -> None:
+    """A backfill day whose get_portfolio fails for good fails; the other days are stored."""
+    _, market = simple_world(1)
+    broken = TODAY - dt.timedelta(days=1)
+    repo = FailingDay(people(1), broken)
+    job = make_job(repo, market, retry=RetryPolicy(max_attempts=2))
+    report = asyncio.run(job.backfill(pid(1), TODAY - dt.timedelta(days=2), TODAY))
+    assert (report.succeeded, report.failed) == (2, 1)
+    (failure,) = report.failures
+    assert (failure.snapshot_date, failure.attempts, failure.error_type) == (
+        broken,
+        2,
+        "TransientError",
+    )
+
+
+def test_a_history_that_cannot_be_read_fails_every_day_of_the_range() -> None:
+    """A portfolio_history call failing for good fails each day of the range, with attempts."""
+    _, market = simple_world(1)
+    repo = FailingHistory(people(1))
+    job = make_job(repo, market, retry=RetryPolicy(max_attempts=3))
+    start = TODAY - dt.timedelta(days=3)
+    report = asyncio.run(job.backfill(pid(1), start, TODAY))
+    assert (report.succeeded, report.failed, report.retried) == (0, 4, 2)
+    assert [f.snapshot_date for f in report.failures] == date_range(start, TODAY)
+    assert all(f.attempts == 3 for f in report.failures)
 
 
 # --- properties -------------------------------------------------------------------------

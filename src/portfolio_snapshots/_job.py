@@ -462,7 +462,9 @@ class SnapshotJob:
             per_batch = self._portfolios_per_backfill_batch(start, end)
             await self._run_batches(
                 _chunks(self._active_ids(end, run), per_batch),
-                lambda pids: self._backfill_batch(pids, start, end, only_missing, pricing, run),
+                lambda pids: self._backfill_batch(
+                    pids, start, end, pricing, run, only_missing=only_missing
+                ),
             )
 
         return await self._run(spec, work)
@@ -933,18 +935,21 @@ class SnapshotJob:
         self, portfolio_ids: list[UUID], start: dt.date, end: dt.date, *, only_missing: bool
     ) -> Callable[[_Run, Pricing], Awaitable[None]]:
         async def work(run: _Run, pricing: Pricing) -> None:
-            await self._backfill_batch(portfolio_ids, start, end, only_missing, pricing, run)
+            await self._backfill_batch(
+                portfolio_ids, start, end, pricing, run, only_missing=only_missing
+            )
 
         return work
 
-    async def _backfill_batch(  # noqa: PLR0917 - private, called from two places
+    async def _backfill_batch(
         self,
         portfolio_ids: list[UUID],
         start: dt.date,
         end: dt.date,
-        only_missing: bool,
         pricing: Pricing,
         run: _Run,
+        *,
+        only_missing: bool,
     ) -> None:
         """Replay, price once for the range, value and store a batch of portfolios."""
         await self._ensure_lease(run)

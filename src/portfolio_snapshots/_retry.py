@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import math
 import random
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from portfolio_snapshots._errors import InvalidInputError, TransientError
 
@@ -158,7 +158,7 @@ class GaveUp:
 
 
 #: What `attempt` returns: the value or the error, with the attempts made either way.
-Outcome = Union[Attempted[T], GaveUp]  # noqa: UP007 - a generic alias needs Union on 3.11
+Outcome = Attempted[T] | GaveUp
 
 
 async def attempt(
