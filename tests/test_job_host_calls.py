@@ -364,3 +364,37 @@ def test_snapshot_json_form_carries_decimals_as_exact_strings() -> None:
         "stale": True,
     }
     assert Decimal(str(data["cash_balance"])) == snapshot.cash_balance
+
+
+class GatedMarket(CountingMarket):
+    """Counts requests; each waits until `gate` is set."""
+
+    def __init__(self, inner: InMemoryMarketData) -> None:
+        super().__init__(inner)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def get_prices(
+        self, tickers: Collection[str], as_of: dt.date
+    ) -> Mapping[str, PriceQuote]:
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().get_prices(tickers, as_of)
+
+
+def test_one_job_runs_a_key_once_at_a_time_though_its_lock_would_let_it_in() -> None:
+    """A second run of a key this job is running returns already_running, like a replica's."""
+    job, counting, _ = world()
+    market = GatedMarket(counting.inner)
+    job.market_data = market
+
+    async def scenario() -> tuple[RunReport, RunReport]:
+        first = asyncio.create_task(job.run_daily(YESTERDAY))
+        await market.waiting.wait()
+        second = await job.run_daily(YESTERDAY)
+        market.gate.set()
+        return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert (first.status, second.status) == ("completed", "already_running")
+    assert first.succeeded == 2

@@ -266,6 +266,7 @@ class SnapshotJob:
             f"{socket.gethostname()}:{os.getpid()}:"
             f"{uuid.UUID(int=self._rng.getrandbits(128), version=4).hex[:12]}"
         )
+        self._running_keys: set[str] = set()
 
     def now(self) -> dt.datetime:
         """Return the clock's current time in UTC.
@@ -495,7 +496,9 @@ class SnapshotJob:
                 f"end is in the future (today is {today.isoformat()} UTC)", start=start, end=end
             )
 
-    async def _run(self, spec: _Spec, work: Callable[[_Run], Awaitable[None]]) -> RunReport:
+    async def _run_unguarded(
+        self, spec: _Spec, work: Callable[[_Run], Awaitable[None]]
+    ) -> RunReport:
         """Take the lease, consult the ledger, do the work, record and report it."""
         started = self.now()
         run = _Run(spec.key if self.ledger or self.lock else None, self.events)
@@ -1187,6 +1190,24 @@ class SnapshotJob:
                 break
             missed.append(day)
         return [await self.run_daily(day) for day in reversed(missed)]
+
+    async def _run(self, spec: _Spec, work: Callable[[_Run], Awaitable[None]]) -> RunReport:
+        """`_run_unguarded`, one run of a key at a time in this job when it has a lock.
+
+        The lock hands a key it already holds back to the same owner (a new lease), so two
+        runs of one key in one job (the scheduler's and an admin's, say) would both run; the
+        second returns ``already_running`` instead, as it would on another replica.
+        """
+        if self.lock is None:
+            return await self._run_unguarded(spec, work)
+        if spec.key in self._running_keys:
+            run = _Run(spec.key, self.events)
+            return self._finish(self._report(spec, self.now(), run, status="already_running"))
+        self._running_keys.add(spec.key)
+        try:
+            return await self._run_unguarded(spec, work)
+        finally:
+            self._running_keys.discard(spec.key)
 
 
 def _series(before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> DatedValues[K, V]:
