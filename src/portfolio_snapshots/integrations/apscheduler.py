@@ -19,8 +19,9 @@ run key ``daily:<date>`` and its lease make one of them do the work; the others 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from portfolio_snapshots._time import utc_now
 
@@ -33,7 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed extr
     ) from error
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from portfolio_snapshots import RunReport, SnapshotJob
 
@@ -41,8 +42,11 @@ __all__ = [
     "DEFAULT_MISFIRE_GRACE",
     "JOB_ID",
     "DailySnapshots",
+    "next_fire_time",
     "schedule_daily_snapshots",
 ]
+
+_T = TypeVar("_T")
 
 #: The id of the scheduled job: adding it again replaces it.
 JOB_ID = "daily_portfolio_snapshot"
@@ -53,6 +57,9 @@ DEFAULT_MISFIRE_GRACE = dt.timedelta(days=1)
 
 class DailySnapshots:
     """The scheduled work: which day a run snapshots, and the run, without any scheduler.
+
+    It keeps track of the runs it has in progress, so a host can stop them cleanly with
+    `aclose` before closing the stores they use.
 
     Args:
         job: The job to run.
@@ -69,21 +76,54 @@ class DailySnapshots:
             raise ValueError(f"days_back must be 0 or more, got {days_back}")
         self.job = job
         self.days_back = days_back
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._closing = False
 
     def day(self) -> dt.date:
         """Return the date a run started now snapshots (UTC, from the job's clock)."""
         return self.job.today() - dt.timedelta(days=self.days_back)
 
-    async def run(self) -> RunReport:
-        """Snapshot every portfolio for `day` under its daily run key; return the report."""
-        return await self.job.run_daily(self.day())
+    async def run(self) -> RunReport | None:
+        """Snapshot every portfolio for `day` under its daily run key; return the report.
 
-    async def catch_up(self, max_days: int = 7) -> list[RunReport]:
+        Returns None when `aclose` stopped the run.
+        """
+        return await self._tracked(self.job.run_daily(self.day()))
+
+    async def catch_up(self, max_days: int = 7) -> list[RunReport] | None:
         """Run the daily runs missed while the host was down, through `day`.
 
         See `SnapshotJob.catch_up`: needs a job with a ledger; looks `max_days` back.
+        Returns None when `aclose` stopped it.
         """
-        return await self.job.catch_up(self.day(), max_days=max_days)
+        return await self._tracked(self.job.catch_up(self.day(), max_days=max_days))
+
+    async def aclose(self) -> None:
+        """Cancel the runs in progress and wait until they have stopped.
+
+        Call it when the host stops, after ``scheduler.shutdown()`` and before closing the
+        stores: an interrupted run stays ``running`` in the ledger and resumes, under the same
+        key, the next time that day is run.
+        """
+        self._closing = True
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _tracked(self, work: Coroutine[Any, Any, _T]) -> _T | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if self._closing:
+                return None  # stopped on purpose by `aclose`: nothing for the scheduler to log
+            raise
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
 
 
 def schedule_daily_snapshots(
@@ -95,11 +135,13 @@ def schedule_daily_snapshots(
     job_id: str = JOB_ID,
     catch_up_days: int = 0,
     now: Callable[[], dt.datetime] = utc_now,
-) -> Any:  # noqa: ANN401 - an APScheduler ``Job``
+) -> DailySnapshots:
     """Add the daily snapshot run to an APScheduler 3.x ``AsyncIOScheduler``, at 00:00 UTC.
 
     Call it before or after ``scheduler.start()``; calling it again replaces the job. The
-    scheduler's own time zone does not matter: the trigger is in UTC.
+    scheduler's own time zone does not matter: the trigger is in UTC. At shutdown, call
+    ``scheduler.shutdown()`` then ``await daily.aclose()`` on the returned `DailySnapshots`,
+    before closing the stores.
 
     Args:
         scheduler: The host's ``AsyncIOScheduler``.
@@ -117,7 +159,7 @@ def schedule_daily_snapshots(
             for tests; keep the default).
 
     Returns:
-        The APScheduler ``Job``.
+        The scheduled work (``scheduler.get_job(job_id)`` is the APScheduler ``Job``).
 
     Raises:
         ValueError: `misfire_grace` is not positive or longer than a day, `days_back` or
@@ -145,7 +187,7 @@ def schedule_daily_snapshots(
             replace_existing=True,
             misfire_grace_time=None,
         )
-    return scheduler.add_job(
+    scheduler.add_job(
         daily.run,
         CronTrigger(hour=0, minute=0, timezone=dt.UTC),
         id=job_id,
@@ -156,3 +198,16 @@ def schedule_daily_snapshots(
         misfire_grace_time=int(misfire_grace.total_seconds()),
         **first,
     )
+    return daily
+
+
+def next_fire_time(scheduler: Any, job_id: str = JOB_ID) -> dt.datetime | None:  # noqa: ANN401
+    """Return when the scheduled daily run fires next, in UTC (None: not scheduled, or paused).
+
+    Args:
+        scheduler: The ``AsyncIOScheduler`` it was added to.
+        job_id: The scheduled job's id.
+    """
+    scheduled = scheduler.get_job(job_id)
+    moment: dt.datetime | None = None if scheduled is None else scheduled.next_run_time
+    return None if moment is None else moment.astimezone(dt.UTC)
