@@ -38,6 +38,7 @@ from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
 from portfolio_snapshots.integrations.apscheduler import (
     JOB_ID,
     DailySnapshots,
+    next_fire_time,
     schedule_daily_snapshots,
 )
 from portfolio_snapshots.testing import FakeClock
@@ -73,12 +74,14 @@ class GatedMarket:
     def __init__(self, inner: InMemoryMarketData) -> None:
         self.inner = inner
         self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
         self.calls = 0
 
     async def get_prices(
         self, tickers: Collection[str], as_of: dt.date
     ) -> Mapping[str, PriceQuote]:
         self.calls += 1
+        self.waiting.set()
         await self.gate.wait()
         return await self.inner.get_prices(tickers, as_of)
 
@@ -347,5 +350,48 @@ def test_two_schedulers_over_one_postgres_store_do_the_day_once(pg_dsn: str) -> 
             record = await a.get(f"daily:{CLOSED}")
             assert record is not None
             assert record.attempts == 1
+
+    asyncio.run(scenario())
+
+
+def test_aclose_stops_a_run_in_progress_which_then_resumes_under_its_key() -> None:
+    """DailySnapshots.aclose stops the fired run cleanly; the day's next run resumes it."""
+
+    async def scenario() -> None:
+        market = GatedMarket(make_market())
+        store, ledger = InMemorySnapshotRepository(), InMemoryRunLedger()
+        job = make_job(store, ledger, InMemoryRunLock(), market)
+        scheduler = AsyncIOScheduler()
+        queue = outcomes(scheduler)
+        daily = schedule_daily_snapshots(scheduler, job)
+        async with started(scheduler):
+            await market.waiting.wait()  # the fired run reached the provider, and waits
+            await daily.aclose()
+            stopped = await asyncio.wait_for(queue.get(), timeout=60)
+        assert stopped is None  # stopped on purpose: no error for APScheduler to log
+        record = await ledger.get(f"daily:{CLOSED}")
+        assert record is not None
+        assert record.state.value == "running"
+        market.gate.set()
+        resumed = await DailySnapshots(job).run()
+        assert resumed is not None
+        assert (resumed.status, resumed.attempt) == ("completed", 2)
+
+    asyncio.run(scenario())
+
+
+def test_next_fire_time_is_the_coming_midnight_utc() -> None:
+    """next_fire_time reads the scheduled job's next fire in UTC, None once it is gone."""
+
+    async def scenario() -> None:
+        scheduler = AsyncIOScheduler()
+        schedule_daily_snapshots(scheduler, memory_job(), misfire_grace=dt.timedelta(seconds=1))
+        async with started(scheduler, paused=True):
+            coming = next_fire_time(scheduler)
+            assert coming is not None
+            assert coming.tzinfo is dt.UTC
+            assert is_utc_midnight(coming)
+            scheduler.remove_job(JOB_ID)
+            assert next_fire_time(scheduler) is None
 
     asyncio.run(scenario())
