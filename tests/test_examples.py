@@ -152,3 +152,11 @@ def test_the_standalone_scheduler_example_stops_cleanly_on_sigterm(tmp_path: Pat
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("page", ["scheduling.md", "http-api.md", "observability.md"])
+def test_each_integration_page_shows_the_full_wiring_in_under_30_lines(page: str) -> None:
+    """The first python block of each integration's page is its whole wiring, under 30 lines."""
+    wiring = _python_blocks(ROOT / "docs" / page)[0]
+    assert "integrations." in wiring
+    assert len(wiring.splitlines()) < 30
