@@ -512,3 +512,46 @@ def test_the_openapi_schema_lists_every_route_and_model_with_decimals_as_strings
     assert models["PositionOut"]["properties"]["price"]["type"] == "string"
     daily = schema["paths"][f"{PREFIX}/snapshots/daily"]["post"]["responses"]
     assert {"200", "201", "202", "404", "409", "422", "503"} <= set(daily)
+
+
+class GatedLedger(InMemoryRunLedger):
+    """A ledger whose `start` waits for `gate`: a holder caught between lease and ledger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def start(self, key: str, params_hash: str, now: dt.datetime) -> Any:
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().start(key, params_hash, now)
+
+
+def test_a_background_run_that_finds_another_holder_shows_running_until_it_ends() -> None:
+    """Accepted while another replica holds the key (not yet in the ledger): status running."""
+
+    async def scenario() -> None:
+        world = World()
+        ledger = GatedLedger()
+        world.ledger = ledger
+        other = asyncio.create_task(world.job("replica").run_daily(YESTERDAY))
+        await ledger.waiting.wait()  # the replica holds the lease, its ledger start pending
+        runs = BackgroundRuns()
+        try:
+            async with client(make_app(world.job("web-1"), background=runs)) as http:
+                answer = await http.post(f"{PREFIX}/snapshots/daily", headers=ADMIN)
+                assert answer.status_code == 202
+                await runs.join()  # it found the key held: nothing to do here
+                status = await http.get(answer.headers["Location"], headers=ADMIN)
+                assert status.json()["state"] == "running"
+                ledger.gate.set()
+                await other
+                done = await http.get(answer.headers["Location"], headers=ADMIN)
+                assert done.json()["state"] == "failed"  # BOB has no price: the run's state
+                assert done.json()["report"]["succeeded"] == 1
+        finally:
+            ledger.gate.set()
+            await runs.aclose()
+
+    run(scenario)

@@ -372,7 +372,8 @@ def snapshot_router(  # noqa: C901, PLR0915 - one closure per endpoint
     router = APIRouter(tags=list(tags))
     admin_only, readers = [Depends(admin)], [Depends(reader)]
     in_flight: set[str] = set()
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {}  # why a background run raised, by key
+    elsewhere: set[str] = set()  # keys whose background run found another holder at work
     run_errors: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorOut} for code in (404, 409, 422, 503)
     }
@@ -448,7 +449,8 @@ def snapshot_router(  # noqa: C901, PLR0915 - one closure per endpoint
 
         async def tracked() -> None:
             try:
-                await run.work()
+                if (await run.work()).status == "already_running":
+                    elsewhere.add(key)
             except Exception as error:  # noqa: BLE001 - kept for the status endpoint
                 errors[key] = f"{type(error).__name__}: {error}"
                 _log.exception("background snapshot run %r failed", key)
@@ -457,6 +459,7 @@ def snapshot_router(  # noqa: C901, PLR0915 - one closure per endpoint
 
         in_flight.add(key)
         errors.pop(key, None)
+        elsewhere.discard(key)
         spawn(tracked)
         url = str(request.url_for("snapshot_run_status", key=key))
         accepted = RunAcceptedOut(key=key, status_url=url)
@@ -587,6 +590,8 @@ def snapshot_router(  # noqa: C901, PLR0915 - one closure per endpoint
         if record is None:
             if key in in_flight:
                 return RunStatusOut(key=key, state="pending")
+            if key in elsewhere:  # the holder has not recorded its start in the ledger yet
+                return RunStatusOut(key=key, state="running")
             return fail(404, f"no run {key!r} is known")
         state = record.state.value
         if key in in_flight and record.state is not RunState.RUNNING:
