@@ -1,11 +1,13 @@
 import asyncio
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
 
-from portfolio_snapshots import MarketData, PriceQuote, TransientError
+from portfolio_snapshots import MarketData, PriceHistory, PriceQuote, TransientError
 from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
+from portfolio_snapshots.errors import InvalidPriceError
 
 DAY = dt.date(2026, 11, 27)
 
@@ -60,3 +62,120 @@ def test_current_price_source_answers_only_for_today() -> None:
         "A": PriceQuote("A", Decimal("9.99"), DAY)
     }
     assert asyncio.run(market.get_prices(["A"], DAY - dt.timedelta(days=1))) == {}
+
+
+def test_sync_sources_run_in_threads_so_their_requests_overlap() -> None:
+    """A sync get_current_price runs in worker threads: two requests are in flight at once."""
+    both_in_flight = threading.Barrier(2, timeout=30)  # broken (an error) if calls serialize
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+
+    def get_current_price(ticker: str) -> Decimal:
+        threads.add(threading.get_ident())
+        both_in_flight.wait()
+        return Decimal("1.25")
+
+    market = PerTickerMarketData.from_current_price(
+        get_current_price, clock=lambda: dt.datetime(2026, 11, 27, 1, tzinfo=dt.UTC), concurrency=2
+    )
+    got = asyncio.run(market.get_prices(["A", "B"], DAY))
+    assert set(got) == {"A", "B"}
+    assert loop_thread not in threads
+
+
+def test_a_float_price_is_refused_with_a_message_that_says_float() -> None:
+    """A source returning a float fails the call with InvalidPriceError naming the float."""
+    market = PerTickerMarketData.from_current_price(
+        lambda _ticker: 190.12, clock=lambda: dt.datetime(2026, 11, 27, 1, tzinfo=dt.UTC)
+    )
+    with pytest.raises(InvalidPriceError, match="float") as caught:
+        asyncio.run(market.get_prices(["AAPL"], DAY))
+    assert (caught.value.ticker, caught.value.value) == ("AAPL", 190.12)
+
+
+def test_a_float_price_is_converted_through_its_repr_when_allowed() -> None:
+    """allow_float=True turns 190.12 into Decimal('190.12'), not its binary expansion."""
+    market = PerTickerMarketData.from_current_price(
+        lambda _ticker: 190.12,
+        clock=lambda: dt.datetime(2026, 11, 27, 1, tzinfo=dt.UTC),
+        allow_float=True,
+    )
+    assert asyncio.run(market.get_prices(["AAPL"], DAY))["AAPL"].price == Decimal("190.12")
+
+
+class Provider:
+    """A provider with get_history (sync, floats) and get_current_price, recording calls."""
+
+    def __init__(self) -> None:
+        self.history_calls: list[tuple[str, dt.date, dt.date]] = []
+
+    def get_history(self, ticker: str, start: dt.date, end: dt.date) -> dict[dt.date, str]:
+        self.history_calls.append((ticker, start, end))
+        closes = {  # Friday's close, then a weekend
+            dt.date(2026, 11, 20): "99.50",
+            dt.date(2026, 11, 26): "101.00",
+            dt.date(2026, 11, 27): "102.25",
+        }
+        return {day: price for day, price in closes.items() if start <= day <= end}
+
+    async def get_current_price(self, ticker: str) -> Decimal | None:
+        return Decimal("103.00") if ticker == "LIVE" else None
+
+
+def test_provider_history_gives_the_latest_close_on_or_before_the_date() -> None:
+    """A past date gets the latest close within the lookback, dated as the provider dates it."""
+    provider = Provider()
+    market = PerTickerMarketData.from_provider(
+        provider.get_history,
+        provider.get_current_price,
+        clock=lambda: dt.datetime(2026, 11, 28, 1, tzinfo=dt.UTC),
+    )
+    sunday = dt.date(2026, 11, 22)
+    assert asyncio.run(market.get_prices(["X"], sunday)) == {
+        "X": PriceQuote("X", Decimal("99.50"), dt.date(2026, 11, 20))
+    }
+    assert provider.history_calls == [("X", sunday - dt.timedelta(days=7), sunday)]
+    assert asyncio.run(market.get_prices(["X"], dt.date(2026, 11, 10))) == {}
+
+
+def test_provider_current_price_serves_today_and_history_fills_in() -> None:
+    """Today's date uses get_current_price when it answers, and the history when it does not."""
+    provider = Provider()
+    market = PerTickerMarketData.from_provider(
+        provider.get_history,
+        provider.get_current_price,
+        clock=lambda: dt.datetime(2026, 11, 27, 18, tzinfo=dt.UTC),
+    )
+    got = asyncio.run(market.get_prices(["LIVE", "X"], DAY))
+    assert got["LIVE"] == PriceQuote("LIVE", Decimal("103.00"), DAY)
+    assert got["X"] == PriceQuote("X", Decimal("102.25"), DAY)
+
+
+def test_provider_market_data_offers_price_history_for_backfills() -> None:
+    """The adapter is a PriceHistory: one get_history call per ticker for a whole range."""
+    provider = Provider()
+    market = PerTickerMarketData.from_provider(provider.get_history)
+    assert isinstance(market, PriceHistory)
+    start, end = dt.date(2026, 11, 20), dt.date(2026, 11, 27)
+    history = asyncio.run(market.get_price_history(["X", "Y"], start, end))
+    assert [q.as_of for q in history["X"]] == [start, dt.date(2026, 11, 26), end]
+    assert sorted(provider.history_calls) == [("X", start, end), ("Y", start, end)]
+    assert not isinstance(PerTickerMarketData.from_current_price(lambda _t: None), PriceHistory)
+
+
+def test_provider_history_floats_and_datetimes_are_refused_by_name() -> None:
+    """A float close needs allow_float; a datetime instead of a date is refused as ambiguous."""
+
+    def floats(ticker: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, float]]:
+        return [(end, 10.1)]
+
+    def stamped(ticker: str, start: dt.date, end: dt.date) -> dict[dt.datetime, str]:
+        return {dt.datetime(2026, 11, 27, 21, tzinfo=dt.UTC): "10.10"}
+
+    with pytest.raises(InvalidPriceError, match="float"):
+        asyncio.run(PerTickerMarketData.from_provider(floats).get_prices(["X"], DAY))
+    allowed = PerTickerMarketData.from_provider(floats, allow_float=True)
+    assert asyncio.run(allowed.get_prices(["X"], DAY))["X"].price == Decimal("10.1")
+    with pytest.raises(InvalidPriceError, match="datetime") as caught:
+        asyncio.run(PerTickerMarketData.from_provider(stamped).get_prices(["X"], DAY))  # type: ignore[arg-type]
+    assert caught.value.field == "as_of"

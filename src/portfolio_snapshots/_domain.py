@@ -310,6 +310,38 @@ class PortfolioSnapshot:
                 return _new_position(PositionValuation, flat[i : i + POSITION_WIDTH])
         return None
 
+    def as_dict(self) -> dict[str, object]:
+        """Return the snapshot as JSON-friendly values, for APIs and logs (like `RunReport`'s).
+
+        Ids and dates become ISO strings and every Decimal a string that reads back as the
+        same Decimal (``"190.12"``): never a float, so no cent is lost on the way. A position's
+        ``price_currency`` and ``fx_rate`` are None (null) when no conversion was made.
+        """
+        return {
+            "portfolio_id": str(self.portfolio_id),
+            "snapshot_date": self.snapshot_date.isoformat(),
+            "currency": self.currency,
+            "cash_balance": str(self.cash_balance),
+            "holdings_value": str(self.holdings_value),
+            "total_value": str(self.total_value),
+            "positions": [
+                {
+                    "ticker": p.ticker,
+                    "quantity": str(p.quantity),
+                    "price": str(p.price),
+                    "price_date": p.price_date.isoformat(),
+                    "market_value": str(p.market_value),
+                    "price_currency": p.price_currency,
+                    "fx_rate": _text(p.fx_rate),
+                    "stale": p.stale,
+                }
+                for p in self.positions
+            ],
+            "net_contributions": _text(self.net_contributions),
+            "external_flow": _text(self.external_flow),
+            "stale": self.stale,
+        }
+
     def replace(self, **changes: object) -> PortfolioSnapshot:
         """Return a copy with the given fields changed (``positions=`` included)."""
         values: dict[str, object] = dict(zip(_SNAPSHOT_FIELDS, self.values, strict=True))
@@ -355,6 +387,10 @@ class PortfolioSnapshot:
     def __reduce__(self) -> tuple[object, ...]:
         """Pickle through `from_values`."""
         return (PortfolioSnapshot.from_values, (self.values,))
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 _new = object.__new__

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from decimal import Decimal
     from uuid import UUID
 
+    from portfolio_snapshots._report import SnapshotFailure
+
 
 def _where(portfolio_id: UUID | None, day: dt.date | None) -> str:
     parts = []
@@ -199,6 +201,49 @@ class LeaseLostError(SnapshotError):
         """Build the error for `key`."""
         super().__init__(f"run {key!r}: {detail}")
         self.key = key
+
+
+class RunAlreadyRunningError(SnapshotError):
+    """Another holder is running the same run key right now; this call did nothing.
+
+    Raised by the calls that must return a result (`SnapshotJob.snapshot_one`); the runs
+    themselves return a report with status ``already_running`` instead. Try again once that
+    run has finished: it will find the work done.
+
+    Attributes:
+        key: The run key.
+    """
+
+    def __init__(self, key: str) -> None:
+        """Build the error for `key`."""
+        super().__init__(f"run {key!r} is already running elsewhere; try again when it ends")
+        self.key = key
+
+
+class SnapshotFailedError(SnapshotError):
+    """One portfolio-day could not be snapshotted: its `SnapshotFailure`, raised.
+
+    Raised by `SnapshotJob.snapshot_one`. The original error was caught by the run (and
+    retried when transient); this one carries its facts, and `kind` says what to do about it.
+
+    Attributes:
+        failure: The `SnapshotFailure` of the day.
+        portfolio_id: The portfolio.
+        snapshot_date: The date.
+        error_type: The class name of the original error (``"MissingPriceError"``, ...).
+        kind: ``invalid_input``, ``missing_data``, ``transient``, ``not_found`` or ``error``.
+        attempts: Attempts made before giving up.
+    """
+
+    def __init__(self, failure: SnapshotFailure) -> None:
+        """Build the error from the day's `failure`."""
+        super().__init__(f"{failure.error_type}: {failure.message}")
+        self.failure = failure
+        self.portfolio_id = failure.portfolio_id
+        self.snapshot_date = failure.snapshot_date
+        self.error_type = failure.error_type
+        self.kind = failure.kind
+        self.attempts = failure.attempts
 
 
 class InvalidTransactionError(InvalidPortfolioError):

@@ -12,7 +12,7 @@ import logging
 from typing import Protocol, TypeAlias
 from uuid import UUID
 
-from portfolio_snapshots._report import RunReport
+from portfolio_snapshots._report import FailureKind, RunReport
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,6 +58,7 @@ class PortfolioFailed:
         error_type: The error's class name.
         message: The error's message.
         attempts: Attempts made.
+        kind: The failure's `FailureKind` (``missing_data``, ``transient``, ...).
     """
 
     key: str | None
@@ -66,6 +67,7 @@ class PortfolioFailed:
     error_type: str
     message: str
     attempts: int
+    kind: FailureKind = "error"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,6 +168,38 @@ class CleanupFailed:
     message: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchStarted:
+    """A batch of portfolios started: its prices are fetched, it is valued and written.
+
+    Emitted in the task that processes the batch, before any of its work; the same task emits
+    the matching `BatchFinished`, so a hook may keep per-batch state in a context variable.
+
+    Attributes:
+        key: The run key, or None.
+        portfolios: Portfolios in the batch (for a backfill, each over the whole range).
+    """
+
+    key: str | None
+    portfolios: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchFinished:
+    """A batch ended: its portfolio-days are stored or recorded as failed.
+
+    Attributes:
+        key: The run key, or None.
+        portfolios: Portfolios in the batch.
+        error_type: The class name of the error that stopped the batch (a lost lease, a
+            cancellation), or None when it ran to its end (failed portfolio-days included).
+    """
+
+    key: str | None
+    portfolios: int
+    error_type: str | None = None
+
+
 RunEvent: TypeAlias = (
     RunStarted
     | RunFinished
@@ -175,6 +209,8 @@ RunEvent: TypeAlias = (
     | LeaseReleased
     | CleanupFailed
     | RunProgress
+    | BatchStarted
+    | BatchFinished
 )
 
 
@@ -218,6 +254,8 @@ class LoggingEvents:
 
 _LEVELS: dict[type, tuple[int, str]] = {
     RunStarted: (logging.INFO, "snapshot run started"),
+    BatchStarted: (logging.DEBUG, "snapshot batch started"),
+    BatchFinished: (logging.DEBUG, "snapshot batch finished"),
     PortfolioFailed: (logging.WARNING, "portfolio snapshot failed"),
     RetryScheduled: (logging.WARNING, "retry scheduled"),
     LeaseLost: (logging.WARNING, "run lease lost"),

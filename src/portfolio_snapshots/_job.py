@@ -31,8 +31,12 @@ from portfolio_snapshots._errors import (
     InvalidPortfolioError,
     LeaseLostError,
     PortfolioNotFoundError,
+    RunAlreadyRunningError,
+    SnapshotFailedError,
 )
 from portfolio_snapshots._events import (
+    BatchFinished,
+    BatchStarted,
     CleanupFailed,
     EventHook,
     LeaseLost,
@@ -53,12 +57,13 @@ from portfolio_snapshots._report import (
     RunReport,
     RunStatus,
     SnapshotFailure,
+    failure_kind,
 )
 from portfolio_snapshots._retry import GaveUp, RetryPolicy, attempt
 from portfolio_snapshots._time import date_range, utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sized
 
     from portfolio_snapshots._calculator import PriceTable
     from portfolio_snapshots._domain import Lease, PortfolioDay, PortfolioSnapshot
@@ -74,7 +79,7 @@ if TYPE_CHECKING:
     from portfolio_snapshots._retry import Outcome, RetryHook
 
 T = TypeVar("T")
-B = TypeVar("B")
+B = TypeVar("B", bound="Sized")
 X = TypeVar("X")
 
 
@@ -181,7 +186,12 @@ class _Run:
         self, portfolio_id: UUID | None, day: dt.date, error: BaseException, attempts: int
     ) -> None:
         failure = SnapshotFailure(
-            portfolio_id, day, type(error).__name__, _message(error), attempts
+            portfolio_id,
+            day,
+            type(error).__name__,
+            _message(error),
+            attempts,
+            failure_kind(error, attempts),
         )
         self.failures.append(failure)
         self.events(
@@ -192,6 +202,7 @@ class _Run:
                 failure.error_type,
                 failure.message,
                 attempts,
+                failure.kind,
             )
         )
 
@@ -295,6 +306,7 @@ class SnapshotJob:
             f"{socket.gethostname()}:{os.getpid()}:"
             f"{uuid.UUID(int=self._rng.getrandbits(128), version=4).hex[:12]}"
         )
+        self._running_keys: set[str] = set()
 
     def now(self) -> dt.datetime:
         """Return the clock's current time in UTC.
@@ -356,6 +368,7 @@ class SnapshotJob:
             await self._run_batches(
                 _chunks(self._active_portfolios(day, run), self.batch_size),
                 lambda portfolios: self._daily_batch(portfolios, day, pricing, run),
+                run,
             )
 
         return await self._run(spec, work)
@@ -465,6 +478,7 @@ class SnapshotJob:
                 lambda pids: self._backfill_batch(
                     pids, start, end, pricing, run, only_missing=only_missing
                 ),
+                run,
             )
 
         return await self._run(spec, work)
@@ -551,7 +565,7 @@ class SnapshotJob:
             is_transient=self.retry.is_transient,
         )
 
-    async def _run(
+    async def _run_unguarded(
         self, spec: _Spec, work: Callable[[_Run, Pricing], Awaitable[None]]
     ) -> RunReport:
         """Take the lease, consult the ledger, do the work, record and report it.
@@ -706,14 +720,18 @@ class SnapshotJob:
     # --- batches ------------------------------------------------------------------------
 
     async def _run_batches(
-        self, batches: AsyncIterator[B], process: Callable[[B], Awaitable[None]]
+        self, batches: AsyncIterator[B], process: Callable[[B], Awaitable[None]], run: _Run
     ) -> None:
-        """Process `batches`, at most `concurrency` at a time, with backpressure."""
+        """Process `batches`, at most `concurrency` at a time, with backpressure.
+
+        Each batch's task announces it (`BatchStarted`, `BatchFinished`) around its work.
+        """
         slots = asyncio.Semaphore(self.concurrency)
 
         async def guarded(batch: B) -> None:
             try:
-                await process(batch)
+                with _announced(run, len(batch)):
+                    await process(batch)
             finally:
                 slots.release()
 
@@ -935,9 +953,10 @@ class SnapshotJob:
         self, portfolio_ids: list[UUID], start: dt.date, end: dt.date, *, only_missing: bool
     ) -> Callable[[_Run, Pricing], Awaitable[None]]:
         async def work(run: _Run, pricing: Pricing) -> None:
-            await self._backfill_batch(
-                portfolio_ids, start, end, pricing, run, only_missing=only_missing
-            )
+            with _announced(run, len(portfolio_ids)):
+                await self._backfill_batch(
+                    portfolio_ids, start, end, pricing, run, only_missing=only_missing
+                )
 
         return work
 
@@ -1045,6 +1064,148 @@ class SnapshotJob:
             run.skipped += 1
         return got.value
 
+    # --- host conveniences --------------------------------------------------------------
+
+    def forced_key(self, key: str, recompute_id: str | None = None) -> str:
+        """Return a run key that recomputes what `key` stands for, even after it succeeded.
+
+        A key that succeeded is not run again: repeating it returns the stored report, with
+        its old timestamps. To recompute on purpose (a corrected price, a fixed ledger), run
+        under ``<key>:force:<recompute_id>``: a key of its own for the same parameters, so
+        the recompute takes its own lease, is remembered like any run, and is itself safe to
+        repeat: the same id returns the first recompute's report, a new id recomputes again.
+        Writes replace the stored snapshots (upserts), so nothing is duplicated.
+
+        Args:
+            key: The key of the run to repeat (``daily:2026-11-27``,
+                ``backfill:<portfolio>:<start>:<end>``, ...).
+            recompute_id: What tells this recompute from others, such as a client's request
+                id; by default the job clock's current time (ISO 8601, UTC), new on every call.
+
+        Returns:
+            The key, ``<key>:force:<recompute_id>``.
+        """
+        return f"{key}:force:{recompute_id or self.now().isoformat()}"
+
+    async def snapshot_one(
+        self,
+        portfolio_id: UUID,
+        day: dt.date | None = None,
+        *,
+        force: bool = False,
+        recompute_id: str | None = None,
+    ) -> PortfolioSnapshot:
+        """Snapshot one portfolio for one day; return the snapshot or raise that day's error.
+
+        It runs ``backfill(portfolio_id, day, day)`` under that call's default key
+        (``backfill:<portfolio>:<day>:<day>``), so it shares the ledger and the lease with
+        every other run: a day that already succeeded is read back, not recomputed, unless
+        `force` is set.
+
+        Args:
+            portfolio_id: The portfolio.
+            day: The date; today's UTC date by default.
+            force: Recompute even if the day's run already succeeded, under
+                `forced_key` of the default key and `recompute_id`.
+            recompute_id: With `force`, what tells this recompute from others (see
+                `forced_key`).
+
+        Returns:
+            The stored snapshot of the day.
+
+        Raises:
+            SnapshotFailedError: The day could not be snapshotted; its `kind` says why
+                (``missing_data``, ``transient``, ...), its `failure` holds the details.
+            RunAlreadyRunningError: Another holder is running the same key right now.
+            PortfolioNotFoundError: The repository does not know the portfolio, or it did
+                not exist yet on `day`.
+            InvalidDateRangeError: `day` is in the future.
+            RunKeyConflictError: The forced key was used before with other parameters.
+            LeaseLostError: The lease was lost mid-run.
+        """
+        day = self.today() if day is None else day
+        key = f"backfill:{portfolio_id}:{day.isoformat()}:{day.isoformat()}"
+        if force:
+            key = self.forced_key(key, recompute_id)
+        report = await self.backfill(portfolio_id, day, day, key=key)
+        if report.status == "already_running":
+            raise RunAlreadyRunningError(key)
+        if report.failures:
+            raise SnapshotFailedError(report.failures[0])
+        snapshot = await self._new_run(None).call(
+            "get_snapshot", lambda: self.snapshots.get_snapshot(portfolio_id, day)
+        )
+        if snapshot is None:
+            error = PortfolioNotFoundError(portfolio_id)
+            error.add_note(f"it has no snapshot on {day.isoformat()}: it did not exist yet")
+            raise error
+        return snapshot
+
+    async def catch_up(
+        self, through: dt.date | None = None, *, max_days: int = 7
+    ) -> list[RunReport]:
+        """Run the daily runs missed while the host was down (call it at start-up).
+
+        Looks back from `through` through the ledger's ``daily:<date>`` records for the newest
+        daily run that succeeded, and runs `run_daily` for each later day, oldest first,
+        under its usual key: replicas that catch up together, and a scheduler firing the
+        same day, share its lease, so each day is done once. A day whose run failed part of
+        its portfolios resumes and redoes only those; a day already done is skipped without
+        a run. At most `max_days` days are looked at (all of them when none succeeded, as on
+        a first deployment).
+
+        Args:
+            through: The last day to cover; by default yesterday's UTC date, the day a run
+                fired at 00:00 UTC snapshots.
+            max_days: How many days back to look, `through` included.
+
+        Returns:
+            The reports of the runs made, oldest day first (empty when nothing was missed).
+
+        Raises:
+            ValueError: The job has no ledger, so it cannot know which runs succeeded, or
+                `max_days` is less than 1.
+            InvalidDateRangeError: `through` is in the future.
+        """
+        ledger = self.ledger
+        if ledger is None:
+            raise ValueError("catch_up needs a job with a ledger, to know which runs succeeded")
+        if max_days < 1:
+            raise ValueError(f"max_days must be at least 1, got {max_days}")
+        last = self.today() - dt.timedelta(days=1) if through is None else through
+        if last > self.today():
+            raise InvalidDateRangeError("the date is in the future", start=last, end=last)
+        probe = self._new_run(None)
+        missed: list[dt.date] = []
+        for back in range(max_days):
+            day = last - dt.timedelta(days=back)
+            key = f"daily:{day.isoformat()}"
+            record = await probe.call("ledger_get", lambda: ledger.get(key))  # noqa: B023
+            if record is not None and record.state is RunState.SUCCEEDED:
+                break
+            missed.append(day)
+        return [await self.run_daily(day) for day in reversed(missed)]
+
+    async def _run(
+        self, spec: _Spec, work: Callable[[_Run, Pricing], Awaitable[None]]
+    ) -> RunReport:
+        """`_run_unguarded`, one run of a key at a time in this job when it has a lock.
+
+        The lock hands a key it already holds back to the same owner (a new lease), so two
+        runs of one key in one job (the scheduler's and an admin's, say) would both run; the
+        second returns ``already_running`` instead, as it would on another replica.
+        """
+        if self.lock is None:
+            return await self._run_unguarded(spec, work)
+        if spec.key in self._running_keys:
+            run = self._new_run(spec.key)
+            return self._finish(self._report(spec, self.now(), run, status="already_running"))
+        self._running_keys.add(spec.key)
+        try:
+            return await self._run_unguarded(spec, work)
+        finally:
+            self._running_keys.discard(spec.key)
+
 
 def _admitted(portfolio: object, portfolio_id: UUID, day: dt.date, run: _Run) -> Portfolio | None:
     """Return `portfolio` if it passes the entry check for `portfolio_id`; else record why."""
@@ -1133,3 +1294,17 @@ async def _nothing(_run: _Run, _pricing: Pricing) -> None:
 
 #: A backfill batch holds about ``batch_size * 20`` portfolio-days: as many portfolios as fit.
 _BACKFILL_DAYS_PER_ITEM = 20
+
+
+@contextlib.contextmanager
+def _announced(run: _Run, portfolios: int) -> Iterator[None]:
+    """Emit `BatchStarted` and `BatchFinished` around one batch's work, in its task."""
+    run.events(BatchStarted(run.key, portfolios))
+    error_type: str | None = None
+    try:
+        yield
+    except BaseException as error:
+        error_type = type(error).__name__
+        raise
+    finally:
+        run.events(BatchFinished(run.key, portfolios, error_type))

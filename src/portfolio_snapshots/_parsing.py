@@ -254,6 +254,64 @@ def parse_price_quote(data: Mapping[str, object]) -> PriceQuote:
     return PriceQuote(model.ticker, model.price, model.as_of, model.currency)
 
 
+def provider_price(value: object, *, ticker: str, as_of: dt.date, allow_float: bool) -> Decimal:
+    """Return a price a provider's function returned, as an exact Decimal.
+
+    Decimals pass as they are; ints and strings (``"190.12"``) are read exactly. A float has
+    already lost the exact price (0.1 is not 1/10), so it is refused unless `allow_float`,
+    which converts it through its shortest repr (``190.12`` becomes ``Decimal("190.12")``).
+
+    Raises:
+        InvalidPriceError: A float (unless `allow_float`), a bool, or a value that is not a
+            number; the message says which (it says "float" for a float).
+    """
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        if allow_float:
+            return Decimal(repr(value))
+        raise InvalidPriceError(
+            f"the price source returned a float for {as_of.isoformat()}; a float has lost the "
+            "exact price: return a Decimal or a string, or pass allow_float=True to convert "
+            "floats through their shortest repr",
+            ticker=ticker,
+            field="price",
+            value=value,
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except ArithmeticError:
+            pass
+    raise InvalidPriceError(
+        f"the price source returned {type(value).__name__} for {as_of.isoformat()}, "
+        "not a number: return a Decimal or a string such as '190.12'",
+        ticker=ticker,
+        field="price",
+        value=value,
+    )
+
+
+def provider_day(value: object, *, ticker: str) -> dt.date:
+    """Return the date of a close a provider's history returned.
+
+    Raises:
+        InvalidPriceError: The value is not a `datetime.date` (a datetime says nothing of
+            which UTC date its close belongs to).
+    """
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise InvalidPriceError(
+        "the price source dated a close with something other than a date: give each close's "
+        "UTC date as a datetime.date (a datetime does not say which date it closes)",
+        ticker=ticker,
+        field="as_of",
+        value=value,
+    )
+
+
 def _maybe_uuid(value: object) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
+
+from portfolio_snapshots import _errors
+from portfolio_snapshots._errors import (
+    InvalidInputError,
+    MissingFxRateError,
+    MissingPriceError,
+    PortfolioNotFoundError,
+    TransientError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -20,6 +30,44 @@ RunStatus = Literal["completed", "already_running", "already_succeeded"]
 #: What became of a run's lease when the run ended (see `RunReport.lease`).
 LeaseOutcome = Literal["released", "left_to_expire"]
 
+#: Why a portfolio-day failed, for code that acts on it (an HTTP status, an alert): bad data
+#: (``invalid_input``: a negative quantity, a float, a bad quote; the host must fix the data),
+#: a price or FX rate that is not there (``missing_data``), a fault that may pass on a later
+#: attempt (``transient``: the store or the provider unreachable), a portfolio the repository
+#: does not know (``not_found``), or anything else (``error``: most likely a bug).
+FailureKind = Literal["invalid_input", "missing_data", "transient", "not_found", "error"]
+
+_TRANSIENT_TYPES = (TransientError, ConnectionError, TimeoutError)
+
+
+def failure_kind(error: BaseException, attempts: int = 1) -> FailureKind:
+    """Return the `FailureKind` of `error`, which failed a portfolio-day after `attempts`.
+
+    An error the job's retry policy retried (``attempts > 1``) counts as transient, whatever
+    its type, so adapters' own transient errors declared in a `RetryPolicy` are classified too.
+    """
+    return _kind_of_type(type(error), attempts)
+
+
+def _kind_of_type(error_type: type[BaseException], attempts: int) -> FailureKind:
+    if issubclass(error_type, InvalidInputError):
+        return "invalid_input"
+    if issubclass(error_type, (MissingPriceError, MissingFxRateError)):
+        return "missing_data"
+    if issubclass(error_type, _TRANSIENT_TYPES) or attempts > 1:
+        return "transient"
+    if issubclass(error_type, PortfolioNotFoundError):
+        return "not_found"
+    return "error"
+
+
+def _kind_of_name(error_type: str, attempts: int) -> FailureKind:
+    """The kind of a failure stored before kinds were recorded, from its error's class name."""
+    known = getattr(_errors, error_type, None) or getattr(builtins, error_type, None)
+    if isinstance(known, type) and issubclass(known, BaseException):
+        return _kind_of_type(known, attempts)
+    return "transient" if attempts > 1 else "error"
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SnapshotFailure:
@@ -32,6 +80,9 @@ class SnapshotFailure:
         error_type: The class name of the error (``"MissingPriceError"``, ...).
         message: The error's message; it names the portfolio, the date and the ticker.
         attempts: How many attempts were made before giving up (1 when not retried).
+        kind: Why, for code: ``invalid_input``, ``missing_data``, ``transient``,
+            ``not_found`` or ``error`` (see `FailureKind`): an HTTP endpoint answers 422 for
+            the first two and 503 for ``transient`` without matching messages.
     """
 
     portfolio_id: UUID | None
@@ -39,6 +90,7 @@ class SnapshotFailure:
     error_type: str
     message: str
     attempts: int
+    kind: FailureKind = "error"
 
     def as_dict(self) -> dict[str, object]:
         """Return the failure as JSON-friendly values (ids and dates as strings)."""
@@ -48,6 +100,7 @@ class SnapshotFailure:
             "error_type": self.error_type,
             "message": self.message,
             "attempts": self.attempts,
+            "kind": self.kind,
         }
 
 
@@ -147,6 +200,7 @@ class RunReport:
                         str(f["error_type"]),
                         str(f["message"]),
                         int(f["attempts"]),
+                        f.get("kind") or _kind_of_name(str(f["error_type"]), int(f["attempts"])),
                     )
                     for f in data["failures"]
                 ),

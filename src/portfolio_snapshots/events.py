@@ -8,6 +8,8 @@ calls before it sleeps for another attempt.
 from __future__ import annotations
 
 from portfolio_snapshots._events import (
+    BatchFinished,
+    BatchStarted,
     CleanupFailed,
     EventHook,
     LeaseLost,
@@ -24,6 +26,8 @@ from portfolio_snapshots._public import publish as _publish
 from portfolio_snapshots._retry import RetryHook
 
 __all__ = [
+    "BatchFinished",
+    "BatchStarted",
     "CleanupFailed",
     "EventHook",
     "LeaseLost",

@@ -146,3 +146,26 @@ async def history_code() -> None:
         assert_type(caught.snapshot_date, dt.date | None)
     except ps.SnapshotError:
         raise
+
+
+async def host_glue_code() -> None:
+    """The job's calls for host glue, typed as a host's admin endpoint and start-up use them."""
+    try:
+        one = await job.snapshot_one(UUID(int=1), dt.date(2026, 1, 1), force=True)
+        assert_type(one, ps.PortfolioSnapshot)
+        assert_type(one.as_dict(), dict[str, object])
+    except errors.SnapshotFailedError as failed:
+        status = 503 if failed.kind == "transient" else 422  # what an endpoint answers
+        assert status
+        assert_type(failed.failure, ps.SnapshotFailure)
+    except errors.RunAlreadyRunningError as busy:
+        assert_type(busy.key, str)
+    assert_type(job.forced_key("daily:2026-01-01", "request-1"), str)
+    missed = await job.catch_up(max_days=3)
+    assert_type(missed, list[ps.RunReport])
+    for failure in missed[0].failures if missed else ():
+        assert failure.kind in {"invalid_input", "missing_data", "transient", "not_found", "error"}
+    provider: ps.MarketData = PerTickerMarketData.from_provider(
+        lambda _ticker, _start, _end: {dt.date(2026, 1, 1): Decimal(1)}, allow_float=False
+    )
+    del provider
