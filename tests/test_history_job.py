@@ -661,3 +661,19 @@ def test_invalid_token_bucket_settings_are_refused() -> None:
         TokenBucket(0)
     with pytest.raises(ValueError, match="burst"):
         TokenBucket(1, burst=0)
+
+
+def test_backfill_all_reports_a_day_a_ledger_cannot_build_once() -> None:
+    """A ledger that oversells on the last day: that day fails once, the days before are stored."""
+    start = TODAY - dt.timedelta(days=2)
+    transactions = [
+        Transaction(PID, start, K.DEPOSIT, amount=Decimal(1000)),
+        Transaction(PID, start, K.BUY, "AAA", Decimal(2), Decimal(20)),
+        Transaction(PID, TODAY, K.SELL, "AAA", Decimal(5), Decimal(20)),
+    ]
+    repo, market = ledger_world(transactions, date_range(start, TODAY), ["AAA"])
+    store = InMemorySnapshotRepository()
+    report = asyncio.run(job(repo, market, store).backfill_all(start, TODAY))
+    assert [(f.portfolio_id, f.snapshot_date) for f in report.failures] == [(PID, TODAY)]
+    assert (report.processed, report.succeeded, report.failed) == (3, 2, 1)
+    assert {s.snapshot_date for s in store.all()} == {start, start + dt.timedelta(days=1)}

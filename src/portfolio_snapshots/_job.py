@@ -774,19 +774,14 @@ class SnapshotJob:
     def _active_ids(self, day: dt.date, run: _Run) -> AsyncIterator[UUID]:
         """Stream the ids of the portfolios active on `day`, each once.
 
-        Those whose state on `day` cannot be built are recorded as in `_active_portfolios`,
-        and their ids are still yielded: a backfill may build their other days.
+        A portfolio whose state on `day` cannot be built is yielded all the same and not
+        recorded here: the backfill builds each of its days, `day` included, and records
+        each failure once.
         """
         repo = self.portfolios
         if isinstance(repo, PortfolioDayStream):
-
-            def admit_day(entry: PortfolioDay, portfolio_id: UUID) -> UUID:
-                if entry.portfolio is None:
-                    _not_built(entry, day, run)
-                return portfolio_id
-
             return self._once_each(
-                lambda: repo.iter_portfolio_days(day), _day_id, admit_day, day, run
+                lambda: repo.iter_portfolio_days(day), _day_id, lambda _e, pid: pid, day, run
             )
         return self._once_each(
             lambda: repo.iter_portfolios(day), _portfolio_id, lambda _p, pid: pid, day, run
