@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import itertools
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -419,3 +420,171 @@ def modified_dietz_return(
         field="average_capital",
         value=_divide(scaled_capital, Decimal(days)),
     )
+
+
+#: How close the search of `money_weighted_return` gets to the daily growth factor whose
+#: flows' present value is zero; the results are then rounded to `MWR_PLACES` places.
+MWR_TOLERANCE = Decimal("1e-20")
+#: Decimal places of the rates `money_weighted_return` returns.
+MWR_PLACES = 12
+_MWR_CTX = rounding_context(50)
+_YEAR = 365
+_HUGE = Decimal("1e15")
+_QUANTUM = Decimal(1).scaleb(-MWR_PLACES)
+#: Where the search for the daily growth factor looks for a change of sign, in order.
+_BRACKET = tuple(
+    Decimal(g)
+    for g in (
+        *("1e-30", "1e-12", "1e-6", "0.001", "0.1", "0.5", "0.9", "0.99", "0.999", "1"),
+        *("1.001", "1.01", "1.1", "1.5", "2", "10", "100", "1e6", "1e12", "1e30"),
+    )
+)
+
+
+class MoneyWeightedReturn(NamedTuple):
+    """The internal rate of return (XIRR) of a series: the rate that makes its flows' value zero.
+
+    Attributes:
+        period_return: The return over the whole range, compounded: 0.1 is +10 %.
+        annual_rate: The same rate per year of 365 days (``(1 + period_return) ** (365 /
+            days) - 1``): the XIRR.
+        annualized: `annual_rate` when the range spans a year or more, None for a shorter
+            one (a short range's yearly rate extrapolates too far to show).
+        days: The days from the first snapshot to the last.
+    """
+
+    period_return: Decimal
+    annual_rate: Decimal
+    annualized: Decimal | None
+    days: int
+
+
+def money_weighted_return(
+    snapshots: Iterable[PortfolioSnapshot],
+    *,
+    flow_timing: FlowTiming | str = DEFAULT_FLOW_TIMING,
+) -> MoneyWeightedReturn:
+    """Return the money-weighted return (XIRR) of the series, from the first snapshot to the last.
+
+    The flows, as the investor sees them: the first snapshot's value paid in at its date,
+    each period's external flow (a deposit paid in, a withdrawal received), dated at the start
+    of its period (the previous snapshot's date) or at its end (`flow_timing`), and the last
+    snapshot's value received at its date. The rate is the daily growth factor ``g`` with
+    ``sum(cf * g ** -(date - first date).days) == 0``, found by bisection in a 50-digit Decimal
+    context to within `MWR_TOLERANCE`, then expressed over the range and per year and rounded
+    to `MWR_PLACES` decimal places (ROUND_HALF_EVEN; a rate of 1E+15 or more, the yearly rate
+    of a short range, to 28 significant digits). A series whose flows change sign more
+    than once may have several such rates: the search returns the smallest it brackets.
+
+    Args:
+        snapshots: One portfolio's snapshots, in ascending date order, at least two, carrying
+            ``net_contributions`` and ``external_flow``.
+        flow_timing: When a period's flow happens (see `FlowTiming`); by default deposits at
+            the start and withdrawals at the end of their day.
+
+    Returns:
+        The return over the range, its yearly rate, and the days it spans.
+
+    Raises:
+        ValueError: `flow_timing` is not a `FlowTiming`.
+        MissingFlowDataError: A snapshot lacks ``net_contributions`` or ``external_flow``.
+        InvalidSnapshotSeriesError: Fewer than two snapshots, or the series is inconsistent
+            (see `time_weighted_returns`).
+        UndefinedReturnError: No rate makes the flows' present value zero (for example money
+            paid in and nothing ever received); the error names the portfolio and last date.
+    """
+    timing = _timing(flow_timing)
+    snapshots = list(snapshots)
+    periods = _periods(snapshots, at_least=2)
+    first, last = snapshots[0], snapshots[-1]
+    start = first.snapshot_date
+    flows: dict[int, Decimal] = {0: -first.total_value}
+    with decimal.localcontext(EXACT):
+        for p in periods:
+            if p.flow:
+                day = (p.start if _at_start(p.flow, timing) else p.end) - start
+                flows[day.days] = flows.get(day.days, _ZERO) - p.flow
+        days = (last.snapshot_date - start).days
+        flows[days] = flows.get(days, _ZERO) + last.total_value
+    growth = _daily_growth(flows)
+    if growth is None:
+        raise UndefinedReturnError(
+            "no rate of return makes the flows' present value zero (a series that only pays "
+            "in, or only takes out, has none)",
+            portfolio_id=first.portfolio_id,
+            snapshot_date=last.snapshot_date,
+            field="flows",
+            value=dict(sorted(flows.items())),
+        )
+    with decimal.localcontext(_MWR_CTX):
+        period, annual = _rounded(growth**days - 1), _rounded(growth**_YEAR - 1)
+    return MoneyWeightedReturn(period, annual, annual if days >= _YEAR else None, days)
+
+
+def _rounded(rate: Decimal) -> Decimal:
+    """`rate` to `MWR_PLACES` places; to 28 significant digits when it is 1E+15 or more."""
+    if abs(rate) < _HUGE:
+        return rate.quantize(_QUANTUM)
+    with decimal.localcontext(_CTX):
+        return +rate
+
+
+def _present_value(flows: dict[int, Decimal], growth: Decimal) -> Decimal:
+    """``sum(cf * growth ** -day)``, in the 50-digit context."""
+    with decimal.localcontext(_MWR_CTX):
+        return sum((cf / growth**day for day, cf in flows.items()), _ZERO)
+
+
+def _daily_growth(flows: dict[int, Decimal]) -> Decimal | None:
+    """The smallest bracketed daily growth factor at which the flows' value is zero, or None."""
+    values = [(g, _present_value(flows, g)) for g in _BRACKET]
+    bracket = next(
+        (
+            (low, at_low, high, at_high)
+            for (low, at_low), (high, at_high) in itertools.pairwise(values)
+            if at_low == 0 or at_high == 0 or (at_low < 0) != (at_high < 0)
+        ),
+        None,
+    )
+    if bracket is None:
+        return None
+    low, at_low, high, at_high = bracket
+    if at_low == 0 or at_high == 0:
+        return low if at_low == 0 else high
+    with decimal.localcontext(_MWR_CTX):
+        while high - low > MWR_TOLERANCE:
+            middle = (low + high) / 2
+            at_middle = _present_value(flows, middle)
+            if at_middle == 0:
+                return middle
+            if (at_middle < 0) == (at_low < 0):
+                low, at_low = middle, at_middle
+            else:
+                high = middle
+        return (low + high) / 2
+
+
+def annualize(period_return: Decimal, days: int) -> Decimal:
+    """Return the yearly rate (365-day years) of a return earned over `days` days.
+
+    ``(1 + period_return) ** (365 / days) - 1``, in `returns_context` (28 significant digits,
+    ROUND_HALF_EVEN). Meant for ranges of a year or more: a short range's rate, compounded
+    over a year, says little.
+
+    Args:
+        period_return: A return over the range (from `cumulative_time_weighted_return`,
+            say): 0.1 is +10 %.
+        days: The days the range spans; at least 1.
+
+    Returns:
+        The yearly rate.
+
+    Raises:
+        ValueError: `days` is less than 1, or `period_return` is -100 % or less.
+    """
+    if days < 1:
+        raise ValueError(f"days must be at least 1, got {days}")
+    if period_return <= -1:
+        raise ValueError(f"a return of {period_return} (-100 % or less) has no yearly rate")
+    with decimal.localcontext(_CTX):
+        return (_ONE + period_return) ** (Decimal(365) / days) - 1

@@ -10,7 +10,8 @@
 - Exchange rates: the `FxRates` port and its `FxRateHistory` capability, `FxQuote` values,
   `pairs_with_inverses`, `resolve_rate`, `invert_quote`, `convert` and `fx_context`.
 - Returns of a stored series: `time_weighted_returns`, `cumulative_time_weighted_return`,
-  `modified_dietz_return`, with `PeriodReturn` values, computed in `returns_context`.
+  `modified_dietz_return`, with `PeriodReturn` values, computed in `returns_context`; the
+  money-weighted return (XIRR) `money_weighted_return`, and `annualize`.
 
 See ``docs/history.md`` for the conventions and worked examples.
 """
@@ -45,17 +46,24 @@ from portfolio_snapshots._ports import (
 )
 from portfolio_snapshots._public import publish as _publish
 from portfolio_snapshots._returns import (
+    MWR_PLACES,
+    MWR_TOLERANCE,
     RETURNS_PRECISION,
     FlowTiming,
+    MoneyWeightedReturn,
     PeriodReturn,
+    annualize,
     cumulative_time_weighted_return,
     modified_dietz_return,
+    money_weighted_return,
     returns_context,
     time_weighted_returns,
 )
 
 __all__ = [
     "FX_PRECISION",
+    "MWR_PLACES",
+    "MWR_TOLERANCE",
     "RETURNS_PRECISION",
     "FlowTiming",
     "FxQuote",
@@ -63,6 +71,7 @@ __all__ = [
     "FxRates",
     "LedgerReplayer",
     "LedgerState",
+    "MoneyWeightedReturn",
     "PeriodReturn",
     "PortfolioDay",
     "PortfolioDayStream",
@@ -70,11 +79,13 @@ __all__ = [
     "Transaction",
     "TransactionKind",
     "TransactionSource",
+    "annualize",
     "convert",
     "cumulative_time_weighted_return",
     "fx_context",
     "invert_quote",
     "modified_dietz_return",
+    "money_weighted_return",
     "pairs_with_inverses",
     "parse_transaction",
     "replay",
