@@ -27,6 +27,7 @@ from portfolio_snapshots._calculator import (
     value_portfolio,
 )
 from portfolio_snapshots._domain import (
+    QUOTE_MINOR_UNITS,
     Lease,
     MissingDataPolicy,
     Portfolio,
@@ -71,6 +72,7 @@ from portfolio_snapshots.errors import (
 __all__ = [
     "DEFAULT_MAX_PRICE_AGE",
     "ISO_4217_MINOR_UNITS",
+    "QUOTE_MINOR_UNITS",
     "DatabaseUnavailableError",
     "InMemoryMarketData",
     "InMemoryPortfolioRepository",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
+    QUOTE_MINOR_UNITS,
     Portfolio,
     PortfolioSnapshot,
     PriceQuote,
@@ -31,7 +32,12 @@ from portfolio_snapshots._errors import (
     SnapshotError,
 )
 from portfolio_snapshots._fx import resolve_rate
-from portfolio_snapshots._parsing import MAX_INTEGER_DIGITS, currency_problem, ticker_problem
+from portfolio_snapshots._parsing import (
+    MAX_INTEGER_DIGITS,
+    currency_problem,
+    quote_currency_problem,
+    ticker_problem,
+)
 from portfolio_snapshots._splits import carry_across_splits
 
 if TYPE_CHECKING:
@@ -409,7 +415,7 @@ class PriceTable:
                     "price_date",
                     as_of,
                 )
-            elif (reason := currency_problem(currency)) is not None:
+            elif (reason := quote_currency_problem(currency)) is not None:
                 bad[ticker] = (reason, "currency", currency)
             elif as_of > day:
                 bad[ticker] = (
@@ -420,6 +426,10 @@ class PriceTable:
             elif as_of < oldest and not carry:
                 bad[ticker] = (_too_old(as_of, max_age), "stale", as_of)
             else:
+                if currency in QUOTE_MINOR_UNITS:  # pence and the like: exactly, by the table
+                    currency, per_major = QUOTE_MINOR_UNITS[currency]
+                    with decimal.localcontext(EXACT):
+                        price /= per_major
                 good[ticker] = (price, as_of, currency, as_of < oldest)
 
     def add_rates(self, rates: Mapping[tuple[str, str], FxQuote]) -> None:

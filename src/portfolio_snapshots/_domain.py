@@ -15,10 +15,19 @@ import enum
 import itertools
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 from uuid import UUID
 
 DEFAULT_CURRENCY = "USD"
+
+#: Quote currencies in a minor unit, as exchanges and data vendors name them, with the ISO 4217
+#: currency they are a fraction of and how many make one: London prices in pence (``GBp``,
+#: ``GBX``), Johannesburg in cents (``ZAc``), Tel Aviv in agorot (``ILA``). A quote in one of
+#: them is converted to the major unit, exactly, where it enters a valuation.
+QUOTE_MINOR_UNITS: Mapping[str, tuple[str, int]] = MappingProxyType(
+    {"GBp": ("GBP", 100), "GBX": ("GBP", 100), "ZAc": ("ZAR", 100), "ILA": ("ILS", 100)}
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import pydantic
 
-from portfolio_snapshots._domain import DEFAULT_CURRENCY, Portfolio, PriceQuote
+from portfolio_snapshots._domain import (
+    DEFAULT_CURRENCY,
+    QUOTE_MINOR_UNITS,
+    Portfolio,
+    PriceQuote,
+)
 from portfolio_snapshots._errors import (
     InvalidInputError,
     InvalidPortfolioError,
@@ -141,6 +146,16 @@ def date_argument(name: str, value: object) -> dt.date:
     raise InvalidInputError(f"{name} must be a datetime.date, got {type(value).__name__} {value!r}")
 
 
+def quote_currency_problem(value: object) -> str | None:
+    """Say what is wrong with `value` as a quote's currency, or None.
+
+    An ISO 4217 code, or a minor unit of `QUOTE_MINOR_UNITS` (``"GBp"``: pence).
+    """
+    if value in QUOTE_MINOR_UNITS:
+        return None
+    return currency_problem(value)
+
+
 def _check(problem: Callable[[object], str | None]) -> Callable[[object], object]:
     """Turn a ``*_problem`` rule into a pydantic after-validator."""
 
@@ -169,6 +184,7 @@ ExactDecimal = Annotated[
     pydantic.AfterValidator(_check(amount_problem)),
 ]
 Currency = Annotated[str, pydantic.AfterValidator(_check(currency_problem))]
+QuoteCurrency = Annotated[str, pydantic.AfterValidator(_check(quote_currency_problem))]
 Ticker = Annotated[str, pydantic.AfterValidator(_check(ticker_problem))]
 
 
@@ -200,7 +216,7 @@ class _QuoteIn(pydantic.BaseModel):
     ticker: Ticker
     price: Annotated[ExactDecimal, pydantic.Field(gt=0)]
     as_of: UtcDate
-    currency: Currency = DEFAULT_CURRENCY
+    currency: QuoteCurrency = DEFAULT_CURRENCY
 
 
 def _first_problem(error: pydantic.ValidationError) -> tuple[str, str, object]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable
 from portfolio_snapshots._dated import DatedValues
+from portfolio_snapshots._domain import QUOTE_MINOR_UNITS
 from portfolio_snapshots._fx import pairs_with_inverses
 from portfolio_snapshots._parsing import ticker_problem
 from portfolio_snapshots._ports import FxRateHistory, PriceHistory
@@ -399,7 +400,10 @@ def _failed_request(error: Exception) -> str:
 
 
 def _fx_pairs(quotes: Iterable[PriceQuote], portfolios: Iterable[Portfolio]) -> frozenset[_Pair]:
-    """The conversions the quotes may need: each quote currency into each portfolio's."""
-    quoted = {q.currency for q in quotes}
+    """The conversions the quotes may need: each quote currency into each portfolio's.
+
+    A quote in a minor unit (``GBp``) is converted from its major currency (``GBP``).
+    """
+    quoted = {QUOTE_MINOR_UNITS.get(q.currency, (q.currency, 1))[0] for q in quotes}
     bases = {p.currency for p in portfolios}
     return frozenset((q, b) for q in quoted for b in bases if q != b)

@@ -35,7 +35,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from portfolio_snapshots._domain import FxQuote, PriceQuote
+from portfolio_snapshots._domain import QUOTE_MINOR_UNITS, FxQuote, PriceQuote
 from portfolio_snapshots._errors import MalformedFileError
 from portfolio_snapshots.adapters.memory import InMemoryFxRates, InMemoryMarketData
 from portfolio_snapshots.adapters.splits import unadjust_splits
@@ -190,7 +190,8 @@ class CsvMarketData:
         adjusted_as_of: The date the files were last adjusted (their last date by default).
         default_currency: The currency of every close when the files have no ``currency``
             column (None: the column is required).
-        currencies: The currency codes a file may name (`ISO_4217_CODES` by default).
+        currencies: The currency codes a file may name (`ISO_4217_CODES` and the minor units
+            of `QUOTE_MINOR_UNITS`, such as ``GBp``, by default).
 
     Raises:
         MalformedFileError: A file has no header or lacks a column, or a row has a bad
@@ -213,7 +214,11 @@ class CsvMarketData:
     ) -> None:
         if split_adjusted and splits is None:
             raise ValueError("split_adjusted=True needs the splits to undo (splits=...)")
-        known = ISO_4217_CODES if currencies is None else frozenset(currencies)
+        known = (
+            ISO_4217_CODES | QUOTE_MINOR_UNITS.keys()
+            if currencies is None
+            else frozenset(currencies)
+        )
         if default_currency is not None and default_currency not in known:
             raise ValueError(f"default_currency {default_currency!r} is not a known currency")
         self.files: tuple[str, ...] = tuple(os.fspath(f) for f in _files(path))
