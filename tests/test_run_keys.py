@@ -18,6 +18,7 @@ from portfolio_snapshots import (
     Portfolio,
     PriceQuote,
     RunKeyConflictError,
+    RunReport,
     SnapshotJob,
 )
 from portfolio_snapshots.adapters.memory import InMemoryRunLedger, InMemoryRunLock
@@ -105,41 +106,34 @@ class AdvancingMarket:
         return {t: PriceQuote(t, Decimal(5), as_of) for t in tickers}
 
 
-def test_the_lease_is_renewed_once_a_third_of_its_ttl_has_passed() -> None:
-    """Batches taking 11 s under a 30 s lease: renewed every batch after 10 s, never lost."""
+def batches_taking(step: dt.timedelta) -> tuple[RunReport, FaultyRunLock[InMemoryRunLock]]:
+    """Run six one-portfolio batches, each taking `step`, under a 30 s lease."""
     clock = FakeClock(dt.datetime(2026, 11, 27, 23, tzinfo=dt.UTC))
     lock = FaultyRunLock(InMemoryRunLock(), Fault())
     portfolios = [Portfolio(uuid.UUID(int=n), Decimal(0), {f"T{n}": Decimal(1)}) for n in range(6)]
     job = SnapshotJob(
         portfolios=InMemoryPortfolioRepository(portfolios),
         snapshots=InMemorySnapshotRepository(),
-        market_data=AdvancingMarket(clock, dt.timedelta(seconds=11)),
+        market_data=AdvancingMarket(clock, step),
         lock=lock,
         lease_ttl=dt.timedelta(seconds=30),
         clock=clock,
         batch_size=1,
         concurrency=1,
     )
-    report = asyncio.run(job.run_daily(TODAY))
+    return asyncio.run(job.run_daily(TODAY)), lock
+
+
+def test_the_lease_is_renewed_once_a_third_of_its_ttl_has_passed() -> None:
+    """Batches taking 11 s under a 30 s lease: renewed every batch after 10 s, never lost."""
+    report, lock = batches_taking(dt.timedelta(seconds=11))
     assert (report.succeeded, report.lease) == (6, "released")
     # 66 s of work under a 30 s lease: it lives only because it is renewed as it goes
     assert lock.calls_by_method["renew"] >= 6
 
 
 def test_the_lease_is_not_renewed_before_a_third_of_its_ttl() -> None:
-    """Batches taking 1 s under a 30 s lease: 6 s of work needs no renewal until the end."""
-    clock = FakeClock(dt.datetime(2026, 11, 27, 23, tzinfo=dt.UTC))
-    lock = FaultyRunLock(InMemoryRunLock(), Fault())
-    portfolios = [Portfolio(uuid.UUID(int=n), Decimal(0), {f"T{n}": Decimal(1)}) for n in range(6)]
-    job = SnapshotJob(
-        portfolios=InMemoryPortfolioRepository(portfolios),
-        snapshots=InMemorySnapshotRepository(),
-        market_data=AdvancingMarket(clock, dt.timedelta(seconds=1)),
-        lock=lock,
-        lease_ttl=dt.timedelta(seconds=30),
-        clock=clock,
-        batch_size=1,
-        concurrency=1,
-    )
-    assert asyncio.run(job.run_daily(TODAY)).succeeded == 6
+    """Batches taking 1 s under a 30 s lease: 6 s of work needs no renewal at all."""
+    report, lock = batches_taking(dt.timedelta(seconds=1))
+    assert report.succeeded == 6
     assert lock.calls_by_method.get("renew", 0) == 0
