@@ -278,6 +278,7 @@ def test_a_daily_run_refuses_a_bad_value_alone_or_stores_it_as_documented(
     if isinstance(case.job, Refused):
         assert mine, f"not reported; failures: {outcome.report.failures}"
         assert {f.error_type for f in mine} == {case.job.error.__name__}, mine
+        assert all(f.snapshot_date == DAY and str(DAY) in f.message for f in mine), mine
         if case.job.field is not None:
             assert all(f"{case.job.field}=" in f.message for f in mine), mine
         assert outcome.after[pid] == outcome.old[pid]
