@@ -268,10 +268,18 @@ class SnapshotCalculator:
             raise ValueError(f"price table is for {table.day}, not {day}")
         if (
             net_contributions is not None
-            and (net_contributions.__class__ is not Decimal or not net_contributions.is_finite())
+            and (
+                net_contributions.__class__ is not Decimal
+                or not net_contributions.is_finite()
+                or not -_LIMIT < net_contributions < _LIMIT
+            )
         ) or (
             external_flow is not None
-            and (external_flow.__class__ is not Decimal or not external_flow.is_finite())
+            and (
+                external_flow.__class__ is not Decimal
+                or not external_flow.is_finite()
+                or not -_LIMIT < external_flow < _LIMIT
+            )
         ):
             _check_flows(pid, day, net_contributions, external_flow)
         exp, total = self._units.get(currency) or self._unit(currency)
@@ -407,7 +415,14 @@ class PriceTable:
                 bad[ticker] = (f"not a PriceQuote: {type(quote).__name__}", "quote", quote)
                 continue
             price, as_of, currency = quote.price, quote.as_of, quote.currency
-            if type(price) is not Decimal or not price.is_finite() or not _ZERO < price < _LIMIT:
+            if quote.ticker != ticker:
+                # the price of another instrument would be stored as this one's
+                bad[ticker] = (
+                    f"the quote answered for {ticker!r} is for {quote.ticker!r}",
+                    "quote",
+                    quote.ticker,
+                )
+            elif type(price) is not Decimal or not price.is_finite() or not _ZERO < price < _LIMIT:
                 bad[ticker] = (f"price must be a finite Decimal in (0, {_LIMIT})", "price", price)
             elif as_of.__class__ is not dt.date:
                 bad[ticker] = (
@@ -569,9 +584,11 @@ def _check_flows(
         ("net_contributions", net_contributions),
         ("external_flow", external_flow),
     ):
-        if amount is not None and (type(amount) is not Decimal or not amount.is_finite()):
+        if amount is not None and (
+            type(amount) is not Decimal or not amount.is_finite() or not -_LIMIT < amount < _LIMIT
+        ):
             raise InvalidPortfolioError(
-                "must be a finite Decimal or None",
+                f"must be None or a finite Decimal below {_LIMIT} in magnitude",
                 portfolio_id=pid,
                 snapshot_date=day,
                 field=name,

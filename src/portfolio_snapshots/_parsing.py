@@ -189,12 +189,17 @@ Ticker = Annotated[str, pydantic.AfterValidator(_check(ticker_problem))]
 
 
 def _date_only(value: object) -> object:
-    if isinstance(value, dt.datetime) or not isinstance(value, (str, dt.date)):
-        # a timestamp or a datetime says nothing of which UTC date was meant
-        raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a validation error
-            "send the UTC date as an ISO 8601 string such as '2024-01-31'"
-        )
-    return value
+    if isinstance(value, str):
+        # only a calendar date: pydantic's own parsing would take a timestamp's digits
+        # ("1764201600") or a datetime's text with a zero time as a date
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    # a timestamp or a datetime says nothing of which UTC date was meant
+    raise ValueError("send the UTC date as an ISO 8601 string such as '2024-01-31'")
 
 
 #: A UTC calendar date, sent as an ISO 8601 string or a `date`; never a datetime or a number.
@@ -241,7 +246,7 @@ def parse_portfolio(data: Mapping[str, object]) -> Portfolio:
         model = _PortfolioIn.model_validate(data)
     except pydantic.ValidationError as error:
         field, msg, value = _first_problem(error)
-        raw_id = data.get("id")
+        raw_id = _item(data, "id")
         pid = raw_id if isinstance(raw_id, uuid.UUID) else _maybe_uuid(raw_id)
         raise InvalidPortfolioError(msg, portfolio_id=pid, field=field, value=value) from None
     return Portfolio(model.id, model.cash_balance, dict(model.holdings), model.currency)
@@ -263,7 +268,7 @@ def parse_price_quote(data: Mapping[str, object]) -> PriceQuote:
         model = _QuoteIn.model_validate(data)
     except pydantic.ValidationError as error:
         field, msg, value = _first_problem(error)
-        ticker = data.get("ticker")
+        ticker = _item(data, "ticker")
         raise InvalidPriceError(
             msg, field=field, ticker=ticker if isinstance(ticker, str) else None, value=value
         ) from None
@@ -326,6 +331,11 @@ def provider_day(value: object, *, ticker: str) -> dt.date:
         field="as_of",
         value=value,
     )
+
+
+def _item(data: object, key: str) -> object:
+    """Return ``data[key]``, or None when `data` is no mapping (a parser is handed anything)."""
+    return data.get(key) if isinstance(data, MappingABC) else None
 
 
 def _maybe_uuid(value: object) -> uuid.UUID | None:
@@ -400,6 +410,10 @@ def parse_transaction(data: Mapping[str, object], *, today: dt.date | None = Non
             currency that is not three upper-case letters, an unknown field); `field` and
             `value` name it.
     """
+    if not isinstance(data, MappingABC):
+        raise InvalidTransactionError(
+            f"a transaction must be a mapping, got {type(data).__name__}", field="value", value=data
+        )
     raw_id = data.get("portfolio_id")
     pid = raw_id if isinstance(raw_id, uuid.UUID) else _maybe_uuid(raw_id)
     day = _maybe_date(data.get("trade_date"))

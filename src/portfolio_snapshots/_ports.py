@@ -63,7 +63,7 @@ class MarketData(Protocol):
     Contract:
         - `get_prices` returns, for each ticker it can price, the latest close dated on or
           before `as_of` (never after), keyed by ticker; the quote's `as_of` is the date of
-          that close.
+          that close, and its `ticker` the key (a quote for another ticker is refused).
         - A ticker with no price is absent from the mapping: no error, no zero, no None.
         - One call serves many tickers; the job sends each batch's unique tickers at once.
     """
