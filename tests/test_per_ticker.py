@@ -1,10 +1,26 @@
 import asyncio
+import contextlib
 import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from portfolio_snapshots import MarketData, PriceQuote, TransientError
+from portfolio_snapshots import (
+    InMemoryPortfolioRepository,
+    InMemorySnapshotRepository,
+    MarketData,
+    Portfolio,
+    PriceQuote,
+    RunReport,
+    SnapshotJob,
+    SnapshotRepository,
+    SqliteSnapshotStore,
+    TransientError,
+)
 from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
 
 DAY = dt.date(2026, 11, 27)
@@ -60,3 +76,52 @@ def test_current_price_source_answers_only_for_today() -> None:
         "A": PriceQuote("A", Decimal("9.99"), DAY)
     }
     assert asyncio.run(market.get_prices(["A"], DAY - dt.timedelta(days=1))) == {}
+
+
+def count_requests() -> tuple[Counter[str], Callable[[str, dt.date], Awaitable[Decimal]]]:
+    asked: Counter[str] = Counter()
+
+    async def fetch(ticker: str, as_of: dt.date) -> Decimal:
+        asked[ticker] += 1
+        await asyncio.sleep(0)
+        return Decimal(int(ticker[1:]) + 1)
+
+    return asked, fetch
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_a_daily_run_asks_each_ticker_once_whatever_the_concurrency(
+    store: str, tmp_path: Path
+) -> None:
+    """With concurrency 4 and a per-ticker provider, requests equal the unique tickers."""
+    tickers = [f"T{n}" for n in range(50)]
+    portfolios = InMemoryPortfolioRepository(
+        Portfolio(
+            uuid.UUID(int=i + 1),
+            Decimal(0),
+            {tickers[(i + k * 7) % 50]: Decimal(1) for k in range(5)},
+        )
+        for i in range(200)
+    )
+    asked, fetch = count_requests()
+
+    async def run() -> RunReport:
+        async with contextlib.AsyncExitStack() as stack:
+            snapshots: SnapshotRepository = InMemorySnapshotRepository()
+            if store == "sqlite":
+                snapshots = await stack.enter_async_context(
+                    await SqliteSnapshotStore.open(tmp_path / "s.sqlite3")
+                )
+            job = SnapshotJob(
+                portfolios=portfolios,
+                snapshots=snapshots,
+                market_data=PerTickerMarketData(fetch, concurrency=8),
+                clock=lambda: dt.datetime(2026, 11, 27, 1, tzinfo=dt.UTC),
+                batch_size=10,
+                concurrency=4,
+            )
+            return await job.run_daily(DAY)
+
+    report = asyncio.run(run())
+    assert report.succeeded == 200
+    assert asked == Counter(dict.fromkeys(tickers, 1))
