@@ -30,18 +30,19 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "naive": ([], ["--portfolios", "400", "--tickers", "100"]),
     "memory": ([], ["--sizes", "20000,100000"]),
     "dask_scaling": ([], ["--portfolios", "10000", "--workers", "1,2"]),
+    "set_based": ([], ["--portfolios", "10000"]),
 }
 
 LINE = re.compile(
-    r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>x|MB)\b[^(]*\(target (?P<op><=|>=|<) "
-    r"(?P<target>\d+(?:\.\d+)?)\s*(?:x|MB)\)"
+    r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>x|MB)\b[^(]*\((?:target (?P<op><=|>=|<) "
+    r"(?P<target>\d+(?:\.\d+)?)\s*(?:x|MB)|no target[^)]*)\)"
 )
 OPS = {"<=": lambda v, t: v <= t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t}
 
 
-def rows_of(name: str, output: str) -> list[tuple[str, str, str, bool]]:
+def rows_of(name: str, output: str) -> list[tuple[str, str, str, bool | None]]:
     """The (what, value, target, met) rows of one benchmark's output."""
-    rows = []
+    rows: list[tuple[str, str, str, bool | None]] = []
     section = ""
     for line in output.splitlines():
         if line and not line.startswith(" "):
@@ -49,17 +50,24 @@ def rows_of(name: str, output: str) -> list[tuple[str, str, str, bool]]:
         found = LINE.search(line)
         if found is None:
             continue
-        label = line[: found.start()].split(":")[0].split()
-        what = f"{name}: {' '.join(label[:3]) or section}"
+        label = " ".join(line[: found.start()].split(":")[0].split()[:3])
         if name == "storage":
-            what = f"storage: {section.split(',')[0]}, {label[0]}"
-        value, target = float(found["value"]), float(found["target"])
+            label = f"{section.split(',')[0]}, {label.split()[0]}"
+        elif line.startswith(" "):  # a figure of the scenario titled above it
+            label = f"{' '.join(section.split(',')[0].split()[:4])}: {label}"
+        what = f"{name}: {label}"
         unit = found["unit"]
+        space = " " if unit == "MB" else ""
+        value = float(found["value"])
+        if found["op"] is None:  # a figure without a target: shown, neither met nor missed
+            rows.append((what, f"{value:g}{space}{unit}", "none", None))
+            continue
+        target = float(found["target"])
         rows.append(
             (
                 what,
-                f"{value:g}{' ' if unit == 'MB' else ''}{unit}",
-                f"{found['op']} {target:g}{' ' if unit == 'MB' else ''}{unit}",
+                f"{value:g}{space}{unit}",
+                f"{found['op']} {target:g}{space}{unit}",
                 OPS[found["op"]](value, target),
             )
         )
@@ -87,7 +95,7 @@ def main() -> None:
             continue
         print(done.stdout, file=sys.stderr)
         table.extend(
-            (what, value, target, "yes" if met else "no")
+            (what, value, target, "-" if met is None else "yes" if met else "no")
             for what, value, target, met in rows_of(name, done.stdout)
         )
         print(f"  ({took:.0f} s)", file=sys.stderr)
