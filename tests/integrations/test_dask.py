@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -135,6 +136,25 @@ def test_a_daily_run_on_two_workers_over_postgresql(
         assert stored(config, 100) == 100
     finally:
         asyncio.run(stack.aclose())
+
+
+def test_a_backfill_and_single_backfills_fan_out_and_merge(
+    client: Client, config_file: Path, tmp_path: Path
+) -> None:
+    """backfill_all over 3 shards and backfill_each over 5 ids store every portfolio-day once."""
+    config = sqlite_config(tmp_path)
+    configure(config_file, **config, portfolios=30)
+    prepare(config)
+    start = DAY - dt.timedelta(days=2)
+    report = on_dask.backfill_all(client, FACTORY, start, DAY, shards=3)
+    assert (report.kind, report.succeeded, report.failed) == ("backfill_all", 90, 0)
+    assert report.key == f"backfill-all:{start}:{DAY}"
+    assert len(report.parts) == 3
+    ids = portfolio_ids(30)[:5]
+    each = on_dask.backfill_each(client, FACTORY, [*ids, ids[0]], start, DAY, only_missing=True)
+    assert (each.kind, each.succeeded, each.skipped, len(each.parts)) == ("backfill", 0, 15, 5)
+    assert [p.key for p in each.parts] == [f"backfill:{i}:{start}:{DAY}" for i in ids]
+    assert stored(config, 30) == 30
 
 
 def test_the_same_shard_submitted_twice_at_once_is_done_once(
