@@ -458,3 +458,21 @@ def test_a_clock_that_returns_no_aware_datetime_is_refused_clearly(
     )
     with pytest.raises(error, match="aware datetime"):
         asyncio.run(snapshot_job.run_daily())
+
+
+def test_an_id_of_a_uuid_subclass_is_a_uuid(tmp_path: Path) -> None:
+    """Ids as asyncpg hands them, its own UUID subclass, are accepted and stored as UUIDs."""
+    from asyncpg.pgproto import pgproto  # type: ignore[import-untyped]
+
+    portfolios = [
+        Portfolio(pgproto.UUID(str(pid(n))), Decimal(1), {"AAA": Decimal(1)}) for n in range(1, 4)
+    ]
+
+    async def scenario() -> tuple[RunReport, frozenset[tuple[uuid.UUID, dt.date]]]:
+        async with await SqliteSnapshotStore.open(tmp_path / "s.sqlite3") as store:
+            report = await job(ListedPortfolios(portfolios), store).run_daily(DAY)
+            return report, await store.existing_keys([(pid(n), DAY) for n in range(1, 4)])
+
+    report, stored = asyncio.run(scenario())
+    assert (report.succeeded, report.failed) == (3, 0)
+    assert len(stored) == 3

@@ -190,8 +190,11 @@ def test_batches_that_need_no_new_price_make_no_call() -> None:
 
 def test_run_daily_bounds_concurrency() -> None:
     """No more batches than `concurrency` are in flight at once."""
-    portfolios, market = simple_world(40)
-    counting = CountingMarket(market)
+    # Each portfolio holds its own ticker, so every batch makes its own price call.
+    portfolios = InMemoryPortfolioRepository(
+        Portfolio(pid(i), Decimal(1), {f"T{i}": Decimal(1)}) for i in range(40)
+    )
+    counting = CountingMarket(make_market([PRICED], [f"T{i}" for i in range(40)]))
     report = asyncio.run(make_job(portfolios, counting, batch_size=2, concurrency=3).run_daily())
     assert report.succeeded == 40
     assert 1 < counting.max_in_flight <= 3

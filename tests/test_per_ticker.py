@@ -1,11 +1,28 @@
 import asyncio
+import contextlib
 import datetime as dt
 import threading
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from portfolio_snapshots import MarketData, PriceHistory, PriceQuote, TransientError
+from portfolio_snapshots import (
+    InMemoryPortfolioRepository,
+    InMemorySnapshotRepository,
+    MarketData,
+    Portfolio,
+    PriceHistory,
+    PriceQuote,
+    RunReport,
+    SnapshotJob,
+    SnapshotRepository,
+    SqliteSnapshotStore,
+    TransientError,
+)
 from portfolio_snapshots.adapters.per_ticker import PerTickerMarketData
 from portfolio_snapshots.errors import InvalidPriceError
 
@@ -179,3 +196,52 @@ def test_provider_history_floats_and_datetimes_are_refused_by_name() -> None:
     with pytest.raises(InvalidPriceError, match="datetime") as caught:
         asyncio.run(PerTickerMarketData.from_provider(stamped).get_prices(["X"], DAY))  # type: ignore[arg-type]
     assert caught.value.field == "as_of"
+
+
+def count_requests() -> tuple[Counter[str], Callable[[str, dt.date], Awaitable[Decimal]]]:
+    asked: Counter[str] = Counter()
+
+    async def fetch(ticker: str, as_of: dt.date) -> Decimal:
+        asked[ticker] += 1
+        await asyncio.sleep(0)
+        return Decimal(int(ticker[1:]) + 1)
+
+    return asked, fetch
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_a_daily_run_asks_each_ticker_once_whatever_the_concurrency(
+    store: str, tmp_path: Path
+) -> None:
+    """With concurrency 4 and a per-ticker provider, requests equal the unique tickers."""
+    tickers = [f"T{n}" for n in range(50)]
+    portfolios = InMemoryPortfolioRepository(
+        Portfolio(
+            uuid.UUID(int=i + 1),
+            Decimal(0),
+            {tickers[(i + k * 7) % 50]: Decimal(1) for k in range(5)},
+        )
+        for i in range(200)
+    )
+    asked, fetch = count_requests()
+
+    async def run() -> RunReport:
+        async with contextlib.AsyncExitStack() as stack:
+            snapshots: SnapshotRepository = InMemorySnapshotRepository()
+            if store == "sqlite":
+                snapshots = await stack.enter_async_context(
+                    await SqliteSnapshotStore.open(tmp_path / "s.sqlite3")
+                )
+            job = SnapshotJob(
+                portfolios=portfolios,
+                snapshots=snapshots,
+                market_data=PerTickerMarketData(fetch, concurrency=8),
+                clock=lambda: dt.datetime(2026, 11, 27, 1, tzinfo=dt.UTC),
+                batch_size=10,
+                concurrency=4,
+            )
+            return await job.run_daily(DAY)
+
+    report = asyncio.run(run())
+    assert report.succeeded == 200
+    assert asked == Counter(dict.fromkeys(tickers, 1))

@@ -191,6 +191,60 @@ def test_tickers_of_a_failed_request_are_asked_for_again() -> None:
     assert priced.good["X"][0] == Decimal(10)
 
 
+class SlowPrices(DayPrices):
+    """`DayPrices` whose requests take a few event-loop turns, so batches overlap."""
+
+    async def get_prices(
+        self, tickers: Collection[str], as_of: dt.date
+    ) -> Mapping[str, PriceQuote]:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return await super().get_prices(tickers, as_of)
+
+
+async def concurrently(pricing: Pricing, *batches: list[Portfolio]) -> list[PriceTable | GaveUp]:
+    return list(await asyncio.gather(*(pricing.for_day(b, DAY) for b in batches)))
+
+
+def test_batches_in_flight_await_a_ticker_another_batch_is_fetching() -> None:
+    """Batches priced at once ask for each ticker once: one in flight is awaited, not re-asked."""
+    prices = SlowPrices(market("X", "Y", "Z"))
+    pricing = Pricing(prices, None, call=Calls())
+    got = asyncio.run(
+        concurrently(
+            pricing,
+            [holding(1, "X", "Y")],
+            [holding(2, "X", "Y")],
+            [holding(3, "Y", "Z")],
+            [holding(4, "X", "Z")],
+        )
+    )
+    assert sorted(t for asked in prices.asked for t in asked) == ["X", "Y", "Z"]
+    tables = [table(t) for t in got]
+    assert all(t is tables[0] for t in tables)
+    assert set(tables[0].good) == {"X", "Y", "Z"}
+
+
+def test_a_batch_awaiting_a_request_that_gave_up_asks_for_itself() -> None:
+    """When the batch fetching a ticker gives up, a batch that awaited it asks for it again."""
+    prices = SlowPrices(market("X"), failures=1)
+    pricing = Pricing(prices, None, call=Calls(max_attempts=1))
+    first, second = asyncio.run(concurrently(pricing, [holding(1, "X")], [holding(2, "X")]))
+    assert isinstance(first, GaveUp)
+    assert table(second).good["X"][0] == Decimal(10)
+    assert prices.asked == [frozenset({"X"})] * 2
+
+
+def test_fx_pairs_in_flight_are_asked_for_once() -> None:
+    """Batches priced at once that need the same conversion ask for its rates once."""
+    fx = InMemoryFxRates([FxQuote("EUR", "USD", Decimal("1.08"), DAY)])
+    calls = Calls()
+    pricing = Pricing(SlowPrices(market("SAP", currency="EUR")), fx, call=calls)
+    got = asyncio.run(concurrently(pricing, [holding(1, "SAP")], [holding(2, "SAP")]))
+    assert calls.operations == ["get_prices", "get_rates"]
+    assert table(got[1]).rate(pid(2), "SAP", "EUR", "USD") == (Decimal("1.08"), False)
+
+
 def test_a_malformed_answer_gives_up_with_the_attempts_of_its_request() -> None:
     """An answer that is not a mapping, after one retry, gives up after 2 attempts."""
     prices = DayPrices(market("X"), failures=1, answer=["not", "a", "mapping"])

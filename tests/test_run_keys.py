@@ -22,6 +22,7 @@ from portfolio_snapshots import (
     SnapshotJob,
 )
 from portfolio_snapshots.adapters.memory import InMemoryRunLedger, InMemoryRunLock
+from portfolio_snapshots.shards import Shard
 from portfolio_snapshots.testing import FakeClock, Fault, FaultyRunLock
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ ALTERNATIVES: dict[str, tuple[object, object]] = {
     "end": (TODAY - dt.timedelta(days=1), TODAY),
     "only_missing": (False, True),
     "day": (TODAY - dt.timedelta(days=2), TODAY - dt.timedelta(days=1)),
+    "shard": (None, Shard(1, 2)),
 }
 RUN_METHODS = ["run_daily", "backfill", "backfill_all", "recompute_since"]
 

@@ -49,7 +49,7 @@ from portfolio_snapshots._events import (
     RunStarted,
 )
 from portfolio_snapshots._parsing import date_argument, portfolio_problem
-from portfolio_snapshots._ports import PortfolioDayStream, PortfolioHistory
+from portfolio_snapshots._ports import PortfolioDayStream, PortfolioHistory, ShardedPortfolios
 from portfolio_snapshots._pricing import Pricing
 from portfolio_snapshots._report import (
     LeaseOutcome,
@@ -60,6 +60,7 @@ from portfolio_snapshots._report import (
     failure_kind,
 )
 from portfolio_snapshots._retry import GaveUp, RetryPolicy, attempt
+from portfolio_snapshots._shards import Shard
 from portfolio_snapshots._time import date_range, utc_now
 
 if TYPE_CHECKING:
@@ -333,12 +334,17 @@ class SnapshotJob:
 
     # --- public runs --------------------------------------------------------------------
 
-    async def run_daily(self, on: dt.date | None = None, *, key: str | None = None) -> RunReport:
-        """Snapshot every active portfolio for one date.
+    async def run_daily(
+        self, on: dt.date | None = None, *, shard: Shard | None = None, key: str | None = None
+    ) -> RunReport:
+        """Snapshot every active portfolio for one date (or those of one shard).
 
         Args:
             on: The date to snapshot; today's UTC date by default.
-            key: The run key; ``daily:<date>`` by default.
+            shard: Only the portfolios of this `Shard` (None: all).
+            key: The run key; ``daily:<date>`` by default, and for a shard that key with
+                ``/shard-<index>-of-<count>`` appended (`Shard.key`). A key given is used as
+                it is: give each shard its own (``shard.key(parent)``).
 
         Returns:
             The run's report; failed portfolios are listed in its failures. With a lock, a
@@ -347,7 +353,8 @@ class SnapshotJob:
             stored report with status ``already_succeeded``.
 
         Raises:
-            InvalidInputError: `on` is not a `datetime.date` (a datetime is refused).
+            InvalidInputError: `on` is not a `datetime.date` (a datetime is refused), or
+                `shard` is not a `Shard`.
             InvalidDateRangeError: `on` is in the future.
             RunKeyConflictError: `key` was used before with other parameters.
             LeaseLostError: The lease was lost mid-run; the run stopped writing.
@@ -356,17 +363,22 @@ class SnapshotJob:
         day = today if on is None else date_argument("on", on)
         if day > today:
             raise InvalidDateRangeError("the date is in the future", start=day, end=day)
-        spec = _Spec(
-            "daily",
-            day,
-            day,
-            key or f"daily:{day.isoformat()}",
-            {"kind": "daily", "date": day.isoformat()},
+        _shard_argument(shard)
+        spec = _sharded(
+            _Spec(
+                "daily",
+                day,
+                day,
+                f"daily:{day.isoformat()}",
+                {"kind": "daily", "date": day.isoformat()},
+            ),
+            shard,
+            key,
         )
 
         async def work(run: _Run, pricing: Pricing) -> None:
             await self._run_batches(
-                _chunks(self._active_portfolios(day, run), self.batch_size),
+                _chunks(self._active_portfolios(day, run, shard), self.batch_size),
                 lambda portfolios: self._daily_batch(portfolios, day, pricing, run),
                 run,
             )
@@ -434,6 +446,7 @@ class SnapshotJob:
         end: dt.date,
         *,
         only_missing: bool = False,
+        shard: Shard | None = None,
         key: str | None = None,
     ) -> RunReport:
         """Snapshot every portfolio active on `end`, for every day from `start` to `end`.
@@ -446,35 +459,44 @@ class SnapshotJob:
             start: The first date.
             end: The last date (today at the latest).
             only_missing: Compute only the portfolio-days that have no stored snapshot yet.
-            key: The run key; ``backfill-all:<start>:<end>`` by default.
+            shard: Only the portfolios of this `Shard` (None: all).
+            key: The run key; ``backfill-all:<start>:<end>`` by default, and for a shard that
+                key with ``/shard-<index>-of-<count>`` appended (`Shard.key`). A key given is
+                used as it is: give each shard its own (``shard.key(parent)``).
 
         Returns:
             The run's report.
 
         Raises:
-            InvalidInputError: A date is not a `datetime.date` (a datetime is refused).
+            InvalidInputError: A date is not a `datetime.date` (a datetime is refused), or
+                `shard` is not a `Shard`.
             InvalidDateRangeError: `start` is after `end`, or `end` is in the future.
             RunKeyConflictError: `key` was used before with other parameters.
             LeaseLostError: The lease was lost mid-run; the run stopped writing.
         """
         self._check_range(start, end)
-        spec = _Spec(
-            "backfill_all",
-            start,
-            end,
-            key or f"backfill-all:{start.isoformat()}:{end.isoformat()}",
-            {
-                "kind": "backfill_all",
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "only_missing": only_missing,
-            },
+        _shard_argument(shard)
+        spec = _sharded(
+            _Spec(
+                "backfill_all",
+                start,
+                end,
+                f"backfill-all:{start.isoformat()}:{end.isoformat()}",
+                {
+                    "kind": "backfill_all",
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                    "only_missing": only_missing,
+                },
+            ),
+            shard,
+            key,
         )
 
         async def work(run: _Run, pricing: Pricing) -> None:
             per_batch = self._portfolios_per_backfill_batch(start, end)
             await self._run_batches(
-                _chunks(self._active_ids(end, run), per_batch),
+                _chunks(self._active_ids(end, run, shard), per_batch),
                 lambda pids: self._backfill_batch(
                     pids, start, end, pricing, run, only_missing=only_missing
                 ),
@@ -745,13 +767,17 @@ class SnapshotJob:
             # job itself. Raise it as itself, not wrapped.
             raise group_error.exceptions[0] from None
 
-    def _active_portfolios(self, day: dt.date, run: _Run) -> AsyncIterator[Portfolio]:
+    def _active_portfolios(
+        self, day: dt.date, run: _Run, shard: Shard | None = None
+    ) -> AsyncIterator[Portfolio]:
         """Stream the portfolios active on `day` that can be valued, each once.
 
         Each is checked as it arrives (`portfolio_problem`); one that fails the check fails its
         own portfolio-day. With a repository offering `PortfolioDayStream`, a portfolio whose
         state cannot be built is recorded as a failure of `day`, and one that did not exist yet
-        as skipped. See `_once_each` for retries and repeated ids.
+        as skipped. With a `shard`, only its portfolios (a repository offering
+        `ShardedPortfolios` is asked for them alone). See `_once_each` for retries and repeated
+        ids.
         """
         repo = self.portfolios
 
@@ -767,11 +793,15 @@ class SnapshotJob:
                 return admit(entry.portfolio, portfolio_id)
 
             return self._once_each(
-                lambda: repo.iter_portfolio_days(day), _day_id, admit_day, day, run
+                lambda: repo.iter_portfolio_days(day), _day_id, admit_day, day, run, shard=shard
             )
-        return self._once_each(lambda: repo.iter_portfolios(day), _portfolio_id, admit, day, run)
+        return self._once_each(
+            _portfolio_stream(repo, day, shard), _portfolio_id, admit, day, run, shard=shard
+        )
 
-    def _active_ids(self, day: dt.date, run: _Run) -> AsyncIterator[UUID]:
+    def _active_ids(
+        self, day: dt.date, run: _Run, shard: Shard | None = None
+    ) -> AsyncIterator[UUID]:
         """Stream the ids of the portfolios active on `day`, each once.
 
         A portfolio whose state on `day` cannot be built is yielded all the same and not
@@ -781,10 +811,20 @@ class SnapshotJob:
         repo = self.portfolios
         if isinstance(repo, PortfolioDayStream):
             return self._once_each(
-                lambda: repo.iter_portfolio_days(day), _day_id, lambda _e, pid: pid, day, run
+                lambda: repo.iter_portfolio_days(day),
+                _day_id,
+                lambda _e, pid: pid,
+                day,
+                run,
+                shard=shard,
             )
         return self._once_each(
-            lambda: repo.iter_portfolios(day), _portfolio_id, lambda _p, pid: pid, day, run
+            _portfolio_stream(repo, day, shard),
+            _portfolio_id,
+            lambda _p, pid: pid,
+            day,
+            run,
+            shard=shard,
         )
 
     async def _once_each(
@@ -794,8 +834,14 @@ class SnapshotJob:
         admit: Callable[[X, UUID], T | None],
         day: dt.date,
         run: _Run,
+        *,
+        shard: Shard | None = None,
     ) -> AsyncIterator[T]:
         """Yield what `admit` makes of each item of a repository's stream, once per portfolio.
+
+        With a `shard`, the items of other shards are passed over, and an item whose id is
+        not a `UUID` (it has no shard) is reported by shard 0 only, so merged shard reports
+        count it once.
 
         - An item whose portfolio id is not a `UUID` fails (its id in the report is None when
           it cannot be read as one), and so does a second item with an id already handed out
@@ -812,9 +858,8 @@ class SnapshotJob:
             progressed = False
             try:
                 async for item in open_stream():
-                    portfolio_id = id_of(item)
-                    if type(portfolio_id) is not UUID:
-                        _bad_id(portfolio_id, day, run)
+                    portfolio_id = _own_id(id_of(item), shard, day, run)
+                    if portfolio_id is None:
                         continue
                     number = portfolio_id.int
                     if number in before:
@@ -1218,8 +1263,51 @@ def _admitted(portfolio: object, portfolio_id: UUID, day: dt.date, run: _Run) ->
     return None
 
 
+def _own_id(portfolio_id: object, shard: Shard | None, day: dt.date, run: _Run) -> UUID | None:
+    """The id of a stream's item, or None when it is not a UUID or in another shard.
+
+    An id that is not a UUID fails its item, in shard 0 only (it has no shard), so merged
+    shard reports count it once.
+    """
+    if not isinstance(portfolio_id, UUID):  # a subclass, such as asyncpg's, is a UUID
+        if shard is None or shard.index == 0:
+            _bad_id(portfolio_id, day, run)
+        return None
+    if shard is not None and not shard.contains(portfolio_id):
+        return None
+    return portfolio_id
+
+
+def _shard_argument(shard: object) -> None:
+    if shard is not None and not isinstance(shard, Shard):
+        raise InvalidInputError(f"shard must be a Shard or None, got {type(shard).__name__}")
+
+
+def _sharded(spec: _Spec, shard: Shard | None, key: str | None) -> _Spec:
+    """The spec of a run, or of one shard of it, under `key` or its default key.
+
+    A shard's default key is derived from the run's (`Shard.key`), and the shard is one of
+    its parameters. An unsharded run's parameters are left as they were, so keys recorded
+    before shards existed still match.
+    """
+    if shard is None:
+        return spec if key is None else dataclasses.replace(spec, key=key)
+    return dataclasses.replace(
+        spec, key=key or shard.key(spec.key), params={**spec.params, "shard": str(shard)}
+    )
+
+
+def _portfolio_stream(
+    repo: PortfolioRepository, day: dt.date, shard: Shard | None
+) -> Callable[[], AsyncIterator[Portfolio]]:
+    """Open the repository's stream of `day`: only the shard's, when it can filter itself."""
+    if shard is not None and shard.count > 1 and isinstance(repo, ShardedPortfolios):
+        return lambda: repo.iter_shard(day, shard)
+    return lambda: repo.iter_portfolios(day)
+
+
 def _id_argument(portfolio_id: object) -> None:
-    if type(portfolio_id) is not UUID:
+    if not isinstance(portfolio_id, UUID):
         raise InvalidInputError(
             f"portfolio_id must be a uuid.UUID, got {type(portfolio_id).__name__} {portfolio_id!r}"
         )

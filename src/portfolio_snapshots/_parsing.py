@@ -113,7 +113,7 @@ def portfolio_problem(
     """
     if not isinstance(portfolio, Portfolio):
         return "portfolio", f"must be a Portfolio, got {type(portfolio).__name__}", portfolio
-    if portfolio.id.__class__ is not uuid.UUID:
+    if not isinstance(portfolio.id, uuid.UUID):  # asyncpg hands a UUID subclass
         return "id", f"must be a UUID, got {type(portfolio.id).__name__}", portfolio.id
     holdings: object = portfolio.holdings
     if holdings.__class__ is not dict and not isinstance(holdings, MappingABC):

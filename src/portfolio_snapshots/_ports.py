@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         RunState,
     )
     from portfolio_snapshots._ledger import Transaction
+    from portfolio_snapshots._shards import Shard
 
 
 @runtime_checkable
@@ -263,6 +264,25 @@ class PortfolioDayStream(Protocol):
 
     def iter_portfolio_days(self, as_of: dt.date) -> AsyncIterator[PortfolioDay]:
         """Stream every portfolio active on `as_of` as a `PortfolioDay`."""
+        ...
+
+
+@runtime_checkable
+class ShardedPortfolios(Protocol):
+    """A repository that can stream one shard of the portfolios, filtering in its own query.
+
+    Optional: without it, a sharded run streams every portfolio and keeps its shard's.
+
+    Contract:
+        - `iter_shard` yields what ``iter_portfolios(as_of)`` yields, restricted to the
+          portfolios whose id the shard contains (``shard.contains(portfolio.id)``),
+          each exactly once, in any order, streaming. Yielding others is harmless (the job
+          keeps only its shard's); leaving one out loses it.
+        - Errors as for ``iter_portfolios``.
+    """
+
+    def iter_shard(self, as_of: dt.date, shard: Shard) -> AsyncIterator[Portfolio]:
+        """Stream the portfolios active on `as_of` that belong to `shard`."""
         ...
 
 

@@ -7,8 +7,11 @@ request waits for the rate limit, if any, and goes through the retrying call the
 (so this module does not import the job).
 
 For a day, each ticker's close and each FX pair's rate is asked for once per run: the run's
-batches share the day's table, and a batch asks, in one call, only for what no earlier batch
-asked for, so every portfolio of a run is valued at the same prices. For a range, when the
+batches share the day's table, and a batch asks, in one call, only for what no other batch
+asked for or is asking for; what another batch is fetching is awaited, not fetched again, so
+the requests are the unique tickers whatever the concurrency, and every portfolio of a run is
+valued at the same prices. (When the batch that fetched a ticker gave up, a batch that waited
+for it asks for it itself.) For a range, when the
 market data offers `PriceHistory`, the closes (and, with `FxRateHistory`, the rates) are
 fetched once for the whole range: the latest value on or before its first day, then the
 range's values.
@@ -16,6 +19,7 @@ range's values.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable
@@ -63,14 +67,17 @@ class RetryingCall(Protocol):
 
 
 class _Day:
-    """A run's price table for one date, and what was asked for it so far, found or not."""
+    """A run's price table for one date, what was asked for it so far, and what is in flight."""
 
-    __slots__ = ("asked", "asked_pairs", "table")
+    __slots__ = ("asked", "asked_pairs", "pending", "pending_pairs", "table")
 
     def __init__(self, table: PriceTable) -> None:
         self.table = table
         self.asked: set[str] = set()
         self.asked_pairs: set[_Pair] = set()
+        #: The tickers (pairs) a batch is fetching now, each with the future of its request.
+        self.pending: dict[str, asyncio.Future[None]] = {}
+        self.pending_pairs: dict[_Pair, asyncio.Future[None]] = {}
 
     def add_quotes(self, quotes: Mapping[str, PriceQuote], asked: Iterable[str]) -> None:
         """Check and add quotes; the tickers asked for without a quote stay missing."""
@@ -155,7 +162,7 @@ class Pricing:
             state = self._days[day] = _Day(self._table({}, day, None if self._fx is None else {}))
         # Zero quantities need no price, but leaving them in costs less than filtering them.
         tickers = {t for p in portfolios for t in p.holdings}
-        return await self._complete(state, tickers - state.asked, tickers, portfolios)
+        return await self._complete(state, tickers, portfolios, fetch_prices=True)
 
     async def for_range(
         self, by_day: Mapping[dt.date, Sequence[Portfolio]]
@@ -204,7 +211,10 @@ class Pricing:
             quotes = prices.latest_of_each(day)
             if rates is None and pairs and fx is not None:
                 state = _Day(self._table(quotes, day, {}))
-                yield day, await self._complete(state, (), quotes.keys(), by_day[day])
+                yield (
+                    day,
+                    await self._complete(state, quotes.keys(), by_day[day], fetch_prices=False),
+                )
             else:
                 yield (
                     day,
@@ -221,45 +231,76 @@ class Pricing:
     async def _complete(
         self,
         state: _Day,
-        needed: Collection[str],
-        tickers: Iterable[str],
+        tickers: Collection[str],
         portfolios: Sequence[Portfolio],
+        *,
+        fetch_prices: bool,
     ) -> PriceTable | GaveUp:
-        """Ask for the `needed` closes, then for the rates `state` lacks for these portfolios."""
-        attempts = 1  # of the latest request, for an answer that turns out malformed
-        day = state.table.day
+        """Ask for the closes of `tickers` (if `fetch_prices`), then for the rates `state` lacks.
+
+        What the run asked for already is not asked again, and what another batch is asking
+        for is awaited.
+        """
+        attempts = [1]  # of the latest request, for an answer that turns out malformed
         try:
-            if needed:
-                needed = self._refuse_invalid(state, needed)
-            if needed:
-                got = await self._isolating(
-                    "get_prices",
-                    list(needed),
-                    lambda some: self._market.get_prices(some, day),
+            if fetch_prices:
+                gave_up = await _once_each(
+                    state.asked,
+                    state.pending,
+                    tickers,
+                    lambda needed: self._fetch_closes(state, needed, attempts),
                 )
-                if isinstance(got, GaveUp):
-                    return got
-                found, refused, attempts = got
-                for ticker, error in refused.items():
-                    state.table.refuse(ticker, _failed_request(error), "request", None)
-                state.add_quotes(found, asked=needed)
-            fx = self._fx
-            if fx is not None:
+                if gave_up is not None:
+                    return gave_up
+            if self._fx is not None:
                 bases = {p.currency for p in portfolios}
                 pairs = {(q, b) for q in state.table.currencies(tickers) for b in bases if q != b}
-                wanted = pairs_with_inverses(pairs) - state.asked_pairs
-                if wanted:
-                    rates = await self._isolating(
-                        "get_rates", list(wanted), lambda some: fx.get_rates(some, day)
-                    )
-                    if isinstance(rates, GaveUp):
-                        return rates
-                    # a pair whose request fails on its own has no rate: MissingFxRateError
-                    found_rates, _refused, attempts = rates
-                    state.add_rates(found_rates, asked=wanted)
+                gave_up = await _once_each(
+                    state.asked_pairs,
+                    state.pending_pairs,
+                    pairs_with_inverses(pairs),
+                    lambda wanted: self._fetch_rates(state, wanted, attempts),
+                )
+                if gave_up is not None:
+                    return gave_up
         except Exception as error:  # noqa: BLE001 - fails these portfolios only
-            return GaveUp(error, attempts)
+            return GaveUp(error, attempts[0])
         return state.table
+
+    async def _fetch_closes(
+        self, state: _Day, needed: list[str], attempts: list[int]
+    ) -> GaveUp | None:
+        """Ask for `needed` closes into `state`; `attempts` gets the last request's attempts."""
+        day = state.table.day
+        needed = list(self._refuse_invalid(state, needed))
+        if not needed:
+            return None
+        got = await self._isolating(
+            "get_prices", needed, lambda some: self._market.get_prices(some, day)
+        )
+        if isinstance(got, GaveUp):
+            return got
+        found, refused, attempts[0] = got
+        for ticker, error in refused.items():
+            state.table.refuse(ticker, _failed_request(error), "request", None)
+        state.add_quotes(found, asked=needed)
+        return None
+
+    async def _fetch_rates(
+        self, state: _Day, wanted: list[_Pair], attempts: list[int]
+    ) -> GaveUp | None:
+        """Ask for `wanted` rates into `state`; `attempts` gets the last request's attempts."""
+        fx = self._fx
+        if fx is None:  # pragma: no cover - only called with an FX source
+            return None
+        day = state.table.day
+        rates = await self._isolating("get_rates", wanted, lambda some: fx.get_rates(some, day))
+        if isinstance(rates, GaveUp):
+            return rates
+        # a pair whose request fails on its own has no rate: MissingFxRateError
+        found_rates, _refused, attempts[0] = rates
+        state.add_rates(found_rates, asked=wanted)
+        return None
 
     @staticmethod
     def _refuse_invalid(state: _Day, needed: Collection[str]) -> Collection[str]:
@@ -378,6 +419,42 @@ class Pricing:
             return await fn()
 
         return await self._call(operation, limited)
+
+
+async def _once_each(
+    asked: set[K],
+    pending: dict[K, asyncio.Future[None]],
+    keys: Iterable[K],
+    fetch: Callable[[list[K]], Awaitable[GaveUp | None]],
+) -> GaveUp | None:
+    """Fetch the `keys` nobody asked for or is asking for; await those another batch fetches.
+
+    `fetch` adds what it asked for to `asked` when it succeeds. A key whose fetch by another
+    batch gave up (or was cancelled) is neither asked nor pending once that fetch ends: it is
+    then fetched here.
+
+    Returns:
+        None once every key was asked for, or `GaveUp` from this batch's own fetch.
+    """
+    keys = set(keys)
+    while True:
+        needed = [k for k in keys if k not in asked and k not in pending]
+        waiting = {pending[k] for k in keys if k in pending}
+        if needed:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for key in needed:
+                pending[key] = done
+            try:
+                gave_up = await fetch(needed)
+            finally:
+                for key in needed:
+                    del pending[key]
+                done.set_result(None)
+            if gave_up is not None:
+                return gave_up
+        if not waiting:
+            return None
+        await asyncio.wait(waiting)
 
 
 def _dated(before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> DatedValues[K, V]:

@@ -131,6 +131,8 @@ class RunReport:
             ``"left_to_expire"`` (the release failed for good; the key frees itself at the
             lease's ``expires_at``), or None when the run held no lease. Known only after the
             run's record is stored, so a report a `RunLedger` returns has None.
+        parts: The reports this one was merged from by `merge_reports` (one per shard, say);
+            empty for the report of a single run.
     """
 
     kind: RunKind
@@ -148,6 +150,7 @@ class RunReport:
     status: RunStatus = "completed"
     attempt: int = 1
     lease: LeaseOutcome | None = None
+    parts: tuple[RunReport, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -172,6 +175,7 @@ class RunReport:
             "status": self.status,
             "attempt": self.attempt,
             "lease": self.lease,
+            "parts": [p.as_dict() for p in self.parts],
         }
 
     @classmethod
@@ -208,6 +212,7 @@ class RunReport:
                 status=data.get("status", "completed"),
                 attempt=int(data.get("attempt", 1)),
                 lease=data.get("lease"),
+                parts=tuple(cls.from_dict(p) for p in data.get("parts", ())),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a run report: {error!r}") from error

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import enum
-import importlib
-import inspect
 import json
 import logging
-import os
 import sqlite3
 import sys
 import traceback
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -39,11 +34,13 @@ from portfolio_snapshots.errors import (
     TransientError,
 )
 from portfolio_snapshots.history import PortfolioDayStream, cumulative_time_weighted_return
+from portfolio_snapshots.integrations._loading import import_app, open_job
 from portfolio_snapshots.integrations.cli._progress import ProgressView
 from portfolio_snapshots.integrations.cli._stop import StopAfterWrites, stop_signals
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from pathlib import Path
 
     from portfolio_snapshots import PortfolioSnapshot, RunRecord
     from portfolio_snapshots.events import RunEvent
@@ -175,75 +172,6 @@ class Output:
             if len(report.failures) > 20:  # noqa: PLR2004 - a screenful
                 self.say(f"... and {len(report.failures) - 20} more (--json lists them all)")
         return code
-
-
-# --- loading the host's job -----------------------------------------------------------------
-
-
-def import_app(spec: str) -> object:
-    """Import ``module:attribute`` (the attribute may be dotted), as uvicorn does.
-
-    The current folder is searched first, so ``--app myapp:make_job`` finds ``myapp.py``.
-
-    Raises:
-        InvalidInputError: The spec is malformed, or the module or attribute does not exist.
-    """
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise InvalidInputError(f"--app must be module:attribute, got {spec!r}")
-    here = os.fspath(Path.cwd())
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        target: object = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and (module_name == error.name or module_name.startswith(f"{error.name}.")):
-            raise InvalidInputError(f"--app: cannot import module {module_name!r}") from error
-        raise
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise InvalidInputError(
-                f"--app: {module_name!r} has no attribute {attribute!r}"
-            ) from None
-    return target
-
-
-@contextlib.asynccontextmanager
-async def open_job(target: object) -> AsyncIterator[SnapshotJob]:
-    """Turn what ``--app`` names into a job, entering (and later exiting) its context.
-
-    `target` may be a `SnapshotJob`, or a callable (sync or async) returning one, or
-    returning a context manager (sync or async) that yields one: the way to close stores.
-
-    Raises:
-        InvalidInputError: `target` gives no `SnapshotJob`.
-    """
-    if isinstance(target, SnapshotJob):
-        yield target
-        return
-    if not callable(target):
-        raise InvalidInputError(
-            f"--app must name a SnapshotJob or a factory of one, got {target!r}"
-        )
-    made: object = target()
-    if inspect.isawaitable(made):
-        made = await made
-    if isinstance(made, contextlib.AbstractAsyncContextManager):
-        async with made as job:
-            yield _checked(job)
-    elif isinstance(made, contextlib.AbstractContextManager):
-        with made as job:
-            yield _checked(job)
-    else:
-        yield _checked(made)
-
-
-def _checked(job: object) -> SnapshotJob:
-    if not isinstance(job, SnapshotJob):
-        raise InvalidInputError(f"--app returned {type(job).__name__}, not a SnapshotJob")
-    return job
 
 
 # --- running ----------------------------------------------------------------------------------
