@@ -113,8 +113,9 @@ def portfolio_problem(
     """
     if not isinstance(portfolio, Portfolio):
         return "portfolio", f"must be a Portfolio, got {type(portfolio).__name__}", portfolio
-    if not isinstance(portfolio.id, uuid.UUID):  # asyncpg hands a UUID subclass
-        return "id", f"must be a UUID, got {type(portfolio.id).__name__}", portfolio.id
+    portfolio_id: object = portfolio.id
+    if not isinstance(portfolio_id, uuid.UUID):  # a subclass (asyncpg hands one) is a UUID
+        return "id", f"must be a UUID, got {type(portfolio_id).__name__}", portfolio_id
     holdings: object = portfolio.holdings
     if holdings.__class__ is not dict and not isinstance(holdings, MappingABC):
         return "holdings", f"must be a mapping, got {type(holdings).__name__}", holdings
