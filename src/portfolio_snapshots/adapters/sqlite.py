@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, Self, TypeVar
 from uuid import UUID
 
-from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
+from portfolio_snapshots._domain import DailyTotals, Lease, PortfolioSnapshot, RunRecord, RunState
 from portfolio_snapshots._errors import (
     DatabaseBusyError,
     LeaseLostError,
@@ -290,6 +290,57 @@ def _list(
     return [_snapshot(r) for r in rows]
 
 
+_TOTALS_COLUMNS = (
+    "portfolio_id, snapshot_date, currency, total_value, cash_balance, holdings_value, "
+    "net_contributions, stale"
+)
+
+
+def _daily_totals(row: tuple[object, ...]) -> DailyTotals:
+    pid, day, currency, total, cash, holdings, net, stale = row
+    return DailyTotals(
+        UUID(str(pid)),
+        dt.date.fromisoformat(str(day)),
+        str(currency),
+        Decimal(str(total)),
+        Decimal(str(cash)),
+        Decimal(str(holdings)),
+        optional_decimal(None if net is None else str(net)),
+        bool(stale),
+    )
+
+
+def _list_totals(
+    conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
+) -> list[DailyTotals]:
+    rows = conn.execute(
+        f"SELECT {_TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+        "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
+        (str(portfolio_id), start.isoformat(), end.isoformat()),
+    ).fetchall()
+    return [_daily_totals(r) for r in rows]
+
+
+def _totals_on(
+    conn: sqlite3.Connection, day: dt.date, portfolio_ids: Sequence[UUID]
+) -> list[DailyTotals]:
+    found: list[DailyTotals] = []
+    conn.execute("BEGIN")  # one read snapshot for every chunk
+    try:
+        for chunk in chunks(portfolio_ids):
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {_TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - placeholders
+                f"WHERE snapshot_date = ? AND portfolio_id IN ({marks})",
+                (day.isoformat(), *(str(p) for p in chunk)),
+            ).fetchall()
+            found.extend(_daily_totals(r) for r in rows)
+    finally:
+        conn.execute("COMMIT")
+    found.sort(key=lambda t: t.portfolio_id)
+    return found
+
+
 def _dates(
     conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
 ) -> frozenset[dt.date]:
@@ -458,6 +509,8 @@ def _release(conn: sqlite3.Connection, lease: Lease) -> None:
 class SqliteSnapshotStore:
     """A `SnapshotRepository`, `RunLedger` (with `RecentRuns`) and `RunLock` in one SQLite file.
 
+    It also reads totals without positions (`SnapshotTotals`), for charts.
+
     Open it with `open` and close it with `close`, or use it as an async context manager::
 
         async with await SqliteSnapshotStore.open("snapshots.db") as store:
@@ -605,6 +658,24 @@ class SqliteSnapshotStore:
     ) -> frozenset[dt.date]:
         """Return the dates from `start` to `end` inclusive that have a stored snapshot."""
         return await self._run(_dates, portfolio_id, start, end)
+
+    # SnapshotTotals
+
+    async def list_totals(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> list[DailyTotals]:
+        """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date.
+
+        Reads only the total columns: no position is read or decoded (the chart read path).
+        """
+        return await self._run(_list_totals, portfolio_id, start, end)
+
+    async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
+        """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
+        ids = sorted(set(portfolio_ids))
+        if not ids:
+            return []
+        return await self._run(_totals_on, day, ids)
 
     # RunLedger
 

@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, or_, select, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
+from portfolio_snapshots._domain import DailyTotals, Lease, PortfolioSnapshot, RunRecord, RunState
 from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
 from portfolio_snapshots.adapters._sql_codec import (
     PositionTexts,
@@ -70,6 +70,25 @@ _SNAPSHOT_COLUMNS: Final = (
 )
 
 
+#: The columns a totals read selects, in the order `_daily_totals` takes them.
+_TOTALS_COLUMNS: Final = (
+    snapshots_table.c.portfolio_id,
+    snapshots_table.c.snapshot_date,
+    snapshots_table.c.currency,
+    snapshots_table.c.total_value,
+    snapshots_table.c.cash_balance,
+    snapshots_table.c.holdings_value,
+    snapshots_table.c.net_contributions,
+    snapshots_table.c.stale,
+)
+
+
+def _daily_totals(row: Sequence[Any]) -> DailyTotals:
+    """Build totals from a row of `_TOTALS_COLUMNS` (types already processed)."""
+    pid, day, currency, total, cash, holdings, net, stale = row
+    return DailyTotals(pid, day, currency, total, cash, holdings, net, bool(stale))
+
+
 def _optional_checked(value: Decimal | None, field: str) -> Decimal | None:
     return None if value is None else checked_decimal(value, field)
 
@@ -124,6 +143,8 @@ def _record(row: RowMapping) -> RunRecord:
 
 class SqlAlchemySnapshotStore:
     """A `SnapshotRepository`, `RunLedger` (with `RecentRuns`) and `RunLock` over an `AsyncEngine`.
+
+    It also reads totals without positions (`SnapshotTotals`), for charts.
 
     Works on PostgreSQL (asyncpg or psycopg 3) and SQLite (aiosqlite). Either wrap the host's
     engine::
@@ -358,6 +379,46 @@ class SqlAlchemySnapshotStore:
             async with self._engine.connect() as conn:
                 dates = (await conn.execute(query)).scalars().all()
         return frozenset(dates)
+
+    # SnapshotTotals
+
+    async def list_totals(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> list[DailyTotals]:
+        """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date.
+
+        Reads only the total columns: no position is read or decoded (the chart read path).
+        """
+        query = (
+            select(*_TOTALS_COLUMNS)
+            .where(
+                snapshots_table.c.portfolio_id == portfolio_id,
+                snapshots_table.c.snapshot_date >= start,
+                snapshots_table.c.snapshot_date <= end,
+            )
+            .order_by(snapshots_table.c.snapshot_date)
+        )
+        with translated(self._where):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [_daily_totals(r) for r in rows]
+
+    async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
+        """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
+        wanted = sorted(set(portfolio_ids))
+        found: list[DailyTotals] = []
+        if not wanted:
+            return found
+        with translated(self._where):
+            async with self._engine.connect() as conn:
+                for chunk in chunks(wanted):
+                    query = select(*_TOTALS_COLUMNS).where(
+                        snapshots_table.c.snapshot_date == day,
+                        snapshots_table.c.portfolio_id.in_(chunk),
+                    )
+                    found.extend(_daily_totals(r) for r in await conn.execute(query))
+        found.sort(key=lambda t: t.portfolio_id)
+        return found
 
     # RunLedger
 
