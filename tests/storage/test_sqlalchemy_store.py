@@ -51,7 +51,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 TTL = dt.timedelta(minutes=5)
-TABLES = {"ps_snapshots", "ps_runs", "ps_leases", "ps_fence_counter", "ps_schema_version"}
+TABLES = {
+    "ps_snapshots",
+    "ps_prices",
+    "ps_runs",
+    "ps_leases",
+    "ps_fence_counter",
+    "ps_schema_version",
+}
 
 
 @dataclasses.dataclass(frozen=True)

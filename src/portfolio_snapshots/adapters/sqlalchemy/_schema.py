@@ -29,7 +29,10 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    literal,
     select,
+    text,
+    tuple_,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -37,6 +40,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from portfolio_snapshots._domain import PortfolioSnapshot
 from portfolio_snapshots._errors import (
     DatabaseAccessError,
     DatabaseBusyError,
@@ -47,16 +51,23 @@ from portfolio_snapshots._errors import (
 from portfolio_snapshots.adapters._sql_codec import (
     FENCE_COUNTER_TABLE,
     LEASES_TABLE,
+    PRICES_TABLE,
     RUNS_TABLE,
     SCHEMA_VERSION,
     SCHEMA_VERSION_TABLE,
     SNAPSHOTS_TABLE,
+    PriceCatalog,
+    PriceContent,
+    PriceDay,
+    PriceRow,
     as_utc,
+    chunks,
+    flat_positions_from_json,
     sqlite_error,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from sqlalchemy import URL, Connection
     from sqlalchemy.engine.interfaces import Dialect
@@ -177,31 +188,73 @@ def checked_decimal(value: object, field: str) -> Decimal:
 # --- tables ---------------------------------------------------------------------------------------
 
 #: The tables, for `create_schema` and for hosts that include them in their Alembic metadata.
-metadata: Final = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
+_NAMING: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: Final = MetaData(naming_convention=_NAMING)
+
+#: Columns of ``ps_snapshots`` that version 2 keeps for fields to come (cost basis, gains,
+#: income, fees and taxes, per-currency cash): NULL until a version of the library writes them,
+#: so adding those fields needs no migration (see docs/storage.md).
+RESERVED_COLUMNS: Final = (
+    "cost_basis",
+    "unrealized_gain",
+    "realized_gain",
+    "dividends",
+    "interest",
+    "fees",
+    "taxes",
+    "cash_balances",
 )
+
+
+def _snapshot_columns() -> list[Column[Any]]:
+    """The columns of ``ps_snapshots`` at version 2, made afresh for each table built."""
+    return [
+        Column("portfolio_id", UuidText(), primary_key=True),
+        Column("snapshot_date", Date(), primary_key=True),
+        Column("currency", Text(), nullable=False),
+        Column("cash_balance", DecimalText(), nullable=False),
+        Column("holdings_value", DecimalText(), nullable=False),
+        Column("total_value", DecimalText(), nullable=False),
+        Column("net_contributions", DecimalText(), nullable=True),
+        Column("external_flow", DecimalText(), nullable=True),
+        Column("stale", Boolean(), nullable=False),
+        Column("positions", Text(), nullable=False),
+        Column("fence", BigInteger(), nullable=False, server_default="0"),
+        *(Column(name, DecimalText(), nullable=True) for name in RESERVED_COLUMNS[:-1]),
+        Column(RESERVED_COLUMNS[-1], Text(), nullable=True),
+    ]
+
+
+_SNAPSHOTS_COMMENT: Final = "portfolio-snapshots: one valuation per (portfolio_id, snapshot_date)"
 
 snapshots_table: Final = Table(
     SNAPSHOTS_TABLE,
     metadata,
-    Column("portfolio_id", UuidText(), primary_key=True),
+    *_snapshot_columns(),
+    sqlite_with_rowid=False,
+    comment=_SNAPSHOTS_COMMENT,
+)
+#: The columns a write of version 2 fills, in the order of the upsert's parameters.
+written_columns: Final = tuple(c for c in snapshots_table.columns if c.name not in RESERVED_COLUMNS)
+prices_table: Final = Table(
+    PRICES_TABLE,
+    metadata,
     Column("snapshot_date", Date(), primary_key=True),
-    Column("currency", Text(), nullable=False),
-    Column("cash_balance", DecimalText(), nullable=False),
-    Column("holdings_value", DecimalText(), nullable=False),
-    Column("total_value", DecimalText(), nullable=False),
-    Column("net_contributions", DecimalText(), nullable=True),
-    Column("external_flow", DecimalText(), nullable=True),
+    Column("ticker", Text(), primary_key=True),
+    Column("variant", Integer(), primary_key=True, autoincrement=False),
+    Column("price", Text(), nullable=False),
+    Column("price_date", Date(), nullable=False),
+    Column("price_currency", Text(), nullable=True),
+    Column("fx_rate", Text(), nullable=True),
     Column("stale", Boolean(), nullable=False),
-    Column("positions", Text(), nullable=False),
-    Column("fence", BigInteger(), nullable=False, server_default="0"),
-    comment="portfolio-snapshots: one valuation per (portfolio_id, snapshot_date)",
+    sqlite_with_rowid=False,
+    comment="portfolio-snapshots: each price a day's snapshots were valued with, once",
 )
 runs_table: Final = Table(
     RUNS_TABLE,
@@ -465,16 +518,139 @@ def translated(where: str) -> Iterator[None]:
 # --- migrations -----------------------------------------------------------------------------------
 
 
+# Version 1's snapshots table, as version 1 created it.
+_v1_metadata: Final = MetaData(naming_convention=_NAMING)
+_v1_snapshots_table: Final = Table(
+    SNAPSHOTS_TABLE,
+    _v1_metadata,
+    *_snapshot_columns()[: -len(RESERVED_COLUMNS)],
+    comment=_SNAPSHOTS_COMMENT,
+)
+#: Version-1 rows moved per statement by the migration to version 2.
+_MIGRATION_CHUNK: Final = 2000
+
+
 def _migrate_to_1(conn: Connection) -> None:
+    _v1_metadata.create_all(conn, tables=[_v1_snapshots_table], checkfirst=True)
     metadata.create_all(
-        conn,
-        tables=[snapshots_table, runs_table, leases_table, fence_counter_table],
-        checkfirst=True,
+        conn, tables=[runs_table, leases_table, fence_counter_table], checkfirst=True
     )
 
 
+def _migrate_to_2(conn: Connection) -> None:
+    """Move every version-1 snapshot to the compact form, its prices into ``ps_prices``.
+
+    The snapshots go into a new table (``ps_snapshots_v2`` until the old one is dropped),
+    read in key order a chunk at a time.
+    """
+    metadata.create_all(conn, tables=[prices_table], checkfirst=True)
+    staging_metadata = MetaData(naming_convention=_NAMING)
+    staging = Table(
+        f"{SNAPSHOTS_TABLE}_v2",
+        staging_metadata,
+        *_snapshot_columns(),
+        sqlite_with_rowid=False,
+        comment=_SNAPSHOTS_COMMENT,
+    )
+    staging_metadata.create_all(conn)
+    old = _v1_snapshots_table
+    key = tuple_(old.c.portfolio_id, old.c.snapshot_date)
+    catalog = PriceCatalog()
+    last: tuple[object, object] | None = None
+    while True:
+        query = select(old).order_by(old.c.portfolio_id, old.c.snapshot_date)
+        if last is not None:
+            query = query.where(
+                key > tuple_(literal(last[0], UuidText()), literal(last[1], Date()))
+            )
+        rows = conn.execute(query.limit(_MIGRATION_CHUNK)).mappings().all()
+        if not rows:
+            break
+        last = (rows[-1]["portfolio_id"], rows[-1]["snapshot_date"])
+        snapshots = [
+            PortfolioSnapshot.from_values(
+                (
+                    r["portfolio_id"],
+                    r["snapshot_date"],
+                    r["currency"],
+                    r["cash_balance"],
+                    r["holdings_value"],
+                    r["total_value"],
+                    flat_positions_from_json(r["positions"]),
+                    r["net_contributions"],
+                    r["external_flow"],
+                    bool(r["stale"]),
+                )
+            )
+            for r in rows
+        ]
+        plan = catalog.plan(snapshots)
+        new_prices = plan.resolve(stored_prices(conn, plan.missing))
+        if new_prices:
+            conn.execute(prices_table.insert(), [price_params(p) for p in new_prices])
+        conn.execute(
+            staging.insert(),
+            [
+                {**dict(r), "positions": plan.encode(s)}
+                for r, s in zip(rows, snapshots, strict=True)
+            ],
+        )
+        plan.commit()
+    conn.execute(text(f"DROP TABLE {SNAPSHOTS_TABLE}"))
+    conn.execute(text(f"ALTER TABLE {SNAPSHOTS_TABLE}_v2 RENAME TO {SNAPSHOTS_TABLE}"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(
+                f"ALTER TABLE {SNAPSHOTS_TABLE} RENAME CONSTRAINT pk_{SNAPSHOTS_TABLE}_v2 "
+                f"TO pk_{SNAPSHOTS_TABLE}"
+            )
+        )
+
+
+def stored_prices(
+    conn: Connection, missing: Sequence[PriceDay]
+) -> dict[PriceDay, dict[int, PriceContent]]:
+    """Return the stored variants of the (day, ticker) pairs `missing`, read on `conn`."""
+    stored: dict[PriceDay, dict[int, PriceContent]] = {}
+    by_day: dict[dt.date, list[str]] = {}
+    for day, ticker in missing:
+        by_day.setdefault(day, []).append(ticker)
+    t = prices_table.c
+    for day, tickers in by_day.items():
+        for chunk in chunks(tickers):
+            for row in conn.execute(
+                select(
+                    t.ticker, t.variant, t.price, t.price_date, t.price_currency, t.fx_rate, t.stale
+                ).where(t.snapshot_date == day, t.ticker.in_(chunk))
+            ):
+                ticker, variant, price, price_date, currency, fx_rate, stale = row
+                stored.setdefault((day, ticker), {})[variant] = (
+                    price,
+                    price_date,
+                    currency,
+                    fx_rate,
+                    bool(stale),
+                )
+    return stored
+
+
+def price_params(row: PriceRow) -> dict[str, object]:
+    """Return the Core parameters of one ``ps_prices`` row."""
+    day, ticker, variant, price, price_date, currency, fx_rate, stale = row
+    return {
+        "snapshot_date": day,
+        "ticker": ticker,
+        "variant": variant,
+        "price": price,
+        "price_date": price_date,
+        "price_currency": currency,
+        "fx_rate": fx_rate,
+        "stale": stale,
+    }
+
+
 #: Each step takes the schema from version i to i + 1; all pending steps run in one transaction.
-MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (_migrate_to_1,)
+MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (_migrate_to_1, _migrate_to_2)
 
 
 async def create_schema(engine: AsyncEngine) -> None:
