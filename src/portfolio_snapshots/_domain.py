@@ -371,12 +371,12 @@ class RunState(enum.StrEnum):
     FAILED = "failed"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DailyTotals:
+class DailyTotals(NamedTuple):
     """A stored snapshot's totals, without its positions: one point of a value chart.
 
     What `SnapshotTotals` reads: the columns a chart or an overview needs, read without
-    decoding any position.
+    decoding any position. A named tuple, as `PositionValuation` is: a chart of ten years
+    builds thousands at once.
 
     Attributes:
         portfolio_id: The portfolio valued.

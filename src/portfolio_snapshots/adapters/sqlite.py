@@ -337,24 +337,28 @@ _PRICE_COLUMNS = "snapshot_date, ticker, variant, price, price_date, price_curre
 def _write_prices(conn: sqlite3.Connection, plan: PricePlan) -> None:
     """Look up the stored variants the plan needs, and insert its new prices."""
     stored: dict[PriceDay, dict[int, PriceContent]] = {}
-    by_day: dict[dt.date, list[str]] = {}
-    for day, ticker in plan.missing:
-        by_day.setdefault(day, []).append(ticker)
-    for day, tickers in by_day.items():
-        for chunk in chunks(tickers):
+    missing = set(plan.missing)
+    if missing:
+        # One range scan per chunk of tickers: a daily run asks about one day, a backfill
+        # about a range of days; rows of other pairs in the range are skipped.
+        first, last = plan.missing[0][0].isoformat(), plan.missing[-1][0].isoformat()
+        date = dt.date.fromisoformat
+        for chunk in chunks(sorted({t for _, t in missing})):
             marks = ", ".join("?" * len(chunk))
-            for _, ticker, variant, price, price_date, currency, fx_rate, stale in conn.execute(
+            for day, ticker, variant, price, price_date, currency, fx_rate, stale in conn.execute(
                 f"SELECT {_PRICE_COLUMNS} FROM ps_prices "  # noqa: S608 - placeholders
-                f"WHERE snapshot_date = ? AND ticker IN ({marks})",
-                (day.isoformat(), *chunk),
+                f"WHERE snapshot_date BETWEEN ? AND ? AND ticker IN ({marks})",
+                (first, last, *chunk),
             ):
-                stored.setdefault((day, ticker), {})[variant] = (
-                    price,
-                    dt.date.fromisoformat(price_date),
-                    currency,
-                    fx_rate,
-                    bool(stale),
-                )
+                key = (date(day), ticker)
+                if key in missing:
+                    stored.setdefault(key, {})[variant] = (
+                        price,
+                        date(price_date),
+                        currency,
+                        fx_rate,
+                        bool(stale),
+                    )
     rows = plan.resolve(stored)
     if rows:
         conn.executemany(
@@ -485,11 +489,26 @@ def _list_totals(
     conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
 ) -> list[DailyTotals]:
     rows = conn.execute(
-        f"SELECT {_TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+        "SELECT snapshot_date, currency, total_value, cash_balance, holdings_value, "
+        "net_contributions, stale FROM ps_snapshots "
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
         (str(portfolio_id), start.isoformat(), end.isoformat()),
     ).fetchall()
-    return [_daily_totals(r) for r in rows]
+    # TEXT columns come back as str: the chart's hot loop, with everything bound locally.
+    date, number, make = dt.date.fromisoformat, Decimal, DailyTotals
+    return [
+        make(
+            portfolio_id,
+            date(day),
+            currency,
+            number(total),
+            number(cash),
+            number(holdings),
+            None if net is None else number(net),
+            stale == 1,
+        )
+        for day, currency, total, cash, holdings, net, stale in rows
+    ]
 
 
 def _totals_on(

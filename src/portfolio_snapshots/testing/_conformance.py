@@ -13,7 +13,6 @@ keep checking under ``python -O`` and their messages say what the contract expec
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import decimal
 import itertools
@@ -556,7 +555,7 @@ def _same_totals(got: Sequence[object], want: Sequence[DailyTotals]) -> bool:
     for g, w in zip(got, want, strict=True):
         if not isinstance(g, DailyTotals):
             return False
-        for gf, wf in zip(dataclasses.astuple(g), dataclasses.astuple(w), strict=True):
+        for gf, wf in zip(g, w, strict=True):
             if _unlike(gf, wf) or str(gf) != str(wf):
                 return False
     return True

@@ -612,18 +612,29 @@ def stored_prices(
 ) -> dict[PriceDay, dict[int, PriceContent]]:
     """Return the stored variants of the (day, ticker) pairs `missing`, read on `conn`."""
     stored: dict[PriceDay, dict[int, PriceContent]] = {}
-    by_day: dict[dt.date, list[str]] = {}
-    for day, ticker in missing:
-        by_day.setdefault(day, []).append(ticker)
+    wanted = set(missing)
+    if not wanted:
+        return stored
+    # One range scan per chunk of tickers: a daily run asks about one day, a backfill about
+    # a range of days; rows of other pairs in the range are skipped.
+    first = min(day for day, _ in wanted)
+    last = max(day for day, _ in wanted)
     t = prices_table.c
-    for day, tickers in by_day.items():
-        for chunk in chunks(tickers):
-            for row in conn.execute(
-                select(
-                    t.ticker, t.variant, t.price, t.price_date, t.price_currency, t.fx_rate, t.stale
-                ).where(t.snapshot_date == day, t.ticker.in_(chunk))
-            ):
-                ticker, variant, price, price_date, currency, fx_rate, stale = row
+    for chunk in chunks(sorted({ticker for _, ticker in wanted})):
+        for row in conn.execute(
+            select(
+                t.snapshot_date,
+                t.ticker,
+                t.variant,
+                t.price,
+                t.price_date,
+                t.price_currency,
+                t.fx_rate,
+                t.stale,
+            ).where(t.snapshot_date >= first, t.snapshot_date <= last, t.ticker.in_(chunk))
+        ):
+            day, ticker, variant, price, price_date, currency, fx_rate, stale = row
+            if (day, ticker) in wanted:
                 stored.setdefault((day, ticker), {})[variant] = (
                     price,
                     price_date,

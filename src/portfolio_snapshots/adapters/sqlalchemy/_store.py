@@ -7,9 +7,10 @@ the driver-level upsert of `_fast_path` when it applies, through Core otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Self
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
-from sqlalchemy import and_, bindparam, delete, or_, select, tuple_, update
+from sqlalchemy import Text, and_, bindparam, delete, or_, select, tuple_, type_coerce, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -51,7 +52,6 @@ from portfolio_snapshots.adapters.sqlalchemy._schema import (
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Collection, Sequence
-    from decimal import Decimal
     from types import TracebackType
     from uuid import UUID
 
@@ -222,6 +222,26 @@ class SqlAlchemySnapshotStore:
         self._driver = DriverUpsert.compile(engine.dialect, self._upsert_plain, self._upsert_fenced)
         # The prices known to be stored (encoding runs between awaits, on the loop).
         self._prices = PriceCatalog()
+        c = snapshots_table.c
+        # The chart read: amounts as text (no processor per value), made into Decimals at once.
+        self._totals_query = (
+            select(
+                c.snapshot_date,
+                c.currency,
+                *(
+                    type_coerce(col, Text())
+                    for col in (c.total_value, c.cash_balance, c.holdings_value)
+                ),
+                type_coerce(c.net_contributions, Text()),
+                c.stale,
+            )
+            .where(
+                c.portfolio_id == bindparam("pid", type_=c.portfolio_id.type),
+                c.snapshot_date >= bindparam("start", type_=c.snapshot_date.type),
+                c.snapshot_date <= bindparam("end", type_=c.snapshot_date.type),
+            )
+            .order_by(c.snapshot_date)
+        )
 
     @classmethod
     async def open(
@@ -464,19 +484,25 @@ class SqlAlchemySnapshotStore:
 
         Reads only the total columns: no position is read or decoded (the chart read path).
         """
-        query = (
-            select(*_TOTALS_COLUMNS)
-            .where(
-                snapshots_table.c.portfolio_id == portfolio_id,
-                snapshots_table.c.snapshot_date >= start,
-                snapshots_table.c.snapshot_date <= end,
-            )
-            .order_by(snapshots_table.c.snapshot_date)
-        )
+        query = self._totals_query.params(pid=portfolio_id, start=start, end=end)
         with translated(self._where):
             async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        return [_daily_totals(r) for r in rows]
+                rows = cast("Sequence[tuple[Any, ...]]", (await conn.execute(query)).all())
+        # Amounts come back as their text: the chart's hot loop, with everything bound locally.
+        number, make = Decimal, DailyTotals
+        return [
+            make(
+                portfolio_id,
+                day,
+                currency,
+                number(total),
+                number(cash),
+                number(holdings),
+                None if net is None else number(net),
+                bool(stale),
+            )
+            for day, currency, total, cash, holdings, net, stale in rows
+        ]
 
     async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
         """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
