@@ -69,7 +69,7 @@ from portfolio_snapshots import (
     SnapshotCalculator,
     SqliteSnapshotStore,
 )
-from portfolio_snapshots.adapters._sql_codec import PriceCatalog
+from portfolio_snapshots.adapters._sql_codec import PriceCatalog, dedupe_sorted
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, create_schema
 
 if TYPE_CHECKING:
@@ -196,25 +196,25 @@ class Encoded:
 
 
 def encode_all(snapshots: list[PortfolioSnapshot], batch: int, *, native: bool) -> Encoded:
-    """Encode `snapshots` as the store does, `native` ids and dates for PostgreSQL."""
-    plan = PriceCatalog().plan(snapshots)
-    price_rows = plan.resolve({})
-    rows: list[Row] = [
-        (
-            s.portfolio_id if native else str(s.portfolio_id),
-            s.snapshot_date if native else s.snapshot_date.isoformat(),
-            s.currency,
-            str(s.cash_balance),
-            str(s.holdings_value),
-            str(s.total_value),
-            None if s.net_contributions is None else str(s.net_contributions),
-            None if s.external_flow is None else str(s.external_flow),
-            bool(s.stale) if native else int(s.stale),
-            plan.encode(s),
-            FENCE,
-        )
-        for s in snapshots
-    ]
+    """Encode `snapshots` as the store does, batch by batch, `native` ids and dates for PostgreSQL.
+
+    Prices get their variants in the order the store gives them (each batch deduplicated and
+    sorted by key), so both sides store the very same rows.
+    """
+    catalog = PriceCatalog()
+    stored: dict[tuple[dt.date, str], dict[int, tuple[str, dt.date, str | None, str | None, bool]]]
+    stored = {}
+    price_rows = []
+    row_batches: list[list[Row]] = []
+    for part in batches(snapshots, batch):
+        ordered = dedupe_sorted(part)
+        plan = catalog.plan(ordered)
+        new = plan.resolve(stored)
+        for day, ticker, variant, *content in new:
+            stored.setdefault((day, ticker), {})[variant] = tuple(content)  # type: ignore[assignment]
+        price_rows += new
+        row_batches.append([encoded(s, plan.encode(s), native=native) for s in ordered])
+        plan.commit()
     prices: list[Row] = [
         (
             day if native else day.isoformat(),
@@ -228,7 +228,24 @@ def encode_all(snapshots: list[PortfolioSnapshot], batch: int, *, native: bool) 
         )
         for day, ticker, variant, price, price_date, currency, fx_rate, stale in price_rows
     ]
-    return Encoded(batches(rows, batch), prices)
+    return Encoded(row_batches, prices)
+
+
+def encoded(s: PortfolioSnapshot, positions: str, *, native: bool) -> Row:
+    """Return the row the store writes for `s`: `native` ids and dates for PostgreSQL."""
+    return (
+        s.portfolio_id if native else str(s.portfolio_id),
+        s.snapshot_date if native else s.snapshot_date.isoformat(),
+        s.currency,
+        str(s.cash_balance),
+        str(s.holdings_value),
+        str(s.total_value),
+        None if s.net_contributions is None else str(s.net_contributions),
+        None if s.external_flow is None else str(s.external_flow),
+        bool(s.stale) if native else int(s.stale),
+        positions,
+        FENCE,
+    )
 
 
 def batches(items: list[T], size: int) -> list[list[T]]:

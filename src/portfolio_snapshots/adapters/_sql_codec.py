@@ -307,11 +307,31 @@ class PriceCatalog:
     records the new rows once the transaction committed.
     """
 
-    __slots__ = ("_known",)
+    __slots__ = ("_compact", "_known", "_seen")
 
     def __init__(self) -> None:
         """Start knowing nothing."""
         self._known: dict[tuple[dt.date, str, PriceContent], int] = {}
+        # Per ticker, the price objects last seen, their day and their position text's tail
+        # (the variant), for stored prices only: a run's portfolios share the day's objects.
+        self._seen: dict[object, tuple[object, ...]] = {}
+        # Tickers the compact form can hold.
+        self._compact: set[object] = set()
+
+    def compact(self, tickers: Sequence[object]) -> bool:
+        """Whether every one of `tickers` can be written in the compact form."""
+        known = self._compact
+        try:
+            if known.issuperset(tickers):
+                return True
+        except TypeError:  # an unhashable ticker: the JSON form refuses or writes it
+            return False
+        for ticker in tickers:
+            if ticker not in known:
+                if not _compact_ticker(ticker):
+                    return False
+                known.add(ticker)
+        return True
 
     def plan(self, snapshots: Sequence[PortfolioSnapshot]) -> PricePlan:
         """Return the plan of writing `snapshots`' prices.
@@ -321,6 +341,8 @@ class PriceCatalog:
         """
         if len(self._known) > MAX_REMEMBERED_PRICES:
             self._known.clear()
+            self._seen.clear()
+            self._compact.clear()
         return PricePlan(self, snapshots)
 
 
@@ -331,44 +353,65 @@ MAX_REMEMBERED_PRICES: Final = 200_000
 class PricePlan:
     """How one batch's prices are written: see `PriceCatalog`."""
 
-    __slots__ = ("_catalog", "_contents", "_new", "missing")
+    __slots__ = ("_catalog", "_contents", "_memo", "_new", "_ready", "missing")
 
-    def __init__(self, catalog: PriceCatalog, snapshots: Sequence[PortfolioSnapshot]) -> None:
+    def __init__(  # noqa: C901 - the hot loop of a write, kept in one piece
+        self, catalog: PriceCatalog, snapshots: Sequence[PortfolioSnapshot]
+    ) -> None:
         """Collect the prices of `snapshots` that `catalog` does not know."""
         self._catalog = catalog
         known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
+        seen = catalog._seen  # noqa: SLF001
+        compact = catalog.compact
         width = POSITION_WIDTH
         # Per (day, ticker), the prices of the batch the catalog does not know.
         wanted: dict[PriceDay, list[PriceContent]] = {}
-        # Identity memo: a run's portfolios share the day's price objects.
-        last: dict[object, tuple[object, object, object, object, object, PriceContent]] = {}
+        # The positions text of each snapshot whose prices are all stored (most of a run's),
+        # made in this one pass; the others are encoded once their variants are known.
+        ready: dict[int, str] = {}
         for s in snapshots:
             day = s.values[1]
             flat = s.values[6]
-            if len(flat) % width or not all(_compact_ticker(t) for t in flat[::width]):
-                continue  # written as JSON, prices inline
+            if len(flat) % width or not flat or not compact(flat[::width]):
+                continue  # no positions, or written as JSON with the prices inline
+            parts: list[str] | None = []
             for i in range(0, len(flat), width):
-                ticker, _, price, price_date, _, currency, fx_rate, stale = flat[i : i + width]
-                memo = last.get(ticker)
+                ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
+                    i : i + width
+                ]
+                hit = seen.get(ticker)
                 if (
-                    memo is not None
-                    and memo[0] is price
-                    and memo[1] is price_date
-                    and memo[2] is currency
-                    and memo[3] is fx_rate
-                    and memo[4] is stale
-                    and type(price) is Decimal
+                    hit is None
+                    or hit[0] is not price
+                    or hit[1] is not price_date
+                    or hit[2] is not currency
+                    or hit[3] is not fx_rate
+                    or hit[4] is not stale
+                    or hit[5] != day
                 ):
-                    content = memo[5]
-                else:
                     content = price_content(ticker, price, price_date, currency, fx_rate, stale)
-                    last[ticker] = (price, price_date, currency, fx_rate, stale, content)
-                if (day, ticker, content) not in known:
-                    contents = wanted.setdefault((day, str(ticker)), [])
-                    if content not in contents:
-                        contents.append(content)
+                    variant = known.get((day, ticker, content))  # type: ignore[arg-type]
+                    if variant is None:
+                        contents = wanted.setdefault((day, str(ticker)), [])
+                        if content not in contents:
+                            contents.append(content)
+                        parts = None
+                        continue
+                    tail = f"{_FIELD}{variant}" if variant else ""
+                    hit = (price, price_date, currency, fx_rate, stale, day, tail)
+                    if type(price) is Decimal:
+                        seen[ticker] = hit
+                if parts is not None:
+                    if type(quantity) is not Decimal or type(value) is not Decimal:
+                        parts = None  # encode() refuses it, naming the field
+                    else:
+                        parts.append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{hit[6]}")
+            if parts is not None:
+                ready[id(s)] = _RECORD.join(parts)
+        self._ready = ready
         self._contents = wanted
         self._new: dict[tuple[dt.date, str, PriceContent], int] = {}
+        self._memo: dict[object, tuple[object, ...]] = {}
         #: The (day, ticker) pairs whose stored variants the store must look up.
         self.missing: list[PriceDay] = sorted(wanted)
 
@@ -398,22 +441,29 @@ class PricePlan:
                 new[day, ticker, content] = variant
         return rows
 
-    def encode(self, s: PortfolioSnapshot) -> str:
+    def encode(self, s: PortfolioSnapshot) -> str:  # noqa: C901 - the hot loop of a write
         """Return the compact positions of `s` (or, for odd tickers, their JSON).
 
         Raises:
             InvalidInputError: A quantity or market value is not a Decimal.
         """
+        ready = self._ready.get(id(s))
+        if ready is not None:
+            return ready
         flat = s.values[6]
         width = POSITION_WIDTH
         if not flat:
             return "[]"
-        if len(flat) % width or not all(_compact_ticker(t) for t in flat[::width]):
+        catalog = self._catalog
+        if len(flat) % width or not catalog.compact(flat[::width]):
             return _reference_json(flat)
         day = s.values[1]
-        known = self._catalog._known  # noqa: SLF001 - the plan is the catalog's helper
+        known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
+        stored = catalog._seen  # noqa: SLF001
         new = self._new
+        memo = self._memo
         parts: list[str] = []
+        append = parts.append
         for i in range(0, len(flat), width):
             ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
                 i : i + width
@@ -422,20 +472,37 @@ class PricePlan:
                 decimal_text(quantity, "quantity")  # type: ignore[arg-type]
             if type(value) is not Decimal:
                 decimal_text(value, "market_value")  # type: ignore[arg-type]
-            content = price_content(ticker, price, price_date, currency, fx_rate, stale)
-            key = (day, ticker, content)
-            variant = known.get(key)  # type: ignore[arg-type]
-            if variant is None:
-                variant = new[key]  # type: ignore[index]
-            if variant:
-                parts.append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{_FIELD}{variant}")
+            # A run's portfolios share the day's price objects: the variant found for the very
+            # same objects (and day) is reused without building the price's texts again.
+            seen = stored.get(ticker)
+            if seen is None or seen[0] is not price or seen[5] != day:
+                seen = memo.get(ticker)
+            if (
+                seen is not None
+                and seen[0] is price
+                and seen[1] is price_date
+                and seen[2] is currency
+                and seen[3] is fx_rate
+                and seen[4] is stale
+                and seen[5] == day
+            ):
+                tail = seen[6]
             else:
-                parts.append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}")
+                content = price_content(ticker, price, price_date, currency, fx_rate, stale)
+                key = (day, ticker, content)
+                variant = known.get(key)  # type: ignore[arg-type]
+                if variant is None:
+                    variant = new[key]  # type: ignore[index]
+                tail = f"{_FIELD}{variant}" if variant else ""
+                if type(price) is Decimal:
+                    memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
+            append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
         return _RECORD.join(parts)
 
     def commit(self) -> None:
         """Record the plan's prices as stored: call once its transaction committed."""
         self._catalog._known.update(self._new)  # noqa: SLF001 - the plan is the catalog's helper
+        self._catalog._seen.update(self._memo)  # noqa: SLF001
 
 
 def referenced_prices(texts: Iterable[tuple[dt.date, str]]) -> set[PriceDay]:
