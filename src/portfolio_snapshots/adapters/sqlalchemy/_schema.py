@@ -664,7 +664,85 @@ def price_params(row: PriceRow) -> dict[str, object]:
 MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (_migrate_to_1, _migrate_to_2)
 
 
-async def create_schema(engine: AsyncEngine) -> None:
+def _create_partitioned(conn: Connection) -> None:
+    """Create version 2's tables in an empty database, ``ps_snapshots`` partitioned by month.
+
+    The table is ``PARTITION BY RANGE (snapshot_date)`` with a DEFAULT partition, so a write
+    never fails for want of a month; `create_month_partitions` adds the months.
+    """
+    partitioned_metadata = MetaData(naming_convention=_NAMING)
+    partitioned = Table(
+        SNAPSHOTS_TABLE,
+        partitioned_metadata,
+        *_snapshot_columns(),
+        postgresql_partition_by="RANGE (snapshot_date)",
+        comment=_SNAPSHOTS_COMMENT,
+    )
+    partitioned_metadata.create_all(conn, tables=[partitioned])
+    conn.execute(
+        text(f"CREATE TABLE {SNAPSHOTS_TABLE}_default PARTITION OF {SNAPSHOTS_TABLE} DEFAULT")
+    )
+    metadata.create_all(
+        conn,
+        tables=[prices_table, runs_table, leases_table, fence_counter_table],
+        checkfirst=True,
+    )
+
+
+def _month_name(month: dt.date) -> str:
+    return f"{SNAPSHOTS_TABLE}_y{month.year:04d}m{month.month:02d}"
+
+
+async def create_month_partitions(engine: AsyncEngine, first: dt.date, last: dt.date) -> list[str]:
+    """Create the monthly partitions of ``ps_snapshots`` from `first`'s month to `last`'s.
+
+    For a schema made with ``create_schema(engine, partition_by_month=True)``: run it ahead of
+    time (say, monthly, for the next three months), before any snapshot of those months is
+    written: a month whose rows already went to the DEFAULT partition cannot be created until
+    they are moved out of it. Months that exist are left alone. An old month can then be
+    detached (``ALTER TABLE ps_snapshots DETACH PARTITION ps_snapshots_y2024m01``) and
+    archived or dropped.
+
+    Args:
+        engine: The store's engine, on PostgreSQL.
+        first: A day of the first month to create.
+        last: A day of the last month to create.
+
+    Returns:
+        The names of the partitions created (not those that existed).
+
+    Raises:
+        InvalidInputError: The engine is not on PostgreSQL, or `last` is before `first`.
+    """
+    if checked_dialect(engine, "create_month_partitions") != "postgresql":
+        raise InvalidInputError("create_month_partitions needs PostgreSQL")
+    if last < first:
+        raise InvalidInputError(f"create_month_partitions: {last} is before {first}")
+    months = []
+    month = first.replace(day=1)
+    while month <= last:
+        following = (month + dt.timedelta(days=32)).replace(day=1)
+        months.append((month, following))
+        month = following
+    created = []
+    with translated(database_name(engine.url)):
+        async with engine.begin() as conn:
+            for start, end in months:
+                name = _month_name(start)
+                exists = await conn.scalar(text("SELECT to_regclass(:name)"), {"name": name})
+                if exists is not None:
+                    continue
+                await conn.execute(
+                    text(
+                        f"CREATE TABLE {name} PARTITION OF {SNAPSHOTS_TABLE} "
+                        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                    )
+                )
+                created.append(name)
+    return created
+
+
+async def create_schema(engine: AsyncEngine, *, partition_by_month: bool = False) -> None:
     """Create the tables, or migrate them to the current schema version.
 
     Safe to call on every start, also from several processes at once: the version row is
@@ -675,6 +753,10 @@ async def create_schema(engine: AsyncEngine) -> None:
     Args:
         engine: The engine (PostgreSQL through asyncpg or psycopg, or SQLite through
             aiosqlite), made by ``sqlalchemy.ext.asyncio.create_async_engine``.
+        partition_by_month: On PostgreSQL, when the tables are created (not when an existing
+            database is migrated), make ``ps_snapshots`` a table partitioned by month of
+            ``snapshot_date``, with a DEFAULT partition; add months with
+            `create_month_partitions`. The key and the fenced upsert mean the same.
 
     Raises:
         InvalidInputError: `engine` is not an `AsyncEngine`, or not on PostgreSQL or SQLite.
@@ -720,8 +802,11 @@ async def create_schema(engine: AsyncEngine) -> None:
                 await conn.rollback()
                 raise SchemaVersionError(found, SCHEMA_VERSION, where=where)
             if found < SCHEMA_VERSION:
-                for step in MIGRATIONS[found:]:
-                    await conn.run_sync(step)
+                if found == 0 and partition_by_month and name == "postgresql":
+                    await conn.run_sync(_create_partitioned)
+                else:
+                    for step in MIGRATIONS[found:]:
+                        await conn.run_sync(step)
                 await conn.execute(
                     update(schema_version_table)
                     .where(schema_version_table.c.id == 1)

@@ -250,6 +250,7 @@ class SqlAlchemySnapshotStore:
         *,
         create: bool = True,
         busy_timeout: float = 5.0,
+        partition_by_month: bool = False,
         **engine_options: object,
     ) -> Self:
         """Make an engine for `url`, create or migrate the schema, and return a store owning it.
@@ -259,6 +260,8 @@ class SqlAlchemySnapshotStore:
                 ``sqlite+aiosqlite:///path.db``.
             create: Whether to call `create_schema` (False when the host migrates).
             busy_timeout: On SQLite, seconds to wait for another connection's write lock.
+            partition_by_month: On PostgreSQL, create ``ps_snapshots`` partitioned by month
+                when `create` makes the tables (see `create_schema`).
             **engine_options: Passed on to `create_async_engine`.
 
         Returns:
@@ -283,7 +286,7 @@ class SqlAlchemySnapshotStore:
             store = cls(engine)
             store._owns_engine = True
             if create:
-                await create_schema(engine)
+                await create_schema(engine, partition_by_month=partition_by_month)
         except BaseException:
             await engine.dispose()
             raise
