@@ -578,6 +578,7 @@ def test_public_names_report_the_public_module() -> None:
         "SqlAlchemySnapshotStore",
         "UtcDateTime",
         "UuidText",
+        "create_month_partitions",
         "create_schema",
     ]
 
