@@ -3,7 +3,7 @@
 To run:
     python benchmarks/storage.py [--snapshots 100000] [--positions 10] [--batch 500]
                                  [--days 3650] [--rounds 3] [--backends sqlite,postgres]
-                                 [--pg-dsn postgresql://user@host:port/db]
+                                 [--pg-dsn postgresql://user@host:port/db] [--size]
 
 PostgreSQL comes from ``--pg-dsn``, else ``PORTFOLIO_SNAPSHOTS_PG_DSN``, else the script starts
 a throwaway server with ``scripts/pg-test-server start`` (on a free port, in a directory of its
@@ -16,12 +16,17 @@ backend it times, alternately and ``--rounds`` times in this one process, each s
 into a fresh, empty table of the same shape (made by the store's own schema code):
 
 - bare: the driver's own ``executemany`` of a plain ``INSERT`` of rows already encoded as the
-  store encodes them (decimal text, JSON positions), one transaction per batch;
+  store encodes them (decimal text, compact positions, and the day's price rows, written with
+  the first batch), one transaction per batch;
 - store: ``upsert_many(batch, fence=1)``, as the job calls it: encoding, deduplication and
   the ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE`` upsert, one transaction per batch;
 
 then reads the one portfolio's ``--days`` days back, bare (the same ``SELECT`` through the same
-driver, rows as the driver returns them) and through ``list_snapshots`` (snapshots built). It
+driver, rows as the driver returns them) and through ``list_snapshots`` (snapshots built, their
+prices read too), and the chart read: a bare ``SELECT`` of the total columns against
+``list_totals`` (`DailyTotals` built). With ``--size`` it also prints the bytes per
+portfolio-day the store's tables take (SQLite: the file, after a checkpoint; PostgreSQL:
+``pg_total_relation_size`` of ``ps_snapshots`` and ``ps_prices``, indexes included). It
 checks that both sides stored identical rows, and prints the best times, rows per second and
 the ratios, the figures that matter on a shared, noisy machine. Target: the upsert within 2x of
 the bare insert. The input is built first and frozen out of the garbage collector's sight
@@ -39,7 +44,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
-import json
 import os
 import random
 import shutil
@@ -65,6 +69,7 @@ from portfolio_snapshots import (
     SnapshotCalculator,
     SqliteSnapshotStore,
 )
+from portfolio_snapshots.adapters._sql_codec import PriceCatalog, dedupe_sorted
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, create_schema
 
 if TYPE_CHECKING:
@@ -83,6 +88,34 @@ COLUMNS = (
 READ_COLUMNS = (
     "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
     "positions, net_contributions, external_flow, stale"
+)
+# What `list_totals` selects (the portfolio id is the one asked for).
+TOTALS_COLUMNS = (
+    "snapshot_date, currency, total_value, cash_balance, holdings_value, net_contributions, stale"
+)
+PRICE_COLUMNS = "snapshot_date, ticker, variant, price, price_date, price_currency, fx_rate, stale"
+SQLITE_PRICES = f"INSERT INTO ps_prices ({PRICE_COLUMNS}) VALUES ({', '.join('?' * 8)})"  # noqa: S608
+PG_PRICES = (
+    f"INSERT INTO ps_prices ({PRICE_COLUMNS}) "  # noqa: S608 - constant columns
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 9))})"
+)
+PSYCOPG_PRICES: LiteralString = (
+    f"INSERT INTO ps_prices ({PRICE_COLUMNS}) "  # noqa: S608 - constant columns
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+SQLITE_TOTALS = (
+    f"SELECT {TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+    "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date"
+)
+PG_TOTALS = (
+    f"SELECT {TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+    "WHERE portfolio_id = $1 AND snapshot_date >= $2 AND snapshot_date <= $3 "
+    "ORDER BY snapshot_date"
+)
+PSYCOPG_TOTALS: LiteralString = (
+    f"SELECT {TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+    "WHERE portfolio_id = %s AND snapshot_date >= %s AND snapshot_date <= %s "
+    "ORDER BY snapshot_date"
 )
 SQLITE_INSERT = f"INSERT INTO ps_snapshots ({COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
 SQLITE_SELECT = (
@@ -154,28 +187,51 @@ def build(n_snapshots: int, n_positions: int, n_days: int, seed: int) -> list[Po
     return out
 
 
-def positions_text(s: PortfolioSnapshot) -> str:
-    """Encode positions as both stores do: compact JSON, amounts as decimal strings."""
-    items: list[dict[str, object]] = []
-    for p in s.positions:
-        item: dict[str, object] = {
-            "ticker": p.ticker,
-            "quantity": str(p.quantity),
-            "price": str(p.price),
-            "price_date": p.price_date.isoformat(),
-            "market_value": str(p.market_value),
-        }
-        if p.price_currency is not None:
-            item["price_currency"] = p.price_currency
-        if p.fx_rate is not None:
-            item["fx_rate"] = str(p.fx_rate)
-        if p.stale:
-            item["stale"] = True
-        items.append(item)
-    return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+@dataclasses.dataclass
+class Encoded:
+    """The rows the store writes for the snapshots: snapshot rows by batch, and price rows."""
+
+    batches: list[list[Row]]
+    prices: list[Row]
 
 
-def encoded(s: PortfolioSnapshot, *, native: bool) -> Row:
+def encode_all(snapshots: list[PortfolioSnapshot], batch: int, *, native: bool) -> Encoded:
+    """Encode `snapshots` as the store does, batch by batch, `native` ids and dates for PostgreSQL.
+
+    Prices get their variants in the order the store gives them (each batch deduplicated and
+    sorted by key), so both sides store the very same rows.
+    """
+    catalog = PriceCatalog()
+    stored: dict[tuple[dt.date, str], dict[int, tuple[str, dt.date, str | None, str | None, bool]]]
+    stored = {}
+    price_rows = []
+    row_batches: list[list[Row]] = []
+    for part in batches(snapshots, batch):
+        ordered = dedupe_sorted(part)
+        plan = catalog.plan(ordered)
+        new = plan.resolve(stored)
+        for day, ticker, variant, *content in new:
+            stored.setdefault((day, ticker), {})[variant] = tuple(content)  # type: ignore[assignment]
+        price_rows += new
+        row_batches.append([encoded(s, plan.encode(s), native=native) for s in ordered])
+        plan.commit()
+    prices: list[Row] = [
+        (
+            day if native else day.isoformat(),
+            ticker,
+            variant,
+            price,
+            price_date if native else price_date.isoformat(),
+            currency,
+            fx_rate,
+            stale if native else int(stale),
+        )
+        for day, ticker, variant, price, price_date, currency, fx_rate, stale in price_rows
+    ]
+    return Encoded(row_batches, prices)
+
+
+def encoded(s: PortfolioSnapshot, positions: str, *, native: bool) -> Row:
     """Return the row the store writes for `s`: `native` ids and dates for PostgreSQL."""
     return (
         s.portfolio_id if native else str(s.portfolio_id),
@@ -187,7 +243,7 @@ def encoded(s: PortfolioSnapshot, *, native: bool) -> Row:
         None if s.net_contributions is None else str(s.net_contributions),
         None if s.external_flow is None else str(s.external_flow),
         bool(s.stale) if native else int(s.stale),
-        positions_text(s),
+        positions,
         FENCE,
     )
 
@@ -208,7 +264,10 @@ class Times:
     store_write: float = float("inf")
     bare_read: float = float("inf")
     store_read: float = float("inf")
+    bare_totals: float = float("inf")
+    store_totals: float = float("inf")
     rows_read: int = 0
+    size: int | None = None
 
     def report(self, title: str, n: int, batch: int, rounds: int) -> None:
         """Print the figures."""
@@ -224,6 +283,17 @@ class Times:
             f"  list_snapshots    {self.store_read:8.4f} s  {read / self.store_read:9,.0f} rows/s"
             f"  ratio {self.store_read / self.bare_read:.2f}x ({read} days of one portfolio)"
         )
+        bare, store = self.bare_totals, self.store_totals
+        print(f"  bare totals fetch {bare:8.4f} s  {read / bare:9,.0f} rows/s")
+        print(
+            f"  list_totals       {store:8.4f} s  {read / store:9,.0f} rows/s"
+            f"  ratio {store / bare:.2f}x (target <= 2x)"
+        )
+        if self.size is not None:
+            print(
+                f"  size              {self.size:,} bytes, {self.size / n:,.0f} bytes per "
+                "portfolio-day (target <= 400)"
+            )
 
 
 def freeze_input() -> None:
@@ -251,17 +321,19 @@ async def timed(work: Callable[[], Awaitable[object]], repeats: int = 1) -> floa
 # --- SQLite ------------------------------------------------------------------------------------
 
 
-async def sqlite_bare_write(conn: sqlite3.Connection, row_batches: list[list[Row]]) -> None:
-    """Insert every batch with ``executemany`` in a transaction of its own."""
-    for rows in row_batches:
+async def sqlite_bare_write(conn: sqlite3.Connection, encoded: Encoded) -> None:
+    """Insert every batch with ``executemany`` in a transaction of its own (prices first)."""
+    for i, rows in enumerate(encoded.batches):
         conn.execute("BEGIN IMMEDIATE")
+        if i == 0:
+            conn.executemany(SQLITE_PRICES, encoded.prices)
         conn.executemany(SQLITE_INSERT, rows)
         conn.execute("COMMIT")
 
 
-async def sqlite_bare_read(conn: sqlite3.Connection, key: tuple[str, str, str]) -> None:
+async def sqlite_bare_read(conn: sqlite3.Connection, sql: str, key: tuple[str, str, str]) -> None:
     """Fetch the range, rows as sqlite3 returns them."""
-    conn.execute(SQLITE_SELECT, key).fetchall()
+    conn.execute(sql, key).fetchall()
 
 
 async def store_write(
@@ -274,11 +346,11 @@ async def store_write(
 
 
 async def bench_sqlite(
-    snapshots: list[PortfolioSnapshot], batch: int, days: int, rounds: int
+    snapshots: list[PortfolioSnapshot], batch: int, days: int, rounds: int, *, size: bool
 ) -> Times:
     """Time the bare sqlite3 insert and `SqliteSnapshotStore.upsert_many`, then the reads."""
     times = Times()
-    row_batches = batches([encoded(s, native=False) for s in snapshots], batch)
+    rows = encode_all(snapshots, batch, native=False)
     freeze_input()
     snapshot_batches = batches(snapshots, batch)
     pid, start = snapshots[0].portfolio_id, END - dt.timedelta(days=days - 1)
@@ -291,10 +363,12 @@ async def bench_sqlite(
             await (await SqliteSnapshotStore.open(bare_file)).close()
             conn = sqlite3.connect(bare_file, isolation_level=None)
             try:
-                elapsed = await timed(partial(sqlite_bare_write, conn, row_batches))
+                elapsed = await timed(partial(sqlite_bare_write, conn, rows))
                 times.bare_write = min(times.bare_write, elapsed)
-                elapsed = await timed(partial(sqlite_bare_read, conn, key), READ_REPEATS)
-                times.bare_read = min(times.bare_read, elapsed)
+                read = partial(sqlite_bare_read, conn, SQLITE_SELECT, key)
+                times.bare_read = min(times.bare_read, await timed(read, READ_REPEATS))
+                read = partial(sqlite_bare_read, conn, SQLITE_TOTALS, key)
+                times.bare_totals = min(times.bare_totals, await timed(read, READ_REPEATS))
             finally:
                 conn.close()
             async with await SqliteSnapshotStore.open(store_file) as store:
@@ -302,10 +376,24 @@ async def bench_sqlite(
                 times.store_write = min(times.store_write, elapsed)
                 elapsed = await timed(partial(store.list_snapshots, pid, start, END), READ_REPEATS)
                 times.store_read = min(times.store_read, elapsed)
+                totals = partial(store.list_totals, pid, start, END)
+                times.store_totals = min(times.store_totals, await timed(totals, READ_REPEATS))
                 times.rows_read = len(await store.list_snapshots(pid, start, END))
             if r == 0:
                 check_sqlite_same(bare_file, store_file, len(snapshots))
+                if size:
+                    times.size = sqlite_size(store_file)
     return times
+
+
+def sqlite_size(path: Path) -> int:
+    """Return the size of the file at `path` once its WAL is checkpointed into it."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    return path.stat().st_size
 
 
 def check_sqlite_same(bare_file: Path, store_file: Path, n: int) -> None:
@@ -313,10 +401,13 @@ def check_sqlite_same(bare_file: Path, store_file: Path, n: int) -> None:
     conn = sqlite3.connect(bare_file)
     try:
         conn.execute("ATTACH DATABASE ? AS store", (str(store_file),))
-        differ = conn.execute(
-            "SELECT count(*) FROM (SELECT * FROM main.ps_snapshots "
-            "EXCEPT SELECT * FROM store.ps_snapshots)"
-        ).fetchone()[0]
+        differ = sum(
+            conn.execute(
+                f"SELECT count(*) FROM (SELECT * FROM main.{t} "  # noqa: S608 - our tables
+                f"EXCEPT SELECT * FROM store.{t})"
+            ).fetchone()[0]
+            for t in ("ps_snapshots", "ps_prices")
+        )
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM main.ps_snapshots), "
             "(SELECT count(*) FROM store.ps_snapshots)"
@@ -395,64 +486,82 @@ async def schemas(dsn: str, count: int) -> AsyncIterator[list[str]]:
         await admin.close()
 
 
-async def pg_bare_write(conn: asyncpg.Connection, row_batches: list[list[Row]]) -> None:
+async def pg_bare_write(conn: asyncpg.Connection, encoded: Encoded) -> None:
     """Insert every batch with asyncpg's ``executemany`` in a transaction of its own."""
-    for rows in row_batches:
+    for i, rows in enumerate(encoded.batches):
         async with conn.transaction():
+            if i == 0:
+                await conn.executemany(PG_PRICES, encoded.prices)
             await conn.executemany(PG_INSERT, rows)
 
 
-async def psycopg_bare_write(conn: psycopg.AsyncConnection, row_batches: list[list[Row]]) -> None:
+async def psycopg_bare_write(conn: psycopg.AsyncConnection, encoded: Encoded) -> None:
     """Insert every batch with a psycopg cursor's ``executemany`` in a transaction of its own."""
-    for rows in row_batches:
+    for i, rows in enumerate(encoded.batches):
         async with conn.transaction(), conn.cursor() as cursor:
+            if i == 0:
+                await cursor.executemany(PSYCOPG_PRICES, encoded.prices)
             await cursor.executemany(PSYCOPG_INSERT, rows)
 
 
-async def psycopg_fetch(conn: psycopg.AsyncConnection, key: tuple[object, ...]) -> None:
+async def psycopg_fetch(
+    conn: psycopg.AsyncConnection, sql: LiteralString, key: tuple[object, ...]
+) -> None:
     """Fetch the range, rows as psycopg returns them."""
     async with conn.cursor() as cursor:
-        await cursor.execute(PSYCOPG_SELECT, key)
+        await cursor.execute(sql, key)
         await cursor.fetchall()
 
 
 async def pg_bare(
-    driver: str, dsn: str, schema: str, row_batches: list[list[Row]], key: tuple[object, ...]
-) -> tuple[float, float]:
-    """Time the bare insert and the bare fetch through `driver`, in `schema`."""
+    driver: str, dsn: str, schema: str, encoded: Encoded, key: tuple[object, ...]
+) -> tuple[float, float, float]:
+    """Time the bare insert, fetch and totals fetch through `driver`, in `schema`."""
     if driver == "psycopg":
         conn = await psycopg.AsyncConnection.connect(
             dsn, autocommit=True, options=f"-c search_path={schema}"
         )
         try:
-            write = await timed(partial(psycopg_bare_write, conn, row_batches))
-            read = await timed(partial(psycopg_fetch, conn, key), READ_REPEATS)
+            write = await timed(partial(psycopg_bare_write, conn, encoded))
+            read = await timed(partial(psycopg_fetch, conn, PSYCOPG_SELECT, key), READ_REPEATS)
+            totals = await timed(partial(psycopg_fetch, conn, PSYCOPG_TOTALS, key), READ_REPEATS)
         finally:
             await conn.close()
-        return write, read
+        return write, read, totals
     pg = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
-        write = await timed(partial(pg_bare_write, pg, row_batches))
+        write = await timed(partial(pg_bare_write, pg, encoded))
         read = await timed(partial(pg.fetch, PG_SELECT, *key), READ_REPEATS)
+        totals = await timed(partial(pg.fetch, PG_TOTALS, *key), READ_REPEATS)
     finally:
         await pg.close()
-    return write, read
+    return write, read, totals
 
 
 async def bench_postgres(  # noqa: PLR0917 - the driver, the data, then how to time it
-    driver: str, dsn: str, snapshots: list[PortfolioSnapshot], batch: int, days: int, rounds: int
+    driver: str,
+    dsn: str,
+    snapshots: list[PortfolioSnapshot],
+    batch: int,
+    days: int,
+    rounds: int,
+    *,
+    size: bool,
 ) -> Times:
     """Time the bare insert and `SqlAlchemySnapshotStore.upsert_many` via `driver`, then reads."""
     times = Times()
-    row_batches = batches([encoded(s, native=True) for s in snapshots], batch)
+    encoded = encode_all(snapshots, batch, native=True)
     freeze_input()
     snapshot_batches = batches(snapshots, batch)
     pid, start = snapshots[0].portfolio_id, END - dt.timedelta(days=days - 1)
     for r in range(rounds):
         async with schemas(dsn, 2) as (bare_schema, store_schema):
-            write, read = await pg_bare(driver, dsn, bare_schema, row_batches, (pid, start, END))
+            write, read, totals = await pg_bare(
+                driver, dsn, bare_schema, encoded, (pid, start, END)
+            )
             times.bare_write = min(times.bare_write, write)
             times.bare_read = min(times.bare_read, read)
+            times.bare_totals = min(times.bare_totals, totals)
             if driver == "psycopg":
                 url = "postgresql+psycopg://" + dsn.split("://", 1)[1]
                 connect_args: dict[str, object] = {"options": f"-c search_path={store_schema}"}
@@ -467,22 +576,43 @@ async def bench_postgres(  # noqa: PLR0917 - the driver, the data, then how to t
                 times.store_write = min(times.store_write, elapsed)
                 elapsed = await timed(partial(store.list_snapshots, pid, start, END), READ_REPEATS)
                 times.store_read = min(times.store_read, elapsed)
+                chart = partial(store.list_totals, pid, start, END)
+                times.store_totals = min(times.store_totals, await timed(chart, READ_REPEATS))
                 times.rows_read = len(await store.list_snapshots(pid, start, END))
             finally:
                 await engine.dispose()
             if r == 0:
                 await check_postgres_same(dsn, bare_schema, store_schema, len(snapshots))
+                if size:
+                    times.size = await postgres_size(dsn, store_schema)
     return times
+
+
+async def postgres_size(dsn: str, schema: str) -> int:
+    """Return the bytes the store's snapshot and price tables take, indexes and TOAST included."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'VACUUM ANALYZE "{schema}".ps_snapshots')
+        await conn.execute(f'VACUUM ANALYZE "{schema}".ps_prices')
+        size: int = await conn.fetchval(
+            f"SELECT pg_total_relation_size('\"{schema}\".ps_snapshots') "
+            f"+ pg_total_relation_size('\"{schema}\".ps_prices')"
+        )
+    finally:
+        await conn.close()
+    return size
 
 
 async def check_postgres_same(dsn: str, bare: str, store: str, n: int) -> None:
     """Stop unless both schemas hold the same `n` rows, column for column."""
     conn = await asyncpg.connect(dsn)
     try:
-        differ = await conn.fetchval(
-            f'SELECT count(*) FROM (SELECT * FROM "{bare}".ps_snapshots '  # noqa: S608
-            f'EXCEPT SELECT * FROM "{store}".ps_snapshots) AS d'
-        )
+        differ = 0
+        for table in ("ps_snapshots", "ps_prices"):
+            differ += await conn.fetchval(
+                f'SELECT count(*) FROM (SELECT * FROM "{bare}".{table} '  # noqa: S608
+                f'EXCEPT SELECT * FROM "{store}".{table}) AS d'
+            )
         counts = [
             await conn.fetchval(f'SELECT count(*) FROM "{s}".ps_snapshots')  # noqa: S608
             for s in (bare, store)
@@ -507,6 +637,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--backends", default="sqlite,postgres,psycopg")
     parser.add_argument("--pg-dsn", default=None, help=f"a postgresql:// DSN (or {DSN_ENV})")
+    parser.add_argument(
+        "--size", action="store_true", help="print the bytes per portfolio-day stored"
+    )
     args = parser.parse_args()
     backends = {b.strip() for b in args.backends.split(",") if b.strip()}
     if not backends <= {"sqlite", "postgres", "psycopg"}:
@@ -521,7 +654,9 @@ def main() -> None:
         f"{n - args.days} portfolios on one day"
     )
     if "sqlite" in backends:
-        times = asyncio.run(bench_sqlite(snapshots, args.batch, args.days, args.rounds))
+        times = asyncio.run(
+            bench_sqlite(snapshots, args.batch, args.days, args.rounds, size=args.size)
+        )
         times.report("SQLite, SqliteSnapshotStore vs sqlite3", n, args.batch, args.rounds)
     drivers = [d for d in ("postgres", "psycopg") if d in backends]
     if drivers:
@@ -529,7 +664,9 @@ def main() -> None:
             for driver in drivers:
                 name = "asyncpg" if driver == "postgres" else "psycopg"
                 times = asyncio.run(
-                    bench_postgres(name, dsn, snapshots, args.batch, args.days, args.rounds)
+                    bench_postgres(
+                        name, dsn, snapshots, args.batch, args.days, args.rounds, size=args.size
+                    )
                 )
                 title = f"PostgreSQL, SqlAlchemySnapshotStore on {name} vs {name}"
                 times.report(title, n, args.batch, args.rounds)

@@ -416,6 +416,47 @@ class RunState(enum.StrEnum):
     FAILED = "failed"
 
 
+class DailyTotals(NamedTuple):
+    """A stored snapshot's totals, without its positions: one point of a value chart.
+
+    What `SnapshotTotals` reads: the columns a chart or an overview needs, read without
+    decoding any position. A named tuple, as `PositionValuation` is: a chart of ten years
+    builds thousands at once.
+
+    Attributes:
+        portfolio_id: The portfolio valued.
+        snapshot_date: The UTC date valued.
+        currency: The currency of every amount.
+        total_value: ``cash_balance + holdings_value``.
+        cash_balance: Cash held.
+        holdings_value: Sum of the positions' market values.
+        net_contributions: Deposits minus withdrawals to date, when the ledger was known.
+        stale: Whether any position was valued with a carried-forward price or rate.
+    """
+
+    portfolio_id: UUID
+    snapshot_date: dt.date
+    currency: str
+    total_value: Decimal
+    cash_balance: Decimal
+    holdings_value: Decimal
+    net_contributions: Decimal | None
+    stale: bool
+
+    @classmethod
+    def of(cls, snapshot: PortfolioSnapshot) -> DailyTotals:
+        """Return the totals of `snapshot`.
+
+        Args:
+            snapshot: A snapshot.
+
+        Returns:
+            Its totals, equal to what a store's `SnapshotTotals` reads back for it.
+        """
+        pid, day, currency, cash, holdings, total, _, net, _, stale = snapshot.values
+        return cls(pid, day, currency, total, cash, holdings, net, stale)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunRecord:
     """What the `RunLedger` knows of one run key.

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from portfolio_snapshots._domain import (
+        DailyTotals,
         FxQuote,
         Lease,
         Portfolio,
@@ -146,6 +147,33 @@ class SnapshotRepository(Protocol):
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> frozenset[dt.date]:
         """Return the dates from `start` to `end` inclusive that have a stored snapshot."""
+        ...
+
+
+@runtime_checkable
+class SnapshotTotals(Protocol):
+    """An optional capability of a `SnapshotRepository`: totals without positions, for charts.
+
+    Contract:
+        - `list_totals` returns one `DailyTotals` per stored snapshot of `portfolio_id` with
+          ``start <= snapshot_date <= end``, in ascending date order, each equal to
+          ``DailyTotals.of`` of the snapshot `list_snapshots` returns for that day.
+        - `totals_on` returns the totals of those `portfolio_ids` that have a snapshot on
+          `day`, in ascending portfolio id order (each id once, however often it is given).
+        - Neither reads nor decodes positions: they are the fast path of a value chart and an
+          overview of many portfolios.
+    """
+
+    async def list_totals(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> Sequence[DailyTotals]:
+        """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date."""
+        ...
+
+    async def totals_on(
+        self, day: dt.date, portfolio_ids: Collection[UUID]
+    ) -> Sequence[DailyTotals]:
+        """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
         ...
 
 

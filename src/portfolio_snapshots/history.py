@@ -9,6 +9,8 @@
   `PortfolioDayStream`, which yield `PortfolioDay` values.
 - Exchange rates: the `FxRates` port and its `FxRateHistory` capability, `FxQuote` values,
   `pairs_with_inverses`, `resolve_rate`, `invert_quote`, `convert` and `fx_context`.
+- Reading a stored series for a chart without its positions: the `SnapshotTotals`
+  capability of a snapshot store (every shipped store offers it), which reads `DailyTotals`.
 - Returns of a stored series: `time_weighted_returns`, `cumulative_time_weighted_return`,
   `modified_dietz_return`, with `PeriodReturn` values, computed in `returns_context`; the
   money-weighted return (XIRR) `money_weighted_return`, and `annualize`.
@@ -18,7 +20,7 @@ See ``docs/history.md`` for the conventions and worked examples.
 
 from __future__ import annotations
 
-from portfolio_snapshots._domain import FxQuote, PortfolioDay
+from portfolio_snapshots._domain import DailyTotals, FxQuote, PortfolioDay
 from portfolio_snapshots._fx import (
     FX_PRECISION,
     convert,
@@ -42,6 +44,7 @@ from portfolio_snapshots._ports import (
     FxRates,
     PortfolioDayStream,
     PortfolioHistory,
+    SnapshotTotals,
     TransactionSource,
 )
 from portfolio_snapshots._public import publish as _publish
@@ -65,6 +68,7 @@ __all__ = [
     "MWR_PLACES",
     "MWR_TOLERANCE",
     "RETURNS_PRECISION",
+    "DailyTotals",
     "FlowTiming",
     "FxQuote",
     "FxRateHistory",
@@ -76,6 +80,7 @@ __all__ = [
     "PortfolioDay",
     "PortfolioDayStream",
     "PortfolioHistory",
+    "SnapshotTotals",
     "Transaction",
     "TransactionKind",
     "TransactionSource",

@@ -6,11 +6,13 @@ backend is one entry in `backends.py`; the test ids name it (``[memory]``, ``[sq
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
 from backends import BACKENDS, Backend, LedgerFactory, LockFactory, SnapshotFactory
 
+from portfolio_snapshots.history import SnapshotTotals
 from portfolio_snapshots.testing import (
     RunLedgerContract,
     RunLockContract,
@@ -105,3 +107,15 @@ class TestRunLock(RunLockContract):
     def make_lock(self) -> AbstractAsyncContextManager[RunLock]:
         """Open a fresh store of the backend under test."""
         return self.factory()
+
+
+def test_every_shipped_snapshot_store_offers_snapshot_totals(
+    snapshot_factory: SnapshotFactory,
+) -> None:
+    """Every shipped snapshot repository reads totals for charts, so no totals check is skipped."""
+
+    async def offers() -> bool:
+        async with snapshot_factory() as repo:
+            return isinstance(repo, SnapshotTotals)
+
+    assert asyncio.run(offers())

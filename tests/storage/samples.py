@@ -51,3 +51,120 @@ def plain_snapshot(pid: uuid.UUID, day: dt.date, cash: str = "1.00") -> Portfoli
     """Return a cash-only snapshot with the optional fields left out."""
     amount = Decimal(cash)
     return PortfolioSnapshot(pid, day, "USD", amount, Decimal("0.00"), amount)
+
+
+def _position(
+    ticker: str,
+    quantity: str,
+    price: str,
+    price_date: dt.date,
+    value: str,
+    currency: str | None = None,
+    fx_rate: str | None = None,
+    *,
+    stale: bool = False,
+) -> PositionValuation:
+    rate = None if fx_rate is None else Decimal(fx_rate)
+    return PositionValuation(
+        ticker, Decimal(quantity), Decimal(price), price_date, Decimal(value), currency, rate, stale
+    )
+
+
+def _totalled(
+    pid: uuid.UUID,
+    day: dt.date,
+    cash: str,
+    positions: tuple[PositionValuation, ...],
+    *,
+    currency: str = "USD",
+    net: str | None = None,
+    flow: str | None = None,
+    stale: bool = False,
+) -> PortfolioSnapshot:
+    cash_value = Decimal(cash)
+    holdings = sum((p.market_value for p in positions), Decimal("0.00"))
+    return PortfolioSnapshot(
+        pid,
+        day,
+        currency,
+        cash_value,
+        holdings,
+        cash_value + holdings,
+        positions,
+        None if net is None else Decimal(net),
+        None if flow is None else Decimal(flow),
+        stale,
+    )
+
+
+def version_1_samples() -> list[PortfolioSnapshot]:
+    """Return the snapshots of the version-1 fixture file (``data/version_1.db``).
+
+    Stale prices, FX rates, prices of several exponents, one ticker valued at two prices on one
+    day (a split adjusted for one portfolio only), two currencies of one close, zero holdings,
+    a cash-only snapshot in another currency, and a portfolio of 300 positions.
+    """
+    pids = [uuid.UUID(f"0c0ffee0-0000-4000-8000-{n:012d}") for n in range(6)]
+    snapshots = [rich_snapshot(pids[0], DAY - dt.timedelta(days=d)) for d in range(3)]
+    for d in range(3):
+        day = DAY - dt.timedelta(days=d)
+        snapshots.append(
+            _totalled(
+                pids[1],
+                day,
+                "10.00",
+                (
+                    _position("AAPL", "4", "47.4875", day, "189.95"),  # split 4-for-1 since
+                    _position(
+                        "SAP.DE",
+                        "2",
+                        "1.2E+2",
+                        day - dt.timedelta(days=1),
+                        "261.60",
+                        "EUR",
+                        "1.09000000",
+                        stale=True,
+                    ),
+                    _position("VOO", "0.001", "500.01", day, "0.50"),
+                ),
+                net="100.00",
+                flow="0",
+                stale=True,
+            )
+        )
+        snapshots.append(
+            _totalled(
+                pids[2],
+                day,
+                "-5.5",
+                (
+                    _position(
+                        "SAP.DE",
+                        "1",
+                        "1.2E+2",
+                        day - dt.timedelta(days=1),
+                        "102.00",
+                        "EUR",
+                        "0.85",
+                        stale=True,
+                    ),
+                ),
+                currency="GBP",
+                stale=True,
+            )
+        )
+    snapshots.append(_totalled(pids[3], DAY, "0.00", ()))
+    snapshots.append(_totalled(pids[4], DAY, "1E+3", (), currency="JPY", net="-0.00"))
+    many = tuple(
+        _position(
+            f"T{n:03d}",
+            f"{n + 1}.{n:02d}",
+            f"{n}.25",
+            DAY - dt.timedelta(days=n % 4),
+            f"{(n + 1) * n}.00",
+            stale=n % 4 > 0,
+        )
+        for n in range(300)
+    )
+    snapshots.append(_totalled(pids[5], DAY, "12345678901234567890.123456", many, stale=True))
+    return snapshots

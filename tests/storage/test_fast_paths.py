@@ -32,6 +32,7 @@ from portfolio_snapshots import (
 )
 from portfolio_snapshots.adapters._sql_codec import (
     PositionTexts,
+    PricePlan,
     dedupe_sorted,
     flat_positions_from_json,
     flat_positions_json,
@@ -379,12 +380,12 @@ def interrupt_at_statement(
     encoded: list[int] = []
 
     def interrupting(
-        self: DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+        self: DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, plan: PricePlan
     ) -> tuple[object, ...]:
         encoded.append(len(part))
         if len(encoded) == number:
             interrupt()
-        return encode(self, part, fence, texts)
+        return encode(self, part, fence, plan)
 
     monkeypatch.setattr(DriverUpsert, "columns", interrupting)
     return encoded

@@ -51,7 +51,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 TTL = dt.timedelta(minutes=5)
-TABLES = {"ps_snapshots", "ps_runs", "ps_leases", "ps_fence_counter", "ps_schema_version"}
+TABLES = {
+    "ps_snapshots",
+    "ps_prices",
+    "ps_runs",
+    "ps_leases",
+    "ps_fence_counter",
+    "ps_schema_version",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -571,6 +578,7 @@ def test_public_names_report_the_public_module() -> None:
         "SqlAlchemySnapshotStore",
         "UtcDateTime",
         "UuidText",
+        "create_month_partitions",
         "create_schema",
     ]
 

@@ -2,8 +2,17 @@
 
 Both `SqliteSnapshotStore` and the SQLAlchemy store keep money as decimal text (``str`` of the
 `Decimal`, read back with ``Decimal(text)``), so every value comes back with the same digits
-and exponent it was written with; a snapshot's positions are one JSON text column of objects
-whose amounts are decimal strings as well. Nothing here imports a database driver.
+and exponent it was written with.
+
+Schema version 2 stores the prices a day's snapshots were valued with once per day, ticker and
+*variant* in ``ps_prices`` (a variant is one distinct (price, price date, currency, FX rate,
+stale) of that ticker on that day: a split adjusted for one portfolio only, or a close
+converted into two base currencies, makes a second one), and a snapshot's positions as one
+compact text (`compact_positions`): per position its ticker, quantity and market value, and
+the variant of its price when it is not 0. Version 1 kept every position as a JSON object with
+its price spelled out (`positions_json`); version 2 still reads that form, and writes it for
+the rare snapshot whose tickers the compact form cannot hold. Nothing here imports a database
+driver.
 """
 
 from __future__ import annotations
@@ -27,10 +36,11 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 #: The schema version this library writes and understands. Stores refuse newer databases.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: Table names, shared by both stores (a ``ps_`` prefix keeps them apart from a host's own).
 SNAPSHOTS_TABLE: Final = "ps_snapshots"
+PRICES_TABLE: Final = "ps_prices"
 RUNS_TABLE: Final = "ps_runs"
 LEASES_TABLE: Final = "ps_leases"
 FENCE_COUNTER_TABLE: Final = "ps_fence_counter"
@@ -223,6 +233,343 @@ def flat_positions_from_json(text: str) -> tuple[object, ...]:
                 None if price_currency is None else str(price_currency),
                 None if fx_rate is None else Decimal(str(fx_rate)),
                 item.get("stale") is True,
+            )
+        )
+    return tuple(flat)
+
+
+# --- schema version 2: prices once per day, positions compact ---------------------------------
+
+#: Between the fields of a compact position, and between positions: decimal text never holds
+#: them, and a snapshot with a ticker that does is written as JSON instead.
+_FIELD: Final = "|"
+_RECORD: Final = ";"
+
+#: A price as stored in ``ps_prices``: price text, price date, currency, FX rate text, stale.
+PriceContent = tuple[str, dt.date, str | None, str | None, bool]
+#: The key of a ``ps_prices`` row without its variant: the snapshot date and the ticker.
+PriceDay = tuple[dt.date, str]
+#: One ``ps_prices`` row: snapshot date, ticker, variant, then the `PriceContent`.
+PriceRow = tuple[dt.date, str, int, str, dt.date, str | None, str | None, bool]
+
+
+def _compact_ticker(ticker: object) -> bool:
+    """Whether `ticker` can be written in the compact form (else the snapshot goes as JSON)."""
+    return (
+        type(ticker) is str
+        and ticker.isprintable()
+        and ticker != ""
+        and not ticker.startswith("[")
+        and _FIELD not in ticker
+        and _RECORD not in ticker
+    )
+
+
+def price_content(  # noqa: PLR0917 - a position's price fields, in order
+    ticker: object,
+    price: object,
+    price_date: object,
+    currency: object,
+    fx_rate: object,
+    stale: object,
+) -> PriceContent:
+    """Return the stored form of a position's price.
+
+    Raises:
+        InvalidInputError: The price or rate is not a Decimal, the date not a date, or the
+            currency not text.
+    """
+    if not isinstance(price_date, dt.date) or isinstance(price_date, dt.datetime):
+        raise InvalidInputError(
+            f"price_date of {ticker!r} must be a date, got {type(price_date).__name__}"
+        )
+    if currency is not None and not isinstance(currency, str):
+        raise InvalidInputError(
+            f"price_currency of {ticker!r} must be text, got {type(currency).__name__}"
+        )
+    return (
+        decimal_text(price, "price"),  # type: ignore[arg-type]
+        price_date,
+        currency,
+        optional_decimal_text(fx_rate, "fx_rate"),  # type: ignore[arg-type]
+        bool(stale),
+    )
+
+
+class PriceCatalog:
+    """The ``ps_prices`` rows a store knows to be stored, and the variant of each.
+
+    Rows are never changed once written, so what a store learnt stays true. A write goes
+    through a `PricePlan`: `plan` lists the prices of a batch the catalog does not know,
+    the store looks up the stored variants of those tickers and days (`PricePlan.missing`),
+    `PricePlan.resolve` gives every new price the next free variant and returns the rows to
+    insert, `PricePlan.encode` writes each snapshot's positions, and `PricePlan.commit`
+    records the new rows once the transaction committed.
+    """
+
+    __slots__ = ("_compact", "_known", "_seen")
+
+    def __init__(self) -> None:
+        """Start knowing nothing."""
+        self._known: dict[tuple[dt.date, str, PriceContent], int] = {}
+        # Per ticker, the price objects last seen, their day and their position text's tail
+        # (the variant), for stored prices only: a run's portfolios share the day's objects.
+        self._seen: dict[object, tuple[object, ...]] = {}
+        # Tickers the compact form can hold.
+        self._compact: set[object] = set()
+
+    def compact(self, tickers: Sequence[object]) -> bool:
+        """Whether every one of `tickers` can be written in the compact form."""
+        known = self._compact
+        try:
+            if known.issuperset(tickers):
+                return True
+        except TypeError:  # an unhashable ticker: the JSON form refuses or writes it
+            return False
+        for ticker in tickers:
+            if ticker not in known:
+                if not _compact_ticker(ticker):
+                    return False
+                known.add(ticker)
+        return True
+
+    def plan(self, snapshots: Sequence[PortfolioSnapshot]) -> PricePlan:
+        """Return the plan of writing `snapshots`' prices.
+
+        Raises:
+            InvalidInputError: A position's price, rate, date or currency has the wrong type.
+        """
+        if len(self._known) > MAX_REMEMBERED_PRICES:
+            self._known.clear()
+            self._seen.clear()
+            self._compact.clear()
+        return PricePlan(self, snapshots)
+
+
+#: How many prices a `PriceCatalog` keeps before it starts over.
+MAX_REMEMBERED_PRICES: Final = 200_000
+
+
+class PricePlan:
+    """How one batch's prices are written: see `PriceCatalog`."""
+
+    __slots__ = ("_catalog", "_contents", "_memo", "_new", "_ready", "missing")
+
+    def __init__(  # noqa: C901 - the hot loop of a write, kept in one piece
+        self, catalog: PriceCatalog, snapshots: Sequence[PortfolioSnapshot]
+    ) -> None:
+        """Collect the prices of `snapshots` that `catalog` does not know."""
+        self._catalog = catalog
+        known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
+        seen = catalog._seen  # noqa: SLF001
+        compact = catalog.compact
+        width = POSITION_WIDTH
+        # Per (day, ticker), the prices of the batch the catalog does not know.
+        wanted: dict[PriceDay, list[PriceContent]] = {}
+        # The positions text of each snapshot whose prices are all stored (most of a run's),
+        # made in this one pass; the others are encoded once their variants are known.
+        ready: dict[int, str] = {}
+        for s in snapshots:
+            day = s.values[1]
+            flat = s.values[6]
+            if len(flat) % width or not flat or not compact(flat[::width]):
+                continue  # no positions, or written as JSON with the prices inline
+            parts: list[str] | None = []
+            for i in range(0, len(flat), width):
+                ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
+                    i : i + width
+                ]
+                hit = seen.get(ticker)
+                if (
+                    hit is None
+                    or hit[0] is not price
+                    or hit[1] is not price_date
+                    or hit[2] is not currency
+                    or hit[3] is not fx_rate
+                    or hit[4] is not stale
+                    or hit[5] != day
+                ):
+                    content = price_content(ticker, price, price_date, currency, fx_rate, stale)
+                    variant = known.get((day, ticker, content))  # type: ignore[arg-type]
+                    if variant is None:
+                        contents = wanted.setdefault((day, str(ticker)), [])
+                        if content not in contents:
+                            contents.append(content)
+                        parts = None
+                        continue
+                    tail = f"{_FIELD}{variant}" if variant else ""
+                    hit = (price, price_date, currency, fx_rate, stale, day, tail)
+                    if type(price) is Decimal:
+                        seen[ticker] = hit
+                if parts is not None:
+                    if type(quantity) is not Decimal or type(value) is not Decimal:
+                        parts = None  # encode() refuses it, naming the field
+                    else:
+                        parts.append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{hit[6]}")
+            if parts is not None:
+                ready[id(s)] = _RECORD.join(parts)
+        self._ready = ready
+        self._contents = wanted
+        self._new: dict[tuple[dt.date, str, PriceContent], int] = {}
+        self._memo: dict[object, tuple[object, ...]] = {}
+        #: The (day, ticker) pairs whose stored variants the store must look up.
+        self.missing: list[PriceDay] = sorted(wanted)
+
+    def resolve(self, stored: Mapping[PriceDay, Mapping[int, PriceContent]]) -> list[PriceRow]:
+        """Give each unknown price its stored variant or the next free one.
+
+        Args:
+            stored: The stored variants of the `missing` (day, ticker) pairs.
+
+        Returns:
+            The rows to insert into ``ps_prices``.
+        """
+        rows: list[PriceRow] = []
+        new = self._new
+        for (day, ticker), contents in self._contents.items():
+            variants = dict(stored.get((day, ticker), {}))
+            by_content = {c: v for v, c in variants.items()}
+            for content in contents:
+                variant = by_content.get(content)
+                if variant is None:
+                    variant = len(variants)
+                    while variant in variants:
+                        variant += 1
+                    variants[variant] = content
+                    by_content[content] = variant
+                    rows.append((day, ticker, variant, *content))
+                new[day, ticker, content] = variant
+        return rows
+
+    def encode(self, s: PortfolioSnapshot) -> str:  # noqa: C901 - the hot loop of a write
+        """Return the compact positions of `s` (or, for odd tickers, their JSON).
+
+        Raises:
+            InvalidInputError: A quantity or market value is not a Decimal.
+        """
+        ready = self._ready.get(id(s))
+        if ready is not None:
+            return ready
+        flat = s.values[6]
+        width = POSITION_WIDTH
+        if not flat:
+            return "[]"
+        catalog = self._catalog
+        if len(flat) % width or not catalog.compact(flat[::width]):
+            return _reference_json(flat)
+        day = s.values[1]
+        known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
+        stored = catalog._seen  # noqa: SLF001
+        new = self._new
+        memo = self._memo
+        parts: list[str] = []
+        append = parts.append
+        for i in range(0, len(flat), width):
+            ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
+                i : i + width
+            ]
+            if type(quantity) is not Decimal:
+                decimal_text(quantity, "quantity")  # type: ignore[arg-type]
+            if type(value) is not Decimal:
+                decimal_text(value, "market_value")  # type: ignore[arg-type]
+            # A run's portfolios share the day's price objects: the variant found for the very
+            # same objects (and day) is reused without building the price's texts again.
+            seen = stored.get(ticker)
+            if seen is None or seen[0] is not price or seen[5] != day:
+                seen = memo.get(ticker)
+            if (
+                seen is not None
+                and seen[0] is price
+                and seen[1] is price_date
+                and seen[2] is currency
+                and seen[3] is fx_rate
+                and seen[4] is stale
+                and seen[5] == day
+            ):
+                tail = seen[6]
+            else:
+                content = price_content(ticker, price, price_date, currency, fx_rate, stale)
+                key = (day, ticker, content)
+                variant = known.get(key)  # type: ignore[arg-type]
+                if variant is None:
+                    variant = new[key]  # type: ignore[index]
+                tail = f"{_FIELD}{variant}" if variant else ""
+                if type(price) is Decimal:
+                    memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
+            append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
+        return _RECORD.join(parts)
+
+    def commit(self) -> None:
+        """Record the plan's prices as stored: call once its transaction committed."""
+        self._catalog._known.update(self._new)  # noqa: SLF001 - the plan is the catalog's helper
+        self._catalog._seen.update(self._memo)  # noqa: SLF001
+
+
+def referenced_prices(texts: Iterable[tuple[dt.date, str]]) -> set[PriceDay]:
+    """Return the (day, ticker) pairs whose prices compact positions `texts` refer to.
+
+    Args:
+        texts: ``(snapshot_date, positions text)`` of the rows read.
+    """
+    wanted: set[PriceDay] = set()
+    for day, text in texts:
+        if text.startswith("["):
+            continue
+        for position in text.split(_RECORD):
+            wanted.add((day, position.split(_FIELD, 1)[0]))
+    return wanted
+
+
+def price_from_row(
+    price: str, price_date: dt.date, currency: str | None, fx_rate: str | None, stale: object
+) -> tuple[Decimal, dt.date, str | None, Decimal | None, bool]:
+    """Return a stored price's fields as a position holds them."""
+    return (
+        Decimal(price),
+        price_date,
+        currency,
+        None if fx_rate is None else Decimal(fx_rate),
+        bool(stale),
+    )
+
+
+#: A price as a position holds it: price, price date, currency, FX rate, stale.
+PositionPrice = tuple[Decimal, dt.date, str | None, Decimal | None, bool]
+
+
+def flat_positions_from_text(
+    text: str, day: dt.date, prices: Mapping[tuple[dt.date, str, int], PositionPrice]
+) -> tuple[object, ...]:
+    """Decode a stored positions text (compact, or version 1's JSON) into the flat form.
+
+    Args:
+        text: The ``positions`` column.
+        day: The snapshot date.
+        prices: The stored prices, by (snapshot date, ticker, variant).
+
+    Raises:
+        KeyError: A position refers to a price that is not stored (a damaged database).
+    """
+    if text.startswith("["):
+        return flat_positions_from_json(text)
+    flat: list[object] = []
+    extend = flat.extend
+    for position in text.split(_RECORD):
+        fields = position.split(_FIELD)
+        ticker = fields[0]
+        # Fields after the variant are for later versions of the position (see storage.md).
+        variant = int(fields[3]) if len(fields) > 3 and fields[3] else 0  # noqa: PLR2004
+        price, price_date, currency, fx_rate, stale = prices[day, ticker, variant]
+        extend(
+            (
+                ticker,
+                Decimal(fields[1]),
+                price,
+                price_date,
+                Decimal(fields[2]),
+                currency,
+                fx_rate,
+                stale,
             )
         )
     return tuple(flat)

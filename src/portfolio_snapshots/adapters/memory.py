@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
+    DailyTotals,
     FxQuote,
     Lease,
     PortfolioSnapshot,
@@ -135,12 +136,19 @@ def _to_row(s: PortfolioSnapshot, fence: int) -> _Row:
     return (*s.values[2:], fence)
 
 
+def _totals(portfolio_id: UUID, day: dt.date, row: _Row) -> DailyTotals:
+    # The row's positions stay a flat tuple: nothing is decoded.
+    return DailyTotals.of(_from_row(portfolio_id, day, row))
+
+
 def _from_row(portfolio_id: UUID, day: dt.date, row: _Row) -> PortfolioSnapshot:
     return PortfolioSnapshot.from_values((portfolio_id, day, *row[:-1]))  # type: ignore[arg-type]
 
 
 class InMemorySnapshotRepository:
     """A `SnapshotRepository` in memory, keyed by (portfolio_id, snapshot_date), with fencing.
+
+    It offers `SnapshotTotals` too, as every shipped store does.
 
     Rows are kept as plain tuples and turned back into `PortfolioSnapshot` values on read, as a
     database adapter would, so reads return equal values, not the very objects written.
@@ -204,6 +212,25 @@ class InMemorySnapshotRepository:
         """Return the keys among `keys` that have a snapshot."""
         rows = self._rows
         return frozenset((pid, d) for pid, d in keys if d in rows.get(pid, {}))
+
+    async def list_totals(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> list[DailyTotals]:
+        """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date."""
+        days = self._rows.get(portfolio_id, {})
+        return [
+            _totals(portfolio_id, d, days[d]) for d in sorted(d for d in days if start <= d <= end)
+        ]
+
+    async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
+        """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
+        rows = self._rows
+        found = []
+        for pid in sorted(set(portfolio_ids)):
+            row = rows.get(pid, {}).get(day)
+            if row is not None:
+                found.append(_totals(pid, day, row))
+        return found
 
 
 class InMemoryRunLedger:

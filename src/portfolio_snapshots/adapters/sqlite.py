@@ -6,18 +6,28 @@ connection is never touched by two threads. Calls from many tasks queue up and r
 time; several processes may share the file (WAL mode lets readers run beside the one writer,
 and writers wait up to ``busy_timeout`` for each other).
 
-Schema (version 1)::
+Schema (version 2)::
 
     ps_snapshots      (portfolio_id TEXT, snapshot_date TEXT, currency TEXT,
                        cash_balance TEXT, holdings_value TEXT, total_value TEXT,
                        net_contributions TEXT NULL, external_flow TEXT NULL,
-                       stale INTEGER, positions TEXT (JSON), fence INTEGER,
+                       stale INTEGER, positions TEXT (compact), fence INTEGER,
+                       cost_basis, unrealized_gain, realized_gain, dividends, interest,
+                       fees, taxes TEXT NULL, cash_balances TEXT NULL (kept for later fields),
                        PRIMARY KEY (portfolio_id, snapshot_date)) WITHOUT ROWID
+    ps_prices         (snapshot_date TEXT, ticker TEXT, variant INTEGER, price TEXT,
+                       price_date TEXT, price_currency TEXT NULL, fx_rate TEXT NULL,
+                       stale INTEGER, PRIMARY KEY (snapshot_date, ticker, variant))
+                       WITHOUT ROWID: each price a day's snapshots used, once
     ps_runs           (key TEXT PRIMARY KEY, params_hash, state, attempts, started_at,
                        finished_at NULL, report TEXT (JSON) NULL)
     ps_leases         (key TEXT PRIMARY KEY, owner, fence, expires_at)
     ps_fence_counter  (id = 1, value): the last fence handed out
     ps_schema_version (id = 1, version)
+
+A position is stored as its ticker, quantity and market value, and the variant of its price
+row in ``ps_prices`` (see `portfolio_snapshots.adapters._sql_codec`). Opening a version-1 file
+migrates it in place, in one transaction.
 
 Decimals are TEXT (``str(Decimal)``), dates ISO 8601 text, UUIDs their hyphenated text, times
 fixed-width ISO 8601 UTC text. The primary key of ``ps_snapshots`` is the index that serves
@@ -36,7 +46,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, Self, TypeVar
 from uuid import UUID
 
-from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
+from portfolio_snapshots._domain import DailyTotals, Lease, PortfolioSnapshot, RunRecord, RunState
 from portfolio_snapshots._errors import (
     DatabaseBusyError,
     LeaseLostError,
@@ -45,19 +55,24 @@ from portfolio_snapshots._errors import (
 )
 from portfolio_snapshots.adapters._sql_codec import (
     SCHEMA_VERSION,
-    PositionTexts,
+    PositionPrice,
+    PriceCatalog,
+    PriceContent,
+    PriceDay,
+    PricePlan,
     as_utc,
     chunks,
     decimal_text,
     dedupe_sorted,
     flat_positions_from_json,
-    flat_positions_json,
+    flat_positions_from_text,
     from_utc_text,
     lease_lost_detail,
     optional_decimal,
     optional_decimal_text,
     optional_from_utc_text,
-    remembered,
+    price_from_row,
+    referenced_prices,
     report_from_json,
     report_json,
     run_record,
@@ -66,7 +81,7 @@ from portfolio_snapshots.adapters._sql_codec import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
     from types import TracebackType
 
 __all__ = ["DatabaseBusyError", "SchemaVersionError", "SqliteSnapshotStore"]
@@ -74,10 +89,9 @@ __all__ = ["DatabaseBusyError", "SchemaVersionError", "SqliteSnapshotStore"]
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
-# Each step takes the schema from version i to i + 1; all pending steps run in one transaction.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """
+# Version 1's tables, as version 1 created them.
+_VERSION_1: Final = (
+    """
         CREATE TABLE ps_snapshots (
             portfolio_id TEXT NOT NULL,
             snapshot_date TEXT NOT NULL,
@@ -93,7 +107,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (portfolio_id, snapshot_date)
         ) WITHOUT ROWID
         """,
-        """
+    """
         CREATE TABLE ps_runs (
             key TEXT NOT NULL PRIMARY KEY,
             params_hash TEXT NOT NULL,
@@ -104,7 +118,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             report TEXT
         )
         """,
-        """
+    """
         CREATE TABLE ps_leases (
             key TEXT NOT NULL PRIMARY KEY,
             owner TEXT NOT NULL,
@@ -112,14 +126,77 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             expires_at TEXT NOT NULL
         )
         """,
-        """
+    """
         CREATE TABLE ps_fence_counter (
             id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
             value INTEGER NOT NULL
         )
         """,
+)
+
+# Version 2's tables: the snapshots' columns but the key, as the migration copies them.
+_V2_COLUMNS: Final = (
+    "currency TEXT NOT NULL, cash_balance TEXT NOT NULL, holdings_value TEXT NOT NULL, "
+    "total_value TEXT NOT NULL, net_contributions TEXT, external_flow TEXT, "
+    "stale INTEGER NOT NULL, positions TEXT NOT NULL, fence INTEGER NOT NULL DEFAULT 0, "
+    "cost_basis TEXT, unrealized_gain TEXT, realized_gain TEXT, dividends TEXT, interest TEXT, "
+    "fees TEXT, taxes TEXT, cash_balances TEXT"
+)
+_VERSION_2: Final = (
+    """
+    CREATE TABLE ps_prices (
+        snapshot_date TEXT NOT NULL,
+        ticker TEXT NOT NULL,
+        variant INTEGER NOT NULL,
+        price TEXT NOT NULL,
+        price_date TEXT NOT NULL,
+        price_currency TEXT,
+        fx_rate TEXT,
+        stale INTEGER NOT NULL,
+        PRIMARY KEY (snapshot_date, ticker, variant)
+    ) WITHOUT ROWID
+    """,
+    (
+        "CREATE TABLE ps_snapshots_v2 (portfolio_id TEXT NOT NULL, "
+        f"snapshot_date TEXT NOT NULL, {_V2_COLUMNS}, "
+        "PRIMARY KEY (portfolio_id, snapshot_date)) WITHOUT ROWID"
     ),
 )
+#: Version-1 rows converted per statement while migrating.
+_MIGRATION_CHUNK: Final = 2000
+
+
+def _to_version_1(conn: sqlite3.Connection) -> None:
+    for statement in _VERSION_1:
+        conn.execute(statement)
+
+
+def _to_version_2(conn: sqlite3.Connection) -> None:
+    """Move every version-1 snapshot to the compact form, its prices into ``ps_prices``."""
+    for statement in _VERSION_2:
+        conn.execute(statement)
+    catalog = PriceCatalog()
+    reader = conn.execute(
+        f"SELECT {_SNAPSHOT_COLUMNS}, fence FROM ps_snapshots "  # noqa: S608 - constant columns
+        "ORDER BY portfolio_id, snapshot_date"
+    )
+    while rows := reader.fetchmany(_MIGRATION_CHUNK):
+        snapshots = [_snapshot_of(row[:-1], flat_positions_from_json(str(row[6]))) for row in rows]
+        fences = [int(row[-1]) for row in rows]
+        plan = catalog.plan(snapshots)
+        _write_prices(conn, plan)
+        conn.executemany(
+            f"INSERT INTO ps_snapshots_v2 (portfolio_id, snapshot_date, {', '.join(_CONTENT)}) "  # noqa: S608
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_snapshot_row(s, f, plan) for s, f in zip(snapshots, fences, strict=True)],
+        )
+        plan.commit()
+    conn.execute("DROP TABLE ps_snapshots")
+    conn.execute("ALTER TABLE ps_snapshots_v2 RENAME TO ps_snapshots")
+
+
+# Each step takes the schema from version i to i + 1; all pending steps run in one transaction.
+_MIGRATIONS: Final = (_to_version_1, _to_version_2)
 
 # The content columns, compared so that rewriting an identical row is skipped.
 _CONTENT = (
@@ -205,8 +282,7 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
         if found == SCHEMA_VERSION:
             return
         for step in _MIGRATIONS[found:]:
-            for statement in step:
-                conn.execute(statement)
+            step(conn)
         conn.execute(
             "INSERT INTO ps_schema_version (id, version) VALUES (1, ?) "
             "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -220,8 +296,8 @@ def _close_all(holder: list[sqlite3.Connection]) -> None:
     holder.clear()
 
 
-def _snapshot_row(s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> tuple[object, ...]:
-    pid, day, currency, cash, holdings, total, flat, net, flow, stale = s.values
+def _snapshot_row(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[object, ...]:
+    pid, day, currency, cash, holdings, total, _, net, flow, stale = s.values
     return (
         str(pid),
         day.isoformat(),
@@ -232,13 +308,13 @@ def _snapshot_row(s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> tup
         optional_decimal_text(net, "net_contributions"),
         optional_decimal_text(flow, "external_flow"),
         1 if stale else 0,
-        flat_positions_json(flat, texts),
+        plan.encode(s),
         fence,
     )
 
 
-def _snapshot(row: sqlite3.Row | tuple[object, ...]) -> PortfolioSnapshot:
-    pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
+def _snapshot_of(row: Sequence[object], flat: tuple[object, ...]) -> PortfolioSnapshot:
+    pid, day, currency, cash, holdings, total, _, net, flow, stale = row
     return PortfolioSnapshot.from_values(
         (
             UUID(str(pid)),
@@ -247,7 +323,7 @@ def _snapshot(row: sqlite3.Row | tuple[object, ...]) -> PortfolioSnapshot:
             Decimal(str(cash)),
             Decimal(str(holdings)),
             Decimal(str(total)),
-            flat_positions_from_json(str(positions)),
+            flat,
             optional_decimal(None if net is None else str(net)),
             optional_decimal(None if flow is None else str(flow)),
             bool(stale),
@@ -255,39 +331,204 @@ def _snapshot(row: sqlite3.Row | tuple[object, ...]) -> PortfolioSnapshot:
     )
 
 
+_PRICE_COLUMNS = "snapshot_date, ticker, variant, price, price_date, price_currency, fx_rate, stale"
+
+
+def _write_prices(conn: sqlite3.Connection, plan: PricePlan) -> None:
+    """Look up the stored variants the plan needs, and insert its new prices."""
+    stored: dict[PriceDay, dict[int, PriceContent]] = {}
+    missing = set(plan.missing)
+    if missing:
+        # One range scan per chunk of tickers: a daily run asks about one day, a backfill
+        # about a range of days; rows of other pairs in the range are skipped.
+        first, last = plan.missing[0][0].isoformat(), plan.missing[-1][0].isoformat()
+        date = dt.date.fromisoformat
+        for chunk in chunks(sorted({t for _, t in missing})):
+            marks = ", ".join("?" * len(chunk))
+            for day, ticker, variant, price, price_date, currency, fx_rate, stale in conn.execute(
+                f"SELECT {_PRICE_COLUMNS} FROM ps_prices "  # noqa: S608 - placeholders
+                f"WHERE snapshot_date BETWEEN ? AND ? AND ticker IN ({marks})",
+                (first, last, *chunk),
+            ):
+                key = (date(day), ticker)
+                if key in missing:
+                    stored.setdefault(key, {})[variant] = (
+                        price,
+                        date(price_date),
+                        currency,
+                        fx_rate,
+                        bool(stale),
+                    )
+    rows = plan.resolve(stored)
+    if rows:
+        conn.executemany(
+            f"INSERT INTO ps_prices ({_PRICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            [
+                (day.isoformat(), t, v, p, pd.isoformat(), c, fx, 1 if st else 0)
+                for day, t, v, p, pd, c, fx, st in rows
+            ],
+        )
+
+
+def _read_snapshots(
+    conn: sqlite3.Connection, rows: list[tuple[object, ...]]
+) -> list[PortfolioSnapshot]:
+    """Build snapshots from rows of `_SNAPSHOT_COLUMNS`, reading the prices they refer to."""
+    texts = [(dt.date.fromisoformat(str(r[1])), str(r[6])) for r in rows]
+    wanted = referenced_prices(texts)
+    prices: dict[tuple[dt.date, str, int], PositionPrice] = {}
+    by_day: dict[dt.date, list[str]] = {}
+    for day, ticker in wanted:
+        by_day.setdefault(day, []).append(ticker)
+    tickers = sorted({t for _, t in wanted})
+    if len(by_day) > 1:
+        days = sorted(by_day)
+        for chunk in chunks(tickers):
+            marks = ", ".join("?" * len(chunk))
+            found = conn.execute(
+                f"SELECT {_PRICE_COLUMNS} FROM ps_prices "  # noqa: S608 - placeholders
+                f"WHERE snapshot_date BETWEEN ? AND ? AND ticker IN ({marks})",
+                (days[0].isoformat(), days[-1].isoformat(), *chunk),
+            )
+            _collect_prices(found, prices)
+    else:
+        for day, day_tickers in by_day.items():
+            for chunk in chunks(sorted(day_tickers)):
+                marks = ", ".join("?" * len(chunk))
+                found = conn.execute(
+                    f"SELECT {_PRICE_COLUMNS} FROM ps_prices "  # noqa: S608 - placeholders
+                    f"WHERE snapshot_date = ? AND ticker IN ({marks})",
+                    (day.isoformat(), *chunk),
+                )
+                _collect_prices(found, prices)
+    return [
+        _snapshot_of(row, flat_positions_from_text(text, day, prices))
+        for row, (day, text) in zip(rows, texts, strict=True)
+    ]
+
+
+def _collect_prices(
+    found: Iterable[tuple[str, str, int, str, str, str | None, str | None, int]],
+    prices: dict[tuple[dt.date, str, int], PositionPrice],
+) -> None:
+    date = dt.date.fromisoformat
+    for day, ticker, variant, price, price_date, currency, fx_rate, stale in found:
+        prices[date(day), ticker, variant] = price_from_row(
+            price, date(price_date), currency, fx_rate, stale
+        )
+
+
 def _upsert(
     conn: sqlite3.Connection,
     snapshots: Sequence[PortfolioSnapshot],
     fence: int | None,
-    texts: PositionTexts,
+    catalog: PriceCatalog,
 ) -> None:
     stored_fence = 0 if fence is None else fence
-    texts = remembered(texts)
-    rows = [_snapshot_row(s, stored_fence, texts) for s in dedupe_sorted(snapshots)]
-    if not rows:
+    ordered = dedupe_sorted(snapshots)
+    if not ordered:
         return
+    plan = catalog.plan(ordered)
     with _Write(conn):
+        _write_prices(conn, plan)
+        rows = [_snapshot_row(s, stored_fence, plan) for s in ordered]
         conn.executemany(_UPSERT if fence is None else _UPSERT_FENCED, rows)
+    plan.commit()
 
 
 def _get(conn: sqlite3.Connection, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
-    row = conn.execute(
-        f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
-        "WHERE portfolio_id = ? AND snapshot_date = ?",
-        (str(portfolio_id), day.isoformat()),
-    ).fetchone()
-    return None if row is None else _snapshot(row)
+    conn.execute("BEGIN")  # one read snapshot for the row and its prices
+    try:
+        rows = conn.execute(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+            "WHERE portfolio_id = ? AND snapshot_date = ?",
+            (str(portfolio_id), day.isoformat()),
+        ).fetchall()
+        found = _read_snapshots(conn, rows)
+    finally:
+        conn.execute("COMMIT")
+    return found[0] if found else None
 
 
 def _list(
     conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
 ) -> list[PortfolioSnapshot]:
+    conn.execute("BEGIN")  # one read snapshot for the rows and their prices
+    try:
+        rows = conn.execute(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+            "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
+            (str(portfolio_id), start.isoformat(), end.isoformat()),
+        ).fetchall()
+        return _read_snapshots(conn, rows)
+    finally:
+        conn.execute("COMMIT")
+
+
+_TOTALS_COLUMNS = (
+    "portfolio_id, snapshot_date, currency, total_value, cash_balance, holdings_value, "
+    "net_contributions, stale"
+)
+
+
+def _daily_totals(row: tuple[object, ...]) -> DailyTotals:
+    pid, day, currency, total, cash, holdings, net, stale = row
+    return DailyTotals(
+        UUID(str(pid)),
+        dt.date.fromisoformat(str(day)),
+        str(currency),
+        Decimal(str(total)),
+        Decimal(str(cash)),
+        Decimal(str(holdings)),
+        optional_decimal(None if net is None else str(net)),
+        bool(stale),
+    )
+
+
+def _list_totals(
+    conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
+) -> list[DailyTotals]:
     rows = conn.execute(
-        f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
+        "SELECT snapshot_date, currency, total_value, cash_balance, holdings_value, "
+        "net_contributions, stale FROM ps_snapshots "
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
         (str(portfolio_id), start.isoformat(), end.isoformat()),
     ).fetchall()
-    return [_snapshot(r) for r in rows]
+    # TEXT columns come back as str: the chart's hot loop, with everything bound locally.
+    date, number, make = dt.date.fromisoformat, Decimal, DailyTotals
+    return [
+        make(
+            portfolio_id,
+            date(day),
+            currency,
+            number(total),
+            number(cash),
+            number(holdings),
+            None if net is None else number(net),
+            stale == 1,
+        )
+        for day, currency, total, cash, holdings, net, stale in rows
+    ]
+
+
+def _totals_on(
+    conn: sqlite3.Connection, day: dt.date, portfolio_ids: Sequence[UUID]
+) -> list[DailyTotals]:
+    found: list[DailyTotals] = []
+    conn.execute("BEGIN")  # one read snapshot for every chunk
+    try:
+        for chunk in chunks(portfolio_ids):
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {_TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - placeholders
+                f"WHERE snapshot_date = ? AND portfolio_id IN ({marks})",
+                (day.isoformat(), *(str(p) for p in chunk)),
+            ).fetchall()
+            found.extend(_daily_totals(r) for r in rows)
+    finally:
+        conn.execute("COMMIT")
+    found.sort(key=lambda t: t.portfolio_id)
+    return found
 
 
 def _dates(
@@ -458,6 +699,8 @@ def _release(conn: sqlite3.Connection, lease: Lease) -> None:
 class SqliteSnapshotStore:
     """A `SnapshotRepository`, `RunLedger` (with `RecentRuns`) and `RunLock` in one SQLite file.
 
+    It also reads totals without positions (`SnapshotTotals`), for charts.
+
     Open it with `open` and close it with `close`, or use it as an async context manager::
 
         async with await SqliteSnapshotStore.open("snapshots.db") as store:
@@ -480,8 +723,8 @@ class SqliteSnapshotStore:
         self._conn = conn
         self._executor = executor
         self._closed = False
-        # Price texts kept between writes; only the worker thread touches them.
-        self._texts: PositionTexts = {}
+        # The prices known to be stored; only the worker thread touches them.
+        self._prices = PriceCatalog()
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> Self:
@@ -580,7 +823,7 @@ class SqliteSnapshotStore:
         A batch holding a key twice stores the later snapshot; a row identical to the one
         stored (fence included) is not rewritten.
         """
-        await self._run(_upsert, list(snapshots), fence, self._texts)
+        await self._run(_upsert, list(snapshots), fence, self._prices)
 
     async def existing_keys(
         self, keys: Collection[tuple[UUID, dt.date]]
@@ -605,6 +848,24 @@ class SqliteSnapshotStore:
     ) -> frozenset[dt.date]:
         """Return the dates from `start` to `end` inclusive that have a stored snapshot."""
         return await self._run(_dates, portfolio_id, start, end)
+
+    # SnapshotTotals
+
+    async def list_totals(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> list[DailyTotals]:
+        """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date.
+
+        Reads only the total columns: no position is read or decoded (the chart read path).
+        """
+        return await self._run(_list_totals, portfolio_id, start, end)
+
+    async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
+        """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
+        ids = sorted(set(portfolio_ids))
+        if not ids:
+            return []
+        return await self._run(_totals_on, day, ids)
 
     # RunLedger
 

@@ -35,6 +35,7 @@ from portfolio_snapshots import (
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import SNAPSHOT_FIELD_NAMES
 from portfolio_snapshots.errors import LeaseLostError
+from portfolio_snapshots.history import DailyTotals, SnapshotTotals
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -59,6 +60,7 @@ _T = TypeVar("_T")
 _P1 = uuid.UUID("5a1e0000-0000-4000-8000-000000000001")
 _P2 = uuid.UUID("5a1e0000-0000-4000-8000-000000000002")
 _P3 = uuid.UUID("5a1e0000-0000-4000-8000-000000000003")
+_P4 = uuid.UUID("5a1e0000-0000-4000-8000-000000000004")
 _DAY = dt.date(2025, 3, 3)
 _T0 = dt.datetime(2025, 3, 3, 0, 0, 5, tzinfo=dt.UTC)
 _TTL = dt.timedelta(seconds=30)
@@ -492,6 +494,71 @@ class SnapshotRepositoryContract:
             _expect(added is None, f"a failed batch still stored {added!r}")
 
         self._run(body)
+
+    def test_list_totals_reads_each_days_totals_in_date_order(self) -> None:
+        """A store offering `SnapshotTotals` lists each stored day's totals, by date, in range."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            if not isinstance(repo, SnapshotTotals):
+                raise unittest.SkipTest("the repository does not offer SnapshotTotals")
+            rich = [_position("AAPL", "2", "190.10"), _position("ASML", "1", "900", stale=True)]
+            mine = [
+                _snapshot(_P1, _day(n), cash=f"{n}.50", positions=rich if n % 2 else ())
+                for n in (3, 0, 2, 1, 5)
+            ]
+            mine.append(_snapshot(_P1, _day(4), cash="1E+3", net_contributions="-0.10", stale=True))
+            await repo.upsert_many([*mine, _snapshot(_P2, _day(2))])
+            got = await repo.list_totals(_P1, _day(1), _day(4))
+            by_day = {s.snapshot_date: s for s in mine}
+            want = [DailyTotals.of(by_day[_day(n)]) for n in (1, 2, 3, 4)]
+            _expect(
+                _same_totals(got, want),
+                f"list_totals(day 1, day 4) returned {got!r}, not {want!r}",
+            )
+            none = await repo.list_totals(_P3, _day(0), _day(5))
+            _expect(len(none) == 0, f"an unknown portfolio listed totals {none!r}")
+
+        self._run(body)
+
+    def test_totals_on_reads_many_portfolios_on_one_day(self) -> None:
+        """A store offering `SnapshotTotals` reads one day's totals of the ids asked, by id."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            if not isinstance(repo, SnapshotTotals):
+                raise unittest.SkipTest("the repository does not offer SnapshotTotals")
+            day = [
+                _snapshot(_P2, cash="2.00", positions=[_position("MSFT", "3", "20")]),
+                _snapshot(_P1, cash="1.00", net_contributions="5.00"),
+                _snapshot(_P3, cash="3.00"),
+            ]
+            await repo.upsert_many([*day, _snapshot(_P1, _day(1), cash="9.00")])
+            got = await repo.totals_on(_DAY, [_P2, _P1, _P2, _P4])
+            want = [DailyTotals.of(day[1]), DailyTotals.of(day[0])]
+            _expect(
+                _same_totals(got, want),
+                f"totals_on([P2, P1, P2, P4]) returned {got!r}, not {want!r}",
+            )
+            empty = await repo.totals_on(_DAY, [])
+            _expect(len(empty) == 0, f"totals_on with no ids returned {empty!r}")
+
+        self._run(body)
+
+
+def _same_totals(got: Sequence[object], want: Sequence[DailyTotals]) -> bool:
+    """Whether `got` reads back as `want`: equal values, of the written kinds, the same texts.
+
+    The texts make another exponent differ (``1E+3`` is not ``1000``); a subclass of the
+    written type is accepted, as some drivers return their own `UUID` class.
+    """
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want, strict=True):
+        if not isinstance(g, DailyTotals):
+            return False
+        for gf, wf in zip(g, w, strict=True):
+            if _unlike(gf, wf) or str(gf) != str(wf):
+                return False
+    return True
 
 
 class RunLedgerContract:

@@ -29,6 +29,7 @@ from portfolio_snapshots.adapters.sqlalchemy._schema import (
     DecimalText,
     UtcDateTime,
     UuidText,
+    create_month_partitions,
     create_schema,
     metadata,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "SqlAlchemySnapshotStore",
     "UtcDateTime",
     "UuidText",
+    "create_month_partitions",
     "create_schema",
     "metadata",
 ]

@@ -14,19 +14,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from portfolio_snapshots._errors import DatabaseUnavailableError, InvalidInputError
-from portfolio_snapshots.adapters._sql_codec import (
-    PositionTexts,
-    chunks,
-    flat_positions_json,
-)
+from portfolio_snapshots.adapters._sql_codec import chunks
 from portfolio_snapshots.adapters.sqlalchemy._schema import (
     DecimalText,
     checked_decimal,
-    snapshots_table,
+    written_columns,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -35,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from portfolio_snapshots._domain import PortfolioSnapshot
+    from portfolio_snapshots.adapters._sql_codec import PricePlan
 
 #: Rows per statement of a write on SQLite: a big batch is sent in several, in one transaction.
 ROWS_PER_STATEMENT: Final = 1000
@@ -104,12 +101,12 @@ class DriverUpsert:
             # psycopg takes positional ``%s`` parameters as well as the named ones Core uses.
             dialect = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
         compiled = [statement.compile(dialect=dialect) for statement in (plain, fenced)]
-        names = [c.name for c in snapshots_table.columns]
+        names = [c.name for c in written_columns]
         if any(not c.positional or c.positiontup != names for c in compiled):
             return None
         processors = {
             c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
-            for c in snapshots_table.columns
+            for c in written_columns
             if not isinstance(c.type, DecimalText)
         }
         if any(processors[c] is not None for c in ("currency", "positions", "fence")):
@@ -133,7 +130,8 @@ class DriverUpsert:
         engine: AsyncEngine,
         ordered: Sequence[PortfolioSnapshot],
         fence: int | None,
-        texts: PositionTexts,
+        plan: PricePlan,
+        write_prices: Callable[[AsyncConnection], Awaitable[None]],
     ) -> None:
         """Upsert `ordered` in one transaction of `engine`, fenced unless `fence` is None.
 
@@ -141,7 +139,8 @@ class DriverUpsert:
             engine: The store's engine.
             ordered: The snapshots, one per key, in key order (see `dedupe_sorted`).
             fence: The lease's fence, or None for an unfenced write (which stores fence 0).
-            texts: The store's remembered position texts (see `flat_positions_json`).
+            plan: The batch's prices (see `PriceCatalog`), which encodes the positions.
+            write_prices: Writes the plan's new prices, first in the transaction.
 
         Raises:
             InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`;
@@ -152,22 +151,24 @@ class DriverUpsert:
         stored_fence = 0 if fence is None else fence
         if self.streamed:  # encoded as they are sent
             parts = chunks(ordered, ROWS_PER_STREAMED_STATEMENT)
-            statements = (self.columns(p, stored_fence, texts) for p in parts)
+            statements = (self.columns(p, stored_fence, plan) for p in parts)
             async with engine.begin() as conn:
+                await write_prices(conn)
                 await _stream(conn, sql, statements)
             return
-        rows = [self.row(s, stored_fence, texts) for s in ordered]
         async with engine.begin() as conn:
+            await write_prices(conn)
+            rows = [self.row(s, stored_fence, plan) for s in ordered]
             for part in chunks(rows, ROWS_PER_STATEMENT):
                 await conn.exec_driver_sql(sql, list(part))
 
-    def row(self, s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> tuple[object, ...]:
+    def row(self, s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[object, ...]:
         """Return the driver's parameters for `s`, in the statement's order.
 
         Raises:
             InvalidInputError: An amount is not a Decimal.
         """
-        pid, day, currency, cash, holdings, total, flat, net, flow, stale = s.values
+        pid, day, currency, cash, holdings, total, _, net, flow, stale = s.values
         # Seen as objects: a host may hand in a float, which must be refused.
         amounts: tuple[object, object, object] = (cash, holdings, total)
         if not (
@@ -181,7 +182,7 @@ class DriverUpsert:
         net_text = None if net is None else str(checked_decimal(net, "net_contributions"))
         flow_text = None if flow is None else str(checked_decimal(flow, "external_flow"))
         stale_value = self._stale if stale else self._fresh
-        positions = flat_positions_json(flat, texts)
+        positions = plan.encode(s)
         return (
             pid if self._pid is None else self._pid(pid),
             day if self._day is None else self._day(day),
@@ -197,14 +198,14 @@ class DriverUpsert:
         )
 
     def columns(
-        self, part: Sequence[PortfolioSnapshot], fence: int, texts: PositionTexts
+        self, part: Sequence[PortfolioSnapshot], fence: int, plan: PricePlan
     ) -> tuple[object, ...]:
         """Return the parameters of one statement writing `part`, in the statement's order.
 
         Raises:
             InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`.
         """
-        pid, day, currency, cash, holdings, total, flat, net, flow, stale = zip(
+        pid, day, currency, cash, holdings, total, _, net, flow, stale = zip(
             *[s.values for s in part], strict=True
         )
         return (
@@ -217,8 +218,8 @@ class DriverUpsert:
             _joined_amounts(net, "net_contributions", part, nullable=True),
             _joined_amounts(flow, "external_flow", part, nullable=True),
             [self._stale if s else self._fresh for s in stale],
-            # JSON text holds control characters only escaped: no check needed.
-            _SEPARATOR.join([flat_positions_json(f, texts) for f in flat]),
+            # Compact positions hold no control character, JSON ones only escaped: no check.
+            _SEPARATOR.join([plan.encode(s) for s in part]),
             fence,
         )
 
@@ -228,9 +229,7 @@ class DriverUpsert:
 _SEPARATOR: Final = "\x1f"
 #: Columns sent joined by `_SEPARATOR`; an empty string between separators stands for NULL.
 _JOINED: Final = frozenset(
-    c.name
-    for c in snapshots_table.columns
-    if isinstance(c.type, DecimalText) or c.name == "positions"
+    c.name for c in written_columns if isinstance(c.type, DecimalText) or c.name == "positions"
 )
 _DECIMAL: Final = frozenset({Decimal})
 _OPTIONAL_DECIMAL: Final = frozenset({Decimal, type(None)})
@@ -288,9 +287,9 @@ def _unnest_upsert(compiled: str, dialect: Dialect) -> str:
     """
     head, rest = compiled.split(" VALUES ", 1)
     _, conflict = rest.split(" ON CONFLICT ", 1)
-    names = [c.name for c in snapshots_table.columns]
+    names = [c.name for c in written_columns]
     sources: dict[str, str] = {}
-    for i, c in enumerate(snapshots_table.columns, 1):
+    for i, c in enumerate(written_columns, 1):
         parameter = "%s" if dialect.paramstyle == "format" else f"${i}"
         sql_type = c.type.compile(dialect=dialect)
         if c.name in _JOINED:

@@ -29,7 +29,10 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    literal,
     select,
+    text,
+    tuple_,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -37,6 +40,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from portfolio_snapshots._domain import PortfolioSnapshot
 from portfolio_snapshots._errors import (
     DatabaseAccessError,
     DatabaseBusyError,
@@ -47,16 +51,23 @@ from portfolio_snapshots._errors import (
 from portfolio_snapshots.adapters._sql_codec import (
     FENCE_COUNTER_TABLE,
     LEASES_TABLE,
+    PRICES_TABLE,
     RUNS_TABLE,
     SCHEMA_VERSION,
     SCHEMA_VERSION_TABLE,
     SNAPSHOTS_TABLE,
+    PriceCatalog,
+    PriceContent,
+    PriceDay,
+    PriceRow,
     as_utc,
+    chunks,
+    flat_positions_from_json,
     sqlite_error,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from sqlalchemy import URL, Connection
     from sqlalchemy.engine.interfaces import Dialect
@@ -177,31 +188,73 @@ def checked_decimal(value: object, field: str) -> Decimal:
 # --- tables ---------------------------------------------------------------------------------------
 
 #: The tables, for `create_schema` and for hosts that include them in their Alembic metadata.
-metadata: Final = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
+_NAMING: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: Final = MetaData(naming_convention=_NAMING)
+
+#: Columns of ``ps_snapshots`` that version 2 keeps for fields to come (cost basis, gains,
+#: income, fees and taxes, per-currency cash): NULL until a version of the library writes them,
+#: so adding those fields needs no migration (see docs/storage.md).
+RESERVED_COLUMNS: Final = (
+    "cost_basis",
+    "unrealized_gain",
+    "realized_gain",
+    "dividends",
+    "interest",
+    "fees",
+    "taxes",
+    "cash_balances",
 )
+
+
+def _snapshot_columns() -> list[Column[Any]]:
+    """The columns of ``ps_snapshots`` at version 2, made afresh for each table built."""
+    return [
+        Column("portfolio_id", UuidText(), primary_key=True),
+        Column("snapshot_date", Date(), primary_key=True),
+        Column("currency", Text(), nullable=False),
+        Column("cash_balance", DecimalText(), nullable=False),
+        Column("holdings_value", DecimalText(), nullable=False),
+        Column("total_value", DecimalText(), nullable=False),
+        Column("net_contributions", DecimalText(), nullable=True),
+        Column("external_flow", DecimalText(), nullable=True),
+        Column("stale", Boolean(), nullable=False),
+        Column("positions", Text(), nullable=False),
+        Column("fence", BigInteger(), nullable=False, server_default="0"),
+        *(Column(name, DecimalText(), nullable=True) for name in RESERVED_COLUMNS[:-1]),
+        Column(RESERVED_COLUMNS[-1], Text(), nullable=True),
+    ]
+
+
+_SNAPSHOTS_COMMENT: Final = "portfolio-snapshots: one valuation per (portfolio_id, snapshot_date)"
 
 snapshots_table: Final = Table(
     SNAPSHOTS_TABLE,
     metadata,
-    Column("portfolio_id", UuidText(), primary_key=True),
+    *_snapshot_columns(),
+    sqlite_with_rowid=False,
+    comment=_SNAPSHOTS_COMMENT,
+)
+#: The columns a write of version 2 fills, in the order of the upsert's parameters.
+written_columns: Final = tuple(c for c in snapshots_table.columns if c.name not in RESERVED_COLUMNS)
+prices_table: Final = Table(
+    PRICES_TABLE,
+    metadata,
     Column("snapshot_date", Date(), primary_key=True),
-    Column("currency", Text(), nullable=False),
-    Column("cash_balance", DecimalText(), nullable=False),
-    Column("holdings_value", DecimalText(), nullable=False),
-    Column("total_value", DecimalText(), nullable=False),
-    Column("net_contributions", DecimalText(), nullable=True),
-    Column("external_flow", DecimalText(), nullable=True),
+    Column("ticker", Text(), primary_key=True),
+    Column("variant", Integer(), primary_key=True, autoincrement=False),
+    Column("price", Text(), nullable=False),
+    Column("price_date", Date(), nullable=False),
+    Column("price_currency", Text(), nullable=True),
+    Column("fx_rate", Text(), nullable=True),
     Column("stale", Boolean(), nullable=False),
-    Column("positions", Text(), nullable=False),
-    Column("fence", BigInteger(), nullable=False, server_default="0"),
-    comment="portfolio-snapshots: one valuation per (portfolio_id, snapshot_date)",
+    sqlite_with_rowid=False,
+    comment="portfolio-snapshots: each price a day's snapshots were valued with, once",
 )
 runs_table: Final = Table(
     RUNS_TABLE,
@@ -465,19 +518,231 @@ def translated(where: str) -> Iterator[None]:
 # --- migrations -----------------------------------------------------------------------------------
 
 
+# Version 1's snapshots table, as version 1 created it.
+_v1_metadata: Final = MetaData(naming_convention=_NAMING)
+_v1_snapshots_table: Final = Table(
+    SNAPSHOTS_TABLE,
+    _v1_metadata,
+    *_snapshot_columns()[: -len(RESERVED_COLUMNS)],
+    comment=_SNAPSHOTS_COMMENT,
+)
+#: Version-1 rows moved per statement by the migration to version 2.
+_MIGRATION_CHUNK: Final = 2000
+
+
 def _migrate_to_1(conn: Connection) -> None:
+    _v1_metadata.create_all(conn, tables=[_v1_snapshots_table], checkfirst=True)
+    metadata.create_all(
+        conn, tables=[runs_table, leases_table, fence_counter_table], checkfirst=True
+    )
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    """Move every version-1 snapshot to the compact form, its prices into ``ps_prices``.
+
+    The snapshots go into a new table (``ps_snapshots_v2`` until the old one is dropped),
+    read in key order a chunk at a time.
+    """
+    metadata.create_all(conn, tables=[prices_table], checkfirst=True)
+    staging_metadata = MetaData(naming_convention=_NAMING)
+    staging = Table(
+        f"{SNAPSHOTS_TABLE}_v2",
+        staging_metadata,
+        *_snapshot_columns(),
+        sqlite_with_rowid=False,
+        comment=_SNAPSHOTS_COMMENT,
+    )
+    staging_metadata.create_all(conn)
+    old = _v1_snapshots_table
+    key = tuple_(old.c.portfolio_id, old.c.snapshot_date)
+    catalog = PriceCatalog()
+    last: tuple[object, object] | None = None
+    while True:
+        query = select(old).order_by(old.c.portfolio_id, old.c.snapshot_date)
+        if last is not None:
+            query = query.where(
+                key > tuple_(literal(last[0], UuidText()), literal(last[1], Date()))
+            )
+        rows = conn.execute(query.limit(_MIGRATION_CHUNK)).mappings().all()
+        if not rows:
+            break
+        last = (rows[-1]["portfolio_id"], rows[-1]["snapshot_date"])
+        snapshots = [
+            PortfolioSnapshot.from_values(
+                (
+                    r["portfolio_id"],
+                    r["snapshot_date"],
+                    r["currency"],
+                    r["cash_balance"],
+                    r["holdings_value"],
+                    r["total_value"],
+                    flat_positions_from_json(r["positions"]),
+                    r["net_contributions"],
+                    r["external_flow"],
+                    bool(r["stale"]),
+                )
+            )
+            for r in rows
+        ]
+        plan = catalog.plan(snapshots)
+        new_prices = plan.resolve(stored_prices(conn, plan.missing))
+        if new_prices:
+            conn.execute(prices_table.insert(), [price_params(p) for p in new_prices])
+        conn.execute(
+            staging.insert(),
+            [
+                {**dict(r), "positions": plan.encode(s)}
+                for r, s in zip(rows, snapshots, strict=True)
+            ],
+        )
+        plan.commit()
+    conn.execute(text(f"DROP TABLE {SNAPSHOTS_TABLE}"))
+    conn.execute(text(f"ALTER TABLE {SNAPSHOTS_TABLE}_v2 RENAME TO {SNAPSHOTS_TABLE}"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(
+                f"ALTER TABLE {SNAPSHOTS_TABLE} RENAME CONSTRAINT pk_{SNAPSHOTS_TABLE}_v2 "
+                f"TO pk_{SNAPSHOTS_TABLE}"
+            )
+        )
+
+
+def stored_prices(
+    conn: Connection, missing: Sequence[PriceDay]
+) -> dict[PriceDay, dict[int, PriceContent]]:
+    """Return the stored variants of the (day, ticker) pairs `missing`, read on `conn`."""
+    stored: dict[PriceDay, dict[int, PriceContent]] = {}
+    wanted = set(missing)
+    if not wanted:
+        return stored
+    # One range scan per chunk of tickers: a daily run asks about one day, a backfill about
+    # a range of days; rows of other pairs in the range are skipped.
+    first = min(day for day, _ in wanted)
+    last = max(day for day, _ in wanted)
+    t = prices_table.c
+    for chunk in chunks(sorted({ticker for _, ticker in wanted})):
+        for row in conn.execute(
+            select(
+                t.snapshot_date,
+                t.ticker,
+                t.variant,
+                t.price,
+                t.price_date,
+                t.price_currency,
+                t.fx_rate,
+                t.stale,
+            ).where(t.snapshot_date >= first, t.snapshot_date <= last, t.ticker.in_(chunk))
+        ):
+            day, ticker, variant, price, price_date, currency, fx_rate, stale = row
+            if (day, ticker) in wanted:
+                stored.setdefault((day, ticker), {})[variant] = (
+                    price,
+                    price_date,
+                    currency,
+                    fx_rate,
+                    bool(stale),
+                )
+    return stored
+
+
+def price_params(row: PriceRow) -> dict[str, object]:
+    """Return the Core parameters of one ``ps_prices`` row."""
+    day, ticker, variant, price, price_date, currency, fx_rate, stale = row
+    return {
+        "snapshot_date": day,
+        "ticker": ticker,
+        "variant": variant,
+        "price": price,
+        "price_date": price_date,
+        "price_currency": currency,
+        "fx_rate": fx_rate,
+        "stale": stale,
+    }
+
+
+#: Each step takes the schema from version i to i + 1; all pending steps run in one transaction.
+MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (_migrate_to_1, _migrate_to_2)
+
+
+def _create_partitioned(conn: Connection) -> None:
+    """Create version 2's tables in an empty database, ``ps_snapshots`` partitioned by month.
+
+    The table is ``PARTITION BY RANGE (snapshot_date)`` with a DEFAULT partition, so a write
+    never fails for want of a month; `create_month_partitions` adds the months.
+    """
+    partitioned_metadata = MetaData(naming_convention=_NAMING)
+    partitioned = Table(
+        SNAPSHOTS_TABLE,
+        partitioned_metadata,
+        *_snapshot_columns(),
+        postgresql_partition_by="RANGE (snapshot_date)",
+        comment=_SNAPSHOTS_COMMENT,
+    )
+    partitioned_metadata.create_all(conn, tables=[partitioned])
+    conn.execute(
+        text(f"CREATE TABLE {SNAPSHOTS_TABLE}_default PARTITION OF {SNAPSHOTS_TABLE} DEFAULT")
+    )
     metadata.create_all(
         conn,
-        tables=[snapshots_table, runs_table, leases_table, fence_counter_table],
+        tables=[prices_table, runs_table, leases_table, fence_counter_table],
         checkfirst=True,
     )
 
 
-#: Each step takes the schema from version i to i + 1; all pending steps run in one transaction.
-MIGRATIONS: Final[tuple[Callable[[Connection], None], ...]] = (_migrate_to_1,)
+def _month_name(month: dt.date) -> str:
+    return f"{SNAPSHOTS_TABLE}_y{month.year:04d}m{month.month:02d}"
 
 
-async def create_schema(engine: AsyncEngine) -> None:
+async def create_month_partitions(engine: AsyncEngine, first: dt.date, last: dt.date) -> list[str]:
+    """Create the monthly partitions of ``ps_snapshots`` from `first`'s month to `last`'s.
+
+    For a schema made with ``create_schema(engine, partition_by_month=True)``: run it ahead of
+    time (say, monthly, for the next three months), before any snapshot of those months is
+    written: a month whose rows already went to the DEFAULT partition cannot be created until
+    they are moved out of it. Months that exist are left alone. An old month can then be
+    detached (``ALTER TABLE ps_snapshots DETACH PARTITION ps_snapshots_y2024m01``) and
+    archived or dropped.
+
+    Args:
+        engine: The store's engine, on PostgreSQL.
+        first: A day of the first month to create.
+        last: A day of the last month to create.
+
+    Returns:
+        The names of the partitions created (not those that existed).
+
+    Raises:
+        InvalidInputError: The engine is not on PostgreSQL, or `last` is before `first`.
+    """
+    if checked_dialect(engine, "create_month_partitions") != "postgresql":
+        raise InvalidInputError("create_month_partitions needs PostgreSQL")
+    if last < first:
+        raise InvalidInputError(f"create_month_partitions: {last} is before {first}")
+    months = []
+    month = first.replace(day=1)
+    while month <= last:
+        following = (month + dt.timedelta(days=32)).replace(day=1)
+        months.append((month, following))
+        month = following
+    created = []
+    with translated(database_name(engine.url)):
+        async with engine.begin() as conn:
+            for start, end in months:
+                name = _month_name(start)
+                exists = await conn.scalar(text("SELECT to_regclass(:name)"), {"name": name})
+                if exists is not None:
+                    continue
+                await conn.execute(
+                    text(
+                        f"CREATE TABLE {name} PARTITION OF {SNAPSHOTS_TABLE} "
+                        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                    )
+                )
+                created.append(name)
+    return created
+
+
+async def create_schema(engine: AsyncEngine, *, partition_by_month: bool = False) -> None:
     """Create the tables, or migrate them to the current schema version.
 
     Safe to call on every start, also from several processes at once: the version row is
@@ -488,6 +753,10 @@ async def create_schema(engine: AsyncEngine) -> None:
     Args:
         engine: The engine (PostgreSQL through asyncpg or psycopg, or SQLite through
             aiosqlite), made by ``sqlalchemy.ext.asyncio.create_async_engine``.
+        partition_by_month: On PostgreSQL, when the tables are created (not when an existing
+            database is migrated), make ``ps_snapshots`` a table partitioned by month of
+            ``snapshot_date``, with a DEFAULT partition; add months with
+            `create_month_partitions`. The key and the fenced upsert mean the same.
 
     Raises:
         InvalidInputError: `engine` is not an `AsyncEngine`, or not on PostgreSQL or SQLite.
@@ -533,8 +802,11 @@ async def create_schema(engine: AsyncEngine) -> None:
                 await conn.rollback()
                 raise SchemaVersionError(found, SCHEMA_VERSION, where=where)
             if found < SCHEMA_VERSION:
-                for step in MIGRATIONS[found:]:
-                    await conn.run_sync(step)
+                if found == 0 and partition_by_month and name == "postgresql":
+                    await conn.run_sync(_create_partitioned)
+                else:
+                    for step in MIGRATIONS[found:]:
+                        await conn.run_sync(step)
                 await conn.execute(
                     update(schema_version_table)
                     .where(schema_version_table.c.id == 1)

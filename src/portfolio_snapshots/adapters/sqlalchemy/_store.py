@@ -7,23 +7,26 @@ the driver-level upsert of `_fast_path` when it applies, through Core otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Self
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
-from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy import Text, and_, bindparam, delete, or_, select, tuple_, type_coerce, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from portfolio_snapshots._domain import Lease, PortfolioSnapshot, RunRecord, RunState
-from portfolio_snapshots._errors import LeaseLostError, RunKeyConflictError
+from portfolio_snapshots._domain import DailyTotals, Lease, PortfolioSnapshot, RunRecord, RunState
+from portfolio_snapshots._errors import DatabaseBusyError, LeaseLostError, RunKeyConflictError
 from portfolio_snapshots.adapters._sql_codec import (
-    PositionTexts,
+    PositionPrice,
+    PriceCatalog,
+    PricePlan,
     as_utc,
     chunks,
     dedupe_sorted,
-    flat_positions_from_json,
-    flat_positions_json,
+    flat_positions_from_text,
     lease_lost_detail,
-    remembered,
+    price_from_row,
+    referenced_prices,
     report_from_json,
     report_json,
     run_record,
@@ -37,15 +40,18 @@ from portfolio_snapshots.adapters.sqlalchemy._schema import (
     dialect_insert,
     fence_counter_table,
     leases_table,
+    price_params,
+    prices_table,
     runs_table,
     snapshots_table,
+    stored_prices,
     translated,
+    written_columns,
 )
 
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Collection, Sequence
-    from decimal import Decimal
     from types import TracebackType
     from uuid import UUID
 
@@ -53,8 +59,8 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-#: The columns an upsert replaces: all but the key.
-_CONTENT: Final = tuple(c.name for c in snapshots_table.columns if not c.primary_key)
+#: The columns an upsert replaces: all it writes but the key.
+_CONTENT: Final = tuple(c.name for c in written_columns if not c.primary_key)
 #: The columns a read selects, in the order `_snapshot` takes them.
 _SNAPSHOT_COLUMNS: Final = (
     snapshots_table.c.portfolio_id,
@@ -70,11 +76,30 @@ _SNAPSHOT_COLUMNS: Final = (
 )
 
 
+#: The columns a totals read selects, in the order `_daily_totals` takes them.
+_TOTALS_COLUMNS: Final = (
+    snapshots_table.c.portfolio_id,
+    snapshots_table.c.snapshot_date,
+    snapshots_table.c.currency,
+    snapshots_table.c.total_value,
+    snapshots_table.c.cash_balance,
+    snapshots_table.c.holdings_value,
+    snapshots_table.c.net_contributions,
+    snapshots_table.c.stale,
+)
+
+
+def _daily_totals(row: Sequence[Any]) -> DailyTotals:
+    """Build totals from a row of `_TOTALS_COLUMNS` (types already processed)."""
+    pid, day, currency, total, cash, holdings, net, stale = row
+    return DailyTotals(pid, day, currency, total, cash, holdings, net, bool(stale))
+
+
 def _optional_checked(value: Decimal | None, field: str) -> Decimal | None:
     return None if value is None else checked_decimal(value, field)
 
 
-def _snapshot_params(s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> dict[str, object]:
+def _snapshot_params(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> dict[str, object]:
     """Return the Core parameters of `s`, for writes that `DriverUpsert` cannot take."""
     return {
         "portfolio_id": s.portfolio_id,
@@ -86,28 +111,50 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int, texts: PositionTexts) -> 
         "net_contributions": _optional_checked(s.net_contributions, "net_contributions"),
         "external_flow": _optional_checked(s.external_flow, "external_flow"),
         "stale": bool(s.stale),
-        "positions": flat_positions_json(s.flat_positions, texts),
+        "positions": plan.encode(s),
         "fence": fence,
     }
 
 
-def _snapshot(row: Sequence[Any]) -> PortfolioSnapshot:
+def _snapshot(row: Sequence[Any], flat: tuple[object, ...]) -> PortfolioSnapshot:
     """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed)."""
-    pid, day, currency, cash, holdings, total, positions, net, flow, stale = row
+    pid, day, currency, cash, holdings, total, _, net, flow, stale = row
     return PortfolioSnapshot.from_values(
-        (
-            pid,
-            day,
-            currency,
-            cash,
-            holdings,
-            total,
-            flat_positions_from_json(positions),
-            net,
-            flow,
-            bool(stale),
-        )
+        (pid, day, currency, cash, holdings, total, flat, net, flow, bool(stale))
     )
+
+
+async def _read_snapshots(conn: AsyncConnection, rows: Sequence[Any]) -> list[PortfolioSnapshot]:
+    """Build snapshots from rows of `_SNAPSHOT_COLUMNS`, reading the prices they refer to."""
+    texts = [(r[1], r[6]) for r in rows]
+    wanted = referenced_prices(texts)
+    prices: dict[tuple[dt.date, str, int], PositionPrice] = {}
+    if wanted:
+        days = sorted({d for d, _ in wanted})
+        t = prices_table.c
+        for chunk in chunks(sorted({ticker for _, ticker in wanted})):
+            found = await conn.execute(
+                select(
+                    t.snapshot_date,
+                    t.ticker,
+                    t.variant,
+                    t.price,
+                    t.price_date,
+                    t.price_currency,
+                    t.fx_rate,
+                    t.stale,
+                ).where(
+                    t.snapshot_date >= days[0], t.snapshot_date <= days[-1], t.ticker.in_(chunk)
+                )
+            )
+            for day, ticker, variant, price, price_date, currency, fx_rate, stale in found:
+                prices[day, ticker, variant] = price_from_row(
+                    price, price_date, currency, fx_rate, stale
+                )
+    return [
+        _snapshot(row, flat_positions_from_text(text, day, prices))
+        for row, (day, text) in zip(rows, texts, strict=True)
+    ]
 
 
 def _record(row: RowMapping) -> RunRecord:
@@ -124,6 +171,8 @@ def _record(row: RowMapping) -> RunRecord:
 
 class SqlAlchemySnapshotStore:
     """A `SnapshotRepository`, `RunLedger` (with `RecentRuns`) and `RunLock` over an `AsyncEngine`.
+
+    It also reads totals without positions (`SnapshotTotals`), for charts.
 
     Works on PostgreSQL (asyncpg or psycopg 3) and SQLite (aiosqlite). Either wrap the host's
     engine::
@@ -171,8 +220,28 @@ class SqlAlchemySnapshotStore:
         self._upsert_plain = self._upsert_statement(fenced=False)
         self._upsert_fenced = self._upsert_statement(fenced=True)
         self._driver = DriverUpsert.compile(engine.dialect, self._upsert_plain, self._upsert_fenced)
-        # Price texts kept between writes (encoding runs between awaits, on the loop).
-        self._texts: PositionTexts = {}
+        # The prices known to be stored (encoding runs between awaits, on the loop).
+        self._prices = PriceCatalog()
+        c = snapshots_table.c
+        # The chart read: amounts as text (no processor per value), made into Decimals at once.
+        self._totals_query = (
+            select(
+                c.snapshot_date,
+                c.currency,
+                *(
+                    type_coerce(col, Text())
+                    for col in (c.total_value, c.cash_balance, c.holdings_value)
+                ),
+                type_coerce(c.net_contributions, Text()),
+                c.stale,
+            )
+            .where(
+                c.portfolio_id == bindparam("pid", type_=c.portfolio_id.type),
+                c.snapshot_date >= bindparam("start", type_=c.snapshot_date.type),
+                c.snapshot_date <= bindparam("end", type_=c.snapshot_date.type),
+            )
+            .order_by(c.snapshot_date)
+        )
 
     @classmethod
     async def open(
@@ -181,6 +250,7 @@ class SqlAlchemySnapshotStore:
         *,
         create: bool = True,
         busy_timeout: float = 5.0,
+        partition_by_month: bool = False,
         **engine_options: object,
     ) -> Self:
         """Make an engine for `url`, create or migrate the schema, and return a store owning it.
@@ -190,6 +260,8 @@ class SqlAlchemySnapshotStore:
                 ``sqlite+aiosqlite:///path.db``.
             create: Whether to call `create_schema` (False when the host migrates).
             busy_timeout: On SQLite, seconds to wait for another connection's write lock.
+            partition_by_month: On PostgreSQL, create ``ps_snapshots`` partitioned by month
+                when `create` makes the tables (see `create_schema`).
             **engine_options: Passed on to `create_async_engine`.
 
         Returns:
@@ -214,7 +286,7 @@ class SqlAlchemySnapshotStore:
             store = cls(engine)
             store._owns_engine = True
             if create:
-                await create_schema(engine)
+                await create_schema(engine, partition_by_month=partition_by_month)
         except BaseException:
             await engine.dispose()
             raise
@@ -244,7 +316,10 @@ class SqlAlchemySnapshotStore:
         await self.close()
 
     def _upsert_statement(self, *, fenced: bool) -> postgresql.Insert | sqlite_dialect.Insert:
-        ins = dialect_insert(self._dialect, snapshots_table)
+        # Only the columns version 2 writes: the reserved ones stay NULL.
+        ins = dialect_insert(self._dialect, snapshots_table).values(
+            {c.name: bindparam(c.name, type_=c.type) for c in written_columns}
+        )
         excluded = ins.excluded
         differs = or_(*(snapshots_table.c[c].is_distinct_from(excluded[c]) for c in _CONTENT))
         where = and_(snapshots_table.c.fence <= excluded.fence, differs) if fenced else differs
@@ -281,21 +356,64 @@ class SqlAlchemySnapshotStore:
         if not ordered:
             return
         driver = self._driver
-        texts = remembered(self._texts)
+        plan = self._prices.plan(ordered)
+
+        async def write_prices(conn: AsyncConnection) -> None:
+            await self._write_prices(conn, plan)
+
         # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
         if (
             driver is not None
             and "schema_translate_map" not in self._engine.get_execution_options()
         ):
             with translated(self._where):
-                await driver.write(self._engine, ordered, fence, texts)
+                await driver.write(self._engine, ordered, fence, plan, write_prices)
+            plan.commit()
             return
         stored_fence = 0 if fence is None else fence
-        params = [_snapshot_params(s, stored_fence, texts) for s in ordered]
         statement = self._upsert_plain if fence is None else self._upsert_fenced
         with translated(self._where):
             async with self._engine.begin() as conn:
+                await write_prices(conn)
+                params = [_snapshot_params(s, stored_fence, plan) for s in ordered]
                 await conn.execute(statement, params)
+        plan.commit()
+
+    async def _write_prices(self, conn: AsyncConnection, plan: PricePlan) -> None:
+        """Give the plan's new prices their variants and insert them, first in a write.
+
+        A price row is inserted unless its key is taken; a key another writer took at the
+        same moment for another price (two new variants of one ticker and day written at once)
+        fails the write with `DatabaseBusyError`, and the retry finds the stored variants.
+        """
+        missing = plan.missing
+        if not missing:
+            return
+        if self._dialect == "sqlite":
+            # A write first takes SQLite's write lock, so no one adds variants in between.
+            await conn.execute(
+                update(fence_counter_table)
+                .where(fence_counter_table.c.id == 0)
+                .values(value=fence_counter_table.c.value)
+            )
+        stored = await conn.run_sync(lambda c: stored_prices(c, missing))
+        rows = plan.resolve(stored)
+        if not rows:
+            return
+        await conn.execute(
+            dialect_insert(self._dialect, prices_table).on_conflict_do_nothing(),
+            [price_params(r) for r in rows],
+        )
+        if self._dialect == "sqlite":
+            return
+        again = await conn.run_sync(
+            lambda c: stored_prices(c, sorted({(r[0], r[1]) for r in rows}))
+        )
+        for day, ticker, variant, *content in rows:
+            if again.get((day, ticker), {}).get(variant) != tuple(content):
+                raise DatabaseBusyError(
+                    f"another writer stored a price of {ticker} on {day} at once; try again"
+                )
 
     async def existing_keys(
         self, keys: Collection[tuple[UUID, dt.date]]
@@ -324,8 +442,9 @@ class SqlAlchemySnapshotStore:
         )
         with translated(self._where):
             async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).one_or_none()
-        return None if row is None else _snapshot(row)
+                rows = (await conn.execute(query)).all()
+                found = await _read_snapshots(conn, rows)
+        return found[0] if found else None
 
     async def list_snapshots(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
@@ -343,7 +462,7 @@ class SqlAlchemySnapshotStore:
         with translated(self._where):
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
-        return [_snapshot(r) for r in rows]
+                return await _read_snapshots(conn, rows)
 
     async def existing_dates(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
@@ -358,6 +477,52 @@ class SqlAlchemySnapshotStore:
             async with self._engine.connect() as conn:
                 dates = (await conn.execute(query)).scalars().all()
         return frozenset(dates)
+
+    # SnapshotTotals
+
+    async def list_totals(
+        self, portfolio_id: UUID, start: dt.date, end: dt.date
+    ) -> list[DailyTotals]:
+        """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date.
+
+        Reads only the total columns: no position is read or decoded (the chart read path).
+        """
+        query = self._totals_query.params(pid=portfolio_id, start=start, end=end)
+        with translated(self._where):
+            async with self._engine.connect() as conn:
+                rows = cast("Sequence[tuple[Any, ...]]", (await conn.execute(query)).all())
+        # Amounts come back as their text: the chart's hot loop, with everything bound locally.
+        number, make = Decimal, DailyTotals
+        return [
+            make(
+                portfolio_id,
+                day,
+                currency,
+                number(total),
+                number(cash),
+                number(holdings),
+                None if net is None else number(net),
+                bool(stale),
+            )
+            for day, currency, total, cash, holdings, net, stale in rows
+        ]
+
+    async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
+        """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
+        wanted = sorted(set(portfolio_ids))
+        found: list[DailyTotals] = []
+        if not wanted:
+            return found
+        with translated(self._where):
+            async with self._engine.connect() as conn:
+                for chunk in chunks(wanted):
+                    query = select(*_TOTALS_COLUMNS).where(
+                        snapshots_table.c.snapshot_date == day,
+                        snapshots_table.c.portfolio_id.in_(chunk),
+                    )
+                    found.extend(_daily_totals(r) for r in await conn.execute(query))
+        found.sort(key=lambda t: t.portfolio_id)
+        return found
 
     # RunLedger
 

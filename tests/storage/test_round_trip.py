@@ -1,0 +1,185 @@
+"""What is written is what is read, on every store: a property over any snapshots.
+
+Each store is opened once per test and every Hypothesis example writes a batch into it and
+reads it back, so the stores' memory of stored prices is exercised across examples too. The
+SQLAlchemy engines use no pool: each example runs in its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.pool import NullPool
+
+from portfolio_snapshots import PortfolioSnapshot, PositionValuation, SqliteSnapshotStore
+from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.testing.strategies import snapshots
+from storage.pg_server import (
+    asyncpg_url,
+    create_test_schema,
+    drop_test_schema,
+    psycopg_connect_args,
+    psycopg_url,
+    search_path,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.sampled_from(
+    [Decimal("-0.00"), Decimal("1E+2"), Decimal("0E-7"), Decimal("12.3400")]
+)
+#: Positions no calculator makes: any ticker (separators, brackets, control characters), any
+#: amounts and exponents, one ticker twice at two prices.
+odd_positions = st.lists(
+    st.builds(
+        PositionValuation,
+        ticker=st.text(min_size=1, max_size=6)
+        | st.sampled_from(["A|B", "A;B", "[X", "AAPL", "BRK.B"]),
+        quantity=decimals,
+        price=decimals,
+        price_date=st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1)),
+        market_value=decimals,
+        price_currency=st.none() | st.sampled_from(["USD", "EUR", 'Q"\\']),
+        fx_rate=st.none() | decimals,
+        stale=st.booleans(),
+    ),
+    max_size=6,
+)
+
+
+@st.composite
+def odd_snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
+    """A snapshot with odd positions (its totals need not add up: stores do not check)."""
+    positions = draw(odd_positions)
+    return PortfolioSnapshot(
+        draw(st.uuids()),
+        draw(st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1))),
+        draw(st.sampled_from(["USD", "EUR", "JPY"])),
+        draw(decimals),
+        draw(decimals),
+        draw(decimals),
+        tuple(positions),
+        draw(st.none() | decimals),
+        draw(st.none() | decimals),
+        draw(st.booleans()),
+    )
+
+
+def _many_positions(n: int) -> tuple[PositionValuation, ...]:
+    day = dt.date(2026, 1, 2)
+    return tuple(
+        PositionValuation(f"T{i:04d}", Decimal(i + 1), Decimal(f"{i}.5"), day, Decimal(f"{i}.50"))
+        for i in range(n)
+    )
+
+
+#: A portfolio of hundreds of positions, as its own example.
+large = st.builds(
+    lambda pid, n: PortfolioSnapshot(
+        pid,
+        dt.date(2026, 1, 2),
+        "USD",
+        Decimal("0.00"),
+        Decimal(0),
+        Decimal(0),
+        _many_positions(n),
+    ),
+    st.uuids(),
+    st.integers(100, 400),
+)
+batches = st.lists(snapshots() | odd_snapshots() | large, min_size=1, max_size=6)
+
+
+def texts(snapshot: PortfolioSnapshot) -> str:
+    """Every field as text, so another exponent or a float for a Decimal differs."""
+    return repr((snapshot.values[:6], snapshot.positions, snapshot.values[7:]))
+
+
+@dataclasses.dataclass
+class Opened:
+    """A store kept open across examples, and how to open it in each example's loop."""
+
+    name: str
+    url: str = ""
+    connect_args: dict[str, object] = dataclasses.field(default_factory=dict)
+    path: Path | None = None
+
+    async def open(self) -> SqliteSnapshotStore | SqlAlchemySnapshotStore:
+        """Open the store (created on the first call)."""
+        if self.path is not None:
+            return await SqliteSnapshotStore.open(self.path)
+        return await SqlAlchemySnapshotStore.open(
+            self.url, poolclass=NullPool, connect_args=self.connect_args
+        )
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "sqlalchemy-sqlite",
+        pytest.param("sqlalchemy-postgres", marks=pytest.mark.postgres),
+        pytest.param("sqlalchemy-psycopg", marks=pytest.mark.postgres),
+    ]
+)
+def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opened]:
+    """Yield one store of each kind, on a new file or a new PostgreSQL schema."""
+    name: str = request.param
+    if name == "sqlite":
+        yield Opened(name, path=tmp_path / "round_trip.db")
+        return
+    if name == "sqlalchemy-sqlite":
+        yield Opened(name, url=f"sqlite+aiosqlite:///{tmp_path / 'round_trip.db'}")
+        return
+    dsn: str = request.getfixturevalue("pg_dsn")
+    schema = asyncio.run(create_test_schema(dsn))
+    try:
+        if name == "sqlalchemy-postgres":
+            yield Opened(name, url=asyncpg_url(dsn), connect_args=search_path(schema))
+        else:
+            yield Opened(
+                name,
+                url=psycopg_url(dsn),
+                connect_args=psycopg_connect_args(search_path(schema)),
+            )
+    finally:
+        asyncio.run(drop_test_schema(dsn, schema))
+
+
+def test_every_store_reads_back_what_it_wrote(opened: Opened) -> None:
+    """Any batch of snapshots reads back equal, texts included, by get and list, on each store."""
+
+    @given(batches)
+    def check(batch: list[PortfolioSnapshot]) -> None:
+        async def body() -> tuple[list[PortfolioSnapshot | None], list[PortfolioSnapshot]]:
+            store = await opened.open()
+            async with contextlib.AsyncExitStack() as stack:
+                stack.push_async_callback(store.close)
+                await store.upsert_many(batch)
+                got = [await store.get_snapshot(s.portfolio_id, s.snapshot_date) for s in want]
+                listed = [
+                    row
+                    for s in want
+                    for row in await store.list_snapshots(
+                        s.portfolio_id, s.snapshot_date, s.snapshot_date
+                    )
+                ]
+            return got, listed
+
+        want = list({(s.portfolio_id, s.snapshot_date): s for s in batch}.values())
+        got, listed = asyncio.run(body())
+        assert got == want
+        assert listed == want
+        assert [texts(s) for s in listed] == [texts(s) for s in want]
+        assert [None if s is None else texts(s) for s in got] == [texts(s) for s in want]
+
+    check()
