@@ -1,9 +1,9 @@
 """The SQL stores' fast write paths produce exactly what the straightforward ones produce.
 
-`flat_positions_json` must return the text `positions_json` returns (the stored format), its
-per-batch cache must never hand one price's text to another, `dedupe_sorted` must keep the
-last snapshot of a key in key order, and the SQLAlchemy store's driver-level upsert must store
-the very rows its Core upsert stores.
+Version 1's JSON positions (still read after a migration, and written for tickers the
+compact form cannot hold) must decode to what was encoded, `dedupe_sorted` must keep the last
+snapshot of a key in key order, and the SQLAlchemy store's driver-level upsert must store the
+very rows its Core upsert stores.
 """
 
 from __future__ import annotations
@@ -31,11 +31,9 @@ from portfolio_snapshots import (
     PositionValuation,
 )
 from portfolio_snapshots.adapters._sql_codec import (
-    PositionTexts,
     PricePlan,
     dedupe_sorted,
     flat_positions_from_json,
-    flat_positions_json,
     positions_json,
 )
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
@@ -81,42 +79,19 @@ def flat(positions: Sequence[PositionValuation]) -> tuple[object, ...]:
 
 
 @given(st.lists(position_lists, min_size=1, max_size=4))
-def test_flat_encoding_is_the_reference_encoding(batch: list[list[PositionValuation]]) -> None:
-    """For any positions, shared cache or not, the fast encoder writes the reference text."""
-    texts: PositionTexts = {}
+def test_version_1_positions_decode_to_the_positions_encoded(
+    batch: list[list[PositionValuation]],
+) -> None:
+    """Version 1's JSON positions (still read, and written for odd tickers) round-trip."""
     for positions in batch:
-        expected = positions_json(positions)
-        assert flat_positions_json(flat(positions), texts) == expected
-        assert flat_positions_json(flat(positions)) == expected
+        assert flat_positions_from_json(positions_json(positions)) == flat(positions)
 
 
 @given(snapshots())
-def test_calculated_snapshots_encode_and_decode_as_the_reference(
-    snapshot: PortfolioSnapshot,
-) -> None:
-    """Calculator-made positions encode to the reference text and decode to the same values."""
-    encoded = flat_positions_json(snapshot.flat_positions, {})
-    assert encoded == positions_json(snapshot.positions)
+def test_calculated_snapshots_encode_and_decode_as_version_1(snapshot: PortfolioSnapshot) -> None:
+    """Calculator-made positions decode from version 1's text to the very same values."""
+    encoded = positions_json(snapshot.positions)
     assert flat_positions_from_json(encoded) == snapshot.flat_positions
-
-
-def test_a_cached_price_text_serves_only_that_very_price() -> None:
-    """Equal prices of another exponent, another date or another currency get their own text."""
-    price = Decimal("10.50")
-    first = PositionValuation("AAA", Decimal(1), price, DAY, Decimal("10.50"), "USD")
-    variants = [
-        first._replace(price=Decimal("10.5")),  # equal, but written differently
-        first._replace(price=Decimal("10.50")),  # equal and written alike, another object
-        first._replace(price_date=DAY - dt.timedelta(days=1)),
-        first._replace(price_currency="EUR"),
-        first._replace(fx_rate=Decimal("1.1")),
-        first._replace(stale=True),
-        first._replace(quantity=Decimal("2.000"), market_value=Decimal("21.00")),  # a hit
-    ]
-    for variant in variants:
-        texts: PositionTexts = {}
-        assert flat_positions_json(flat([first]), texts) == positions_json([first])
-        assert flat_positions_json(flat([variant]), texts) == positions_json([variant])
 
 
 @pytest.mark.parametrize(
@@ -129,33 +104,10 @@ def test_a_cached_price_text_serves_only_that_very_price() -> None:
     ],
     ids=["float-quantity", "float-price", "float-value", "float-fx-rate"],
 )
-def test_a_float_in_a_position_is_refused_as_the_reference_refuses_it(
-    position: PositionValuation,
-) -> None:
-    """A float amount raises the reference encoder's InvalidInputError, naming the field."""
-    with pytest.raises(InvalidInputError) as expected:
+def test_a_float_in_a_position_is_refused_naming_the_field(position: PositionValuation) -> None:
+    """A float amount raises InvalidInputError naming the field it sits in."""
+    with pytest.raises(InvalidInputError, match="must be a Decimal"):
         positions_json([position])
-    with pytest.raises(InvalidInputError) as caught:
-        flat_positions_json(flat([position]), {})
-    assert str(caught.value) == str(expected.value)
-
-
-class Amount(Decimal):
-    """A Decimal subclass, which the fast path leaves to the reference encoder."""
-
-
-def test_unusual_types_are_encoded_as_the_reference_encodes_them() -> None:
-    """Subclasses, integers and datetimes take the reference encoder's path and result."""
-    moment = dt.datetime(2026, 11, 27, 16, 0, tzinfo=dt.UTC)
-    positions = [
-        PositionValuation("AAA", Amount("1.0"), Decimal(2), DAY, Decimal("2.00")),
-        PositionValuation("BBB", Decimal(1), Decimal(2), moment, Decimal("2.00")),
-        PositionValuation("CCC", Decimal(1), Decimal(2), DAY, Decimal("2.00"), None, Amount(1)),
-    ]
-    texts: PositionTexts = {}
-    for position in positions:
-        assert flat_positions_json(flat([position]), texts) == positions_json([position])
-    assert flat_positions_json(flat(positions), texts) == positions_json(positions)
 
 
 def test_dedupe_keeps_the_last_snapshot_of_each_key_in_key_order() -> None:

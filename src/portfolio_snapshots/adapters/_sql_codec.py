@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Final, TypeVar
 from uuid import UUID
 
@@ -101,114 +100,11 @@ def positions_json(positions: Sequence[PositionValuation]) -> str:
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
 
-#: What `flat_positions_json` remembers per ticker: the price, price date, price currency,
-#: FX rate and stale flag it encoded last, then a position's text before its quantity,
-#: between its quantity and its market value, and after its market value.
-PositionTexts = dict[object, tuple[object, object, object, object, object, str, str, str]]
-
-
-#: How many tickers' texts a store keeps between writes (see `remembered`).
-MAX_REMEMBERED_TICKERS: Final = 16_384
-
-
-def remembered(texts: PositionTexts) -> PositionTexts:
-    """Return a store's `texts`, emptied first when they have grown past the limit.
-
-    A store keeps its texts from one write to the next: a run's batches share the day's price
-    objects, so a ticker's price is encoded once per run instead of once per batch. There is
-    one entry per ticker, replaced when its price changes; the limit only bounds the memory a
-    very large ticker universe could take.
-    """
-    if len(texts) > MAX_REMEMBERED_TICKERS:
-        texts.clear()
-    return texts
-
-
-def flat_positions_json(flat: tuple[object, ...], texts: PositionTexts | None = None) -> str:
-    """Encode positions given flat, as `PortfolioSnapshot.flat_positions` holds them.
-
-    Returns the very text `positions_json` returns for the same positions, without a dict and
-    a ``json.dumps`` per position: writes spend most of their time here. The parts of a
-    position that come from its price (ticker, price, price date, currency, FX rate, stale
-    flag) are encoded once per ticker and price into `texts`, which the stores keep from one
-    write to the next: a run's portfolios share the day's price objects, so each ticker's
-    price is encoded once per run. A text is reused only for the very same price, date,
-    currency, rate and flag objects, so nothing else can match. When a field is of an unusual
-    type (a subclass, a float...), the whole array goes through `positions_json` itself, so
-    odd values are encoded, or refused, exactly as there.
-
-    Args:
-        flat: The positions' fields, position after position.
-        texts: The texts remembered so far (updated in place), or None.
-
-    Raises:
-        InvalidInputError: An amount is not a Decimal.
-    """
-    if len(flat) % POSITION_WIDTH:
-        return _reference_json(flat)
-    if texts is None:
-        texts = {}
-    get = texts.get
-    parts: list[str] = []
-    append = parts.append
-    for ticker, quantity, price, price_date, value, currency, fx_rate, stale in zip(
-        *[iter(flat)] * POSITION_WIDTH, strict=True
-    ):
-        known = get(ticker)
-        if (
-            known is None
-            or known[0] is not price
-            or known[1] is not price_date
-            or known[2] is not currency
-            or known[3] is not fx_rate
-            or known[4] is not stale
-        ):
-            made = _position_texts(ticker, price, price_date, currency, fx_rate, stale)
-            if made is None:
-                return _reference_json(flat)
-            known = texts[ticker] = made
-        if type(quantity) is not Decimal or type(value) is not Decimal:
-            return _reference_json(flat)
-        # str(Decimal) never holds a character JSON would escape.
-        append(f"{known[5]}{quantity!s}{known[6]}{value!s}{known[7]}")
-    return "[" + ",".join(parts) + "]"
-
-
 def _reference_json(flat: tuple[object, ...]) -> str:
     """Encode flat positions with `positions_json`, for values off the fast path."""
     width = POSITION_WIDTH
     fields = [flat[i : i + width] for i in range(0, len(flat), width)]
     return positions_json([PositionValuation(*f) for f in fields])  # type: ignore[arg-type]
-
-
-def _position_texts(  # noqa: PLR0917 - a position's fields, in order
-    ticker: object,
-    price: object,
-    price_date: object,
-    currency: object,
-    fx_rate: object,
-    stale: object,
-) -> tuple[object, object, object, object, object, str, str, str] | None:
-    """Return what `flat_positions_json` remembers of a price, or None for unusual types."""
-    if (
-        type(ticker) is not str
-        or type(price) is not Decimal
-        or type(price_date) is not dt.date
-        or (currency is not None and type(currency) is not str)
-        or (fx_rate is not None and type(fx_rate) is not Decimal)
-    ):
-        return None
-    # str(Decimal) and date.isoformat() never hold a character JSON would escape.
-    head = f'{{"ticker":{encode_basestring(ticker)},"quantity":"'
-    middle = f'","price":"{price!s}","price_date":"{price_date.isoformat()}","market_value":"'
-    tail = '"'
-    if currency is not None:
-        tail += f',"price_currency":{encode_basestring(currency)}'
-    if fx_rate is not None:
-        tail += f',"fx_rate":"{fx_rate!s}"'
-    if stale:
-        tail += ',"stale":true'
-    return price, price_date, currency, fx_rate, stale, head, middle, tail + "}"
 
 
 def flat_positions_from_json(text: str) -> tuple[object, ...]:
