@@ -47,11 +47,11 @@ class DriverUpsert:
 
     The statement is compiled once, and snapshots become the driver's parameters directly,
     each value what Core would have bound: amounts as `DecimalText` binds them (``str`` of a
-    checked Decimal), positions as `flat_positions_json` encodes them, the id and the date
-    through the bind processors SQLAlchemy itself would apply, and ``stale`` as that column's
-    processor binds True or False. Only for positional paramstyles (asyncpg, aiosqlite;
-    psycopg, compiled with ``%s`` parameters) and the column processors known here; otherwise
-    `compile` returns None and the store binds through Core.
+    checked Decimal), positions in their compact text (version 1's JSON for odd tickers), the
+    id and the date through the bind processors SQLAlchemy itself would apply, and ``stale``
+    as that column's processor binds True or False. Only for positional paramstyles (asyncpg,
+    aiosqlite; psycopg, compiled with ``%s`` parameters) and the column processors known here;
+    otherwise `compile` returns None and the store binds through Core.
 
     On aiosqlite a snapshot becomes one row of parameters (`row`). On PostgreSQL (asyncpg or
     psycopg) a statement writes many snapshots (`columns`): ``INSERT ... SELECT ... FROM
