@@ -72,6 +72,7 @@ _from_values = PortfolioSnapshot.from_values
 _ZERO = Decimal(0)
 #: Amounts and quantities must be below this in magnitude (`portfolio_snapshots._parsing`).
 _LIMIT = Decimal(f"1E+{MAX_INTEGER_DIGITS}")
+_NEGATIVE_LIMIT = -_LIMIT
 
 
 class SnapshotCalculator:
@@ -256,7 +257,7 @@ class SnapshotCalculator:
         external_flow: Decimal | None = None,
         splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None,
     ) -> PortfolioSnapshot:
-        if type(cash) is not Decimal or not cash.is_finite() or not -_LIMIT < cash < _LIMIT:
+        if type(cash) is not Decimal or not cash.is_finite() or not _NEGATIVE_LIMIT < cash < _LIMIT:
             raise InvalidPortfolioError(
                 f"cash must be a finite Decimal below {_LIMIT} in magnitude",
                 portfolio_id=pid,
@@ -271,14 +272,14 @@ class SnapshotCalculator:
             and (
                 net_contributions.__class__ is not Decimal
                 or not net_contributions.is_finite()
-                or not -_LIMIT < net_contributions < _LIMIT
+                or not _NEGATIVE_LIMIT < net_contributions < _LIMIT
             )
         ) or (
             external_flow is not None
             and (
                 external_flow.__class__ is not Decimal
                 or not external_flow.is_finite()
-                or not -_LIMIT < external_flow < _LIMIT
+                or not _NEGATIVE_LIMIT < external_flow < _LIMIT
             )
         ):
             _check_flows(pid, day, net_contributions, external_flow)
@@ -585,7 +586,9 @@ def _check_flows(
         ("external_flow", external_flow),
     ):
         if amount is not None and (
-            type(amount) is not Decimal or not amount.is_finite() or not -_LIMIT < amount < _LIMIT
+            type(amount) is not Decimal
+            or not amount.is_finite()
+            or not _NEGATIVE_LIMIT < amount < _LIMIT
         ):
             raise InvalidPortfolioError(
                 f"must be None or a finite Decimal below {_LIMIT} in magnitude",

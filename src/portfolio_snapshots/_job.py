@@ -378,7 +378,7 @@ class SnapshotJob:
 
         async def work(run: _Run, pricing: Pricing) -> None:
             await self._run_batches(
-                _chunks(self._active_portfolios(day, run, shard), self.batch_size),
+                self._active_portfolios(day, run, self.batch_size, shard),
                 lambda portfolios: self._daily_batch(portfolios, day, pricing, run),
                 run,
             )
@@ -496,7 +496,7 @@ class SnapshotJob:
         async def work(run: _Run, pricing: Pricing) -> None:
             per_batch = self._portfolios_per_backfill_batch(start, end)
             await self._run_batches(
-                _chunks(self._active_ids(end, run, shard), per_batch),
+                self._active_ids(end, run, per_batch, shard),
                 lambda pids: self._backfill_batch(
                     pids, start, end, pricing, run, only_missing=only_missing
                 ),
@@ -768,9 +768,9 @@ class SnapshotJob:
             raise group_error.exceptions[0] from None
 
     def _active_portfolios(
-        self, day: dt.date, run: _Run, shard: Shard | None = None
-    ) -> AsyncIterator[Portfolio]:
-        """Stream the portfolios active on `day` that can be valued, each once.
+        self, day: dt.date, run: _Run, size: int, shard: Shard | None = None
+    ) -> AsyncIterator[list[Portfolio]]:
+        """Stream, in batches of `size`, the portfolios active on `day` that can be valued, once.
 
         Each is checked as it arrives (`portfolio_problem`); one that fails the check fails its
         own portfolio-day. With a repository offering `PortfolioDayStream`, a portfolio whose
@@ -780,8 +780,17 @@ class SnapshotJob:
         ids.
         """
         repo = self.portfolios
+        known = run.currencies
 
         def admit(portfolio: object, portfolio_id: UUID) -> Portfolio | None:
+            # The common case in a few identity checks; anything else gets the full check.
+            if (
+                type(portfolio) is Portfolio
+                and portfolio.id is portfolio_id
+                and type(portfolio.holdings) is dict
+                and portfolio.currency in known
+            ):
+                return portfolio
             return _admitted(portfolio, portfolio_id, day, run)
 
         if isinstance(repo, PortfolioDayStream):
@@ -793,16 +802,28 @@ class SnapshotJob:
                 return admit(entry.portfolio, portfolio_id)
 
             return self._once_each(
-                lambda: repo.iter_portfolio_days(day), _day_id, admit_day, day, run, shard=shard
+                lambda: repo.iter_portfolio_days(day),
+                _day_id,
+                admit_day,
+                day,
+                run,
+                size=size,
+                shard=shard,
             )
         return self._once_each(
-            _portfolio_stream(repo, day, shard), _portfolio_id, admit, day, run, shard=shard
+            _portfolio_stream(repo, day, shard),
+            _portfolio_id,
+            admit,
+            day,
+            run,
+            size=size,
+            shard=shard,
         )
 
     def _active_ids(
-        self, day: dt.date, run: _Run, shard: Shard | None = None
-    ) -> AsyncIterator[UUID]:
-        """Stream the ids of the portfolios active on `day`, each once.
+        self, day: dt.date, run: _Run, size: int, shard: Shard | None = None
+    ) -> AsyncIterator[list[UUID]]:
+        """Stream, in batches of `size`, the ids of the portfolios active on `day`, each once.
 
         A portfolio whose state on `day` cannot be built is yielded all the same and not
         recorded here: the backfill builds each of its days, `day` included, and records
@@ -816,6 +837,7 @@ class SnapshotJob:
                 lambda _e, pid: pid,
                 day,
                 run,
+                size=size,
                 shard=shard,
             )
         return self._once_each(
@@ -824,10 +846,11 @@ class SnapshotJob:
             lambda _p, pid: pid,
             day,
             run,
+            size=size,
             shard=shard,
         )
 
-    async def _once_each(
+    async def _once_each(  # noqa: C901, PLR0912 - the hot loop over every portfolio, one frame
         self,
         open_stream: Callable[[], AsyncIterator[X]],
         id_of: Callable[[X], object],
@@ -835,9 +858,13 @@ class SnapshotJob:
         day: dt.date,
         run: _Run,
         *,
+        size: int,
         shard: Shard | None = None,
-    ) -> AsyncIterator[T]:
-        """Yield what `admit` makes of each item of a repository's stream, once per portfolio.
+    ) -> AsyncIterator[list[T]]:
+        """Yield, in lists of `size`, what `admit` makes of each item of a stream, once each.
+
+        The batching is done here, in the one loop over every portfolio of the run, rather
+        than by another generator around it.
 
         With a `shard`, the items of other shards are passed over, and an item whose id is
         not a `UUID` (it has no shard) is reported by shard 0 only, so merged shard reports
@@ -854,15 +881,21 @@ class SnapshotJob:
         before: set[int] = set()  # ids handed out by earlier passes of a re-opened stream
         current: set[int] = set()
         failures = 0
+        batch: list[T] = []
         while True:
             progressed = False
             try:
                 async for item in open_stream():
-                    portfolio_id = _own_id(id_of(item), shard, day, run)
-                    if portfolio_id is None:
-                        continue
+                    found = id_of(item)
+                    if type(found) is UUID and shard is None:
+                        portfolio_id = found
+                    else:
+                        owned = _own_id(found, shard, day, run)
+                        if owned is None:
+                            continue
+                        portfolio_id = owned
                     number = portfolio_id.int
-                    if number in before:
+                    if before and number in before:
                         continue
                     if number in current:
                         run.fail(portfolio_id, day, _repeated(portfolio_id, day), 1)
@@ -871,7 +904,10 @@ class SnapshotJob:
                     progressed = True
                     admitted = admit(item, portfolio_id)
                     if admitted is not None:
-                        yield admitted
+                        batch.append(admitted)
+                        if len(batch) >= size:
+                            yield batch
+                            batch = []
             except Exception as error:
                 failures = 1 if progressed else failures + 1
                 if failures >= self.retry.max_attempts or not self.retry.is_transient(error):
@@ -882,6 +918,8 @@ class SnapshotJob:
                 await self._sleep(delay)
                 before, current = (current, set()) if not before else (before | current, set())
             else:
+                if batch:
+                    yield batch
                 return
 
     async def _daily_batch(
@@ -1354,17 +1392,6 @@ def _not_built(entry: PortfolioDay, day: dt.date, run: _Run) -> None:
         run.fail(entry.portfolio_id, day, entry.error, 1)
     else:
         run.skipped += 1
-
-
-async def _chunks(items: AsyncIterator[T], size: int) -> AsyncIterator[list[T]]:
-    batch: list[T] = []
-    async for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 async def _collect(items: AsyncIterator[T]) -> list[T]:
