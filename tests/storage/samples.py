@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+from hypothesis import strategies as st
+
 from portfolio_snapshots import PortfolioSnapshot, PositionValuation
 
 DAY = dt.date(2026, 11, 27)
@@ -168,3 +170,9 @@ def version_1_samples() -> list[PortfolioSnapshot]:
     )
     snapshots.append(_totalled(pids[5], DAY, "12345678901234567890.123456", many, stale=True))
     return snapshots
+
+
+#: Finite Decimals of any exponent, with the spellings stores must keep (-0.00, 1E+2, 0E-7).
+odd_decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.sampled_from(
+    [Decimal("-0.00"), Decimal("1E+2"), Decimal("0E-7"), Decimal("12.3400")]
+)

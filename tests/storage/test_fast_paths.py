@@ -48,25 +48,22 @@ from storage.pg_server import (
     psycopg_url,
     search_path,
 )
-from storage.samples import DAY, PID, plain_snapshot, rich_snapshot
+from storage.samples import DAY, PID, odd_decimals, plain_snapshot, rich_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
     from pathlib import Path
 
-decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.sampled_from(
-    [Decimal("-0.00"), Decimal("1E+2"), Decimal("0E-7"), Decimal("12.3400")]
-)
 position_lists = st.lists(
     st.builds(
         PositionValuation,
         ticker=st.text(min_size=1, max_size=8),  # quotes, backslashes, control and non-ASCII
-        quantity=decimals,
-        price=decimals,
+        quantity=odd_decimals,
+        price=odd_decimals,
         price_date=st.dates(),
-        market_value=decimals,
+        market_value=odd_decimals,
         price_currency=st.none() | st.sampled_from(["USD", "EUR", 'Q"\\']),
-        fx_rate=st.none() | decimals,
+        fx_rate=st.none() | odd_decimals,
         stale=st.booleans(),
     ),
     max_size=6,

@@ -31,13 +31,11 @@ from storage.pg_server import (
     psycopg_url,
     search_path,
 )
+from storage.samples import odd_decimals
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None) | st.sampled_from(
-    [Decimal("-0.00"), Decimal("1E+2"), Decimal("0E-7"), Decimal("12.3400")]
-)
 #: Positions no calculator makes: any ticker (separators, brackets, control characters), any
 #: amounts and exponents, one ticker twice at two prices.
 odd_positions = st.lists(
@@ -45,12 +43,12 @@ odd_positions = st.lists(
         PositionValuation,
         ticker=st.text(min_size=1, max_size=6)
         | st.sampled_from(["A|B", "A;B", "[X", "AAPL", "BRK.B"]),
-        quantity=decimals,
-        price=decimals,
+        quantity=odd_decimals,
+        price=odd_decimals,
         price_date=st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1)),
-        market_value=decimals,
+        market_value=odd_decimals,
         price_currency=st.none() | st.sampled_from(["USD", "EUR", 'Q"\\']),
-        fx_rate=st.none() | decimals,
+        fx_rate=st.none() | odd_decimals,
         stale=st.booleans(),
     ),
     max_size=6,
@@ -65,12 +63,12 @@ def odd_snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
         draw(st.uuids()),
         draw(st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1))),
         draw(st.sampled_from(["USD", "EUR", "JPY"])),
-        draw(decimals),
-        draw(decimals),
-        draw(decimals),
+        draw(odd_decimals),
+        draw(odd_decimals),
+        draw(odd_decimals),
         tuple(positions),
-        draw(st.none() | decimals),
-        draw(st.none() | decimals),
+        draw(st.none() | odd_decimals),
+        draw(st.none() | odd_decimals),
         draw(st.booleans()),
     )
 
