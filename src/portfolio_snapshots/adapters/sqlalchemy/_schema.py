@@ -67,11 +67,14 @@ from portfolio_snapshots.adapters._sql_codec import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Collection, Iterator, Sequence
 
-    from sqlalchemy import URL, Connection
+    from sqlalchemy import URL, Connection, Select
     from sqlalchemy.engine.interfaces import Dialect
     from sqlalchemy.sql.type_api import TypeEngine
+
+    #: The columns of a ``ps_prices`` row as `price_queries` selects them.
+    _PriceRowTypes = tuple[dt.date, str, int, str, dt.date, str, str | None, bool]
 
 
 class DecimalText(TypeDecorator[Decimal]):
@@ -607,6 +610,33 @@ def _migrate_to_2(conn: Connection) -> None:
         )
 
 
+def price_queries(wanted: Collection[PriceDay]) -> list[Select[*_PriceRowTypes]]:
+    """The queries of the ``ps_prices`` rows of the (day, ticker) pairs `wanted`.
+
+    One range scan per chunk of tickers: a daily run asks about one day, a backfill about a
+    range of days; rows of other pairs in the range come back too, for the caller to skip.
+    """
+    first = min(day for day, _ in wanted)
+    last = max(day for day, _ in wanted)
+    t = prices_table.c
+    columns = (
+        t.snapshot_date,
+        t.ticker,
+        t.variant,
+        t.price,
+        t.price_date,
+        t.price_currency,
+        t.fx_rate,
+        t.stale,
+    )
+    return [
+        select(*columns).where(
+            t.snapshot_date >= first, t.snapshot_date <= last, t.ticker.in_(chunk)
+        )
+        for chunk in chunks(sorted({ticker for _, ticker in wanted}))
+    ]
+
+
 def stored_prices(
     conn: Connection, missing: Sequence[PriceDay]
 ) -> dict[PriceDay, dict[int, PriceContent]]:
@@ -615,24 +645,8 @@ def stored_prices(
     wanted = set(missing)
     if not wanted:
         return stored
-    # One range scan per chunk of tickers: a daily run asks about one day, a backfill about
-    # a range of days; rows of other pairs in the range are skipped.
-    first = min(day for day, _ in wanted)
-    last = max(day for day, _ in wanted)
-    t = prices_table.c
-    for chunk in chunks(sorted({ticker for _, ticker in wanted})):
-        for row in conn.execute(
-            select(
-                t.snapshot_date,
-                t.ticker,
-                t.variant,
-                t.price,
-                t.price_date,
-                t.price_currency,
-                t.fx_rate,
-                t.stale,
-            ).where(t.snapshot_date >= first, t.snapshot_date <= last, t.ticker.in_(chunk))
-        ):
+    for query in price_queries(wanted):
+        for row in conn.execute(query):
             day, ticker, variant, price, price_date, currency, fx_rate, stale = row
             if (day, ticker) in wanted:
                 stored.setdefault((day, ticker), {})[variant] = (

@@ -41,6 +41,7 @@ from portfolio_snapshots.adapters.sqlalchemy._schema import (
     fence_counter_table,
     leases_table,
     price_params,
+    price_queries,
     prices_table,
     runs_table,
     snapshots_table,
@@ -130,23 +131,8 @@ async def _read_snapshots(conn: AsyncConnection, rows: Sequence[Any]) -> list[Po
     wanted = referenced_prices(texts)
     prices: dict[tuple[dt.date, str, int], PositionPrice] = {}
     if wanted:
-        days = sorted({d for d, _ in wanted})
-        t = prices_table.c
-        for chunk in chunks(sorted({ticker for _, ticker in wanted})):
-            found = await conn.execute(
-                select(
-                    t.snapshot_date,
-                    t.ticker,
-                    t.variant,
-                    t.price,
-                    t.price_date,
-                    t.price_currency,
-                    t.fx_rate,
-                    t.stale,
-                ).where(
-                    t.snapshot_date >= days[0], t.snapshot_date <= days[-1], t.ticker.in_(chunk)
-                )
-            )
+        for query in price_queries(wanted):
+            found = await conn.execute(query)
             for day, ticker, variant, price, price_date, currency, fx_rate, stale in found:
                 prices[day, ticker, variant] = price_from_row(
                     price, price_date, currency, fx_rate, stale
