@@ -742,7 +742,12 @@ CASES: list[Case] = [
         Accepted(),
         as_of=DAY - dt.timedelta(days=30),
     ),
-    quote("price: zero", Refused(_PRICE, "price"), Refused(_PRICE, "price"), price=Decimal(0)),
+    quote(
+        "price: zero",
+        Accepted(CASH, "a zero close is a price: a delisted or worthless security"),
+        Accepted(),
+        price=Decimal(0),
+    ),
     quote(
         "price: negative", Refused(_PRICE, "price"), Refused(_PRICE, "price"), price=Decimal(-10)
     ),

@@ -159,7 +159,7 @@ def test_invalid_cash_is_rejected(cash_balance: object) -> None:
         value_portfolio(portfolio, {}, DAY)
 
 
-@pytest.mark.parametrize("price", [Decimal(0), Decimal(-3), Decimal("NaN"), 2.5])
+@pytest.mark.parametrize("price", [Decimal("-0"), Decimal(-3), Decimal("NaN"), 2.5])
 def test_invalid_price_is_rejected(price: object) -> None:
     """A zero, negative, NaN or float price is an InvalidPriceError naming the ticker."""
     portfolio = Portfolio(PID, Decimal(0), {"X": Decimal(1)})

@@ -152,6 +152,13 @@ def test_split_adjusted_closes_are_served_as_traded(tmp_path: Path) -> None:
     assert _prices(as_is, ["ACME"], dt.date(2024, 9, 13))["ACME"].price == Decimal("104.00")
 
 
+def test_a_zero_close_is_read_as_a_price(tmp_path: Path) -> None:
+    """A close of zero (a delisted security) is a price, not a malformed row."""
+    path = _write(tmp_path, HEADER + "2024-09-12,ACME,3.10,USD\n2024-09-13,ACME,0,USD\n")
+    market = CsvMarketData(path)
+    assert _prices(market, ["ACME"], dt.date(2024, 9, 13))["ACME"].price == Decimal(0)
+
+
 def test_a_split_after_the_files_last_date_is_not_undone(tmp_path: Path) -> None:
     """The files count as adjusted up to their last date: a later split leaves them alone."""
     path = _write(tmp_path, HEADER + "2024-09-13,ACME,104.00,USD\n")
@@ -239,12 +246,12 @@ MALFORMED = [
         id="exponent",
     ),
     pytest.param(
-        HEADER + "2024-09-13,ACME,0,USD\n",
+        HEADER + "2024-09-13,ACME,-0.50,USD\n",
         2,
         "close",
-        "0",
-        "must be above zero",
-        id="zero-price",
+        "-0.50",
+        "must be zero or above",
+        id="negative-price",
     ),
     pytest.param(
         HEADER
@@ -339,6 +346,7 @@ def test_fx_rates_on_or_before_direct_and_inverted(tmp_path: Path) -> None:
     ("row", "field", "value"),
     [
         ("2024-09-12,EUR,USD,-1.1", "rate", "-1.1"),
+        ("2024-09-12,EUR,USD,0", "rate", "0"),
         ("2024-09-12,EUR,usd,1.1", "quote", "usd"),
         ("2024-09-12,EUR,EUR,1", "quote", "EUR"),
         ("12.09.2024,EUR,USD,1.1", "date", "12.09.2024"),

@@ -362,6 +362,10 @@ def test_snapshot_json_form_carries_decimals_as_exact_strings() -> None:
         "price_currency": "USD",
         "fx_rate": "0.9100000001",
         "stale": True,
+        "cost_basis": None,
+        "unrealized_gain": None,
+        "realized_gain": None,
+        "dividends": None,
     }
     assert Decimal(str(data["cash_balance"])) == snapshot.cash_balance
 

@@ -43,12 +43,15 @@ def test_parse_portfolio_rejects_bad_fields_by_name(data: dict[str, object], fie
 
 
 def test_parse_price_quote() -> None:
-    """A quote parses exactly; a zero price is rejected naming the ticker."""
+    """A quote parses exactly, zero included; a negative price is rejected naming the ticker."""
     quote = parse_price_quote({"ticker": "A", "price": "1.50", "as_of": "2026-11-27"})
     assert quote == PriceQuote("A", Decimal("1.50"), dt.date(2026, 11, 27))
-    with pytest.raises(InvalidPriceError) as info:
-        parse_price_quote({"ticker": "A", "price": "0", "as_of": "2026-11-27"})
-    assert (info.value.ticker, info.value.field) == ("A", "price")
+    zero = parse_price_quote({"ticker": "A", "price": "0", "as_of": "2026-11-27"})
+    assert zero.price == Decimal(0)
+    for negative in ("-0.01", "-0"):
+        with pytest.raises(InvalidPriceError) as info:
+            parse_price_quote({"ticker": "A", "price": negative, "as_of": "2026-11-27"})
+        assert (info.value.ticker, info.value.field) == ("A", "price")
 
 
 @pytest.mark.parametrize(

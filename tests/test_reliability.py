@@ -598,7 +598,7 @@ async def _collect(repo: InMemoryPortfolioRepository) -> list[Portfolio]:
         ({"A": Decimal(-1)}, Decimal(1), "InvalidPortfolioError"),
         ({"A": Decimal("NaN")}, Decimal(1), "InvalidPortfolioError"),
         ({"A": Decimal("Infinity")}, Decimal(1), "InvalidPortfolioError"),
-        ({"A": Decimal(1)}, Decimal(0), "InvalidPriceError"),
+        ({"A": Decimal(1)}, Decimal("-0"), "InvalidPriceError"),
         ({"A": Decimal(1)}, Decimal(-5), "InvalidPriceError"),
         ({"A": Decimal(1)}, Decimal("NaN"), "InvalidPriceError"),
         ({"A": Decimal(1)}, None, "MissingPriceError"),

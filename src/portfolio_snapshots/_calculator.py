@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
     DEFAULT_CURRENCY,
+    POSITION_WIDTH,
     QUOTE_MINOR_UNITS,
+    Accounting,
+    CashBalance,
     Portfolio,
     PortfolioSnapshot,
     PriceQuote,
@@ -41,12 +45,12 @@ from portfolio_snapshots._parsing import (
 from portfolio_snapshots._splits import carry_across_splits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable
     from uuid import UUID
 
     from portfolio_snapshots._domain import FxQuote
 
-    _ErrorFactory = Callable[[UUID, str], Exception]
+    _ErrorFactory = Callable[[UUID, str | None], Exception]
 
 #: ISO 4217 currencies whose minor unit is not 2 decimal places. Any other code uses
 #: `SnapshotCalculator`'s ``default_minor_unit``; pass ``minor_units`` to override either.
@@ -73,6 +77,28 @@ _ZERO = Decimal(0)
 #: Amounts and quantities must be below this in magnitude (`portfolio_snapshots._parsing`).
 _LIMIT = Decimal(f"1E+{MAX_INTEGER_DIGITS}")
 _NEGATIVE_LIMIT = -_LIMIT
+#: A snapshot's eight accounting fields (`ACCOUNTING_FIELD_NAMES`), in order.
+_Books: TypeAlias = tuple[
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+]
+_UNKNOWN_BOOKS: _Books = (None, None, None, None, None, None, None, None)
+_NO_CASH_BALANCES: tuple[CashBalance, ...] = ()
+_ACCOUNTING_AMOUNTS = (
+    "realized_gain",
+    "dividends",
+    "interest",
+    "fees",
+    "taxes",
+    "net_transfers",
+)
+_ACCOUNTING_MAPPINGS = ("cost_basis", "position_realized", "position_dividends")
 
 
 class SnapshotCalculator:
@@ -202,6 +228,8 @@ class SnapshotCalculator:
                 portfolio.net_contributions,
                 portfolio.external_flow,
                 portfolio.splits,
+                portfolio.foreign_cash,
+                portfolio.accounting,
             )
 
     def value_many(
@@ -236,6 +264,8 @@ class SnapshotCalculator:
                         p.net_contributions,
                         p.external_flow,
                         p.splits,
+                        p.foreign_cash,
+                        p.accounting,
                     )
                 except SnapshotError as error:
                     failed.append((p, error))
@@ -245,7 +275,7 @@ class SnapshotCalculator:
                     valued.append(snapshot)
         return valued, failed
 
-    def _value(  # noqa: C901, PLR0917 - hot path: one loop, positional arguments
+    def _value(  # noqa: C901, PLR0912, PLR0917 - hot path: one loop, positional arguments
         self,
         pid: UUID,
         day: dt.date,
@@ -256,6 +286,8 @@ class SnapshotCalculator:
         net_contributions: Decimal | None = None,
         external_flow: Decimal | None = None,
         splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None,
+        foreign_cash: Mapping[str, Decimal] | None = None,
+        accounting: Accounting | None = None,
     ) -> PortfolioSnapshot:
         if type(cash) is not Decimal or not cash.is_finite() or not _NEGATIVE_LIMIT < cash < _LIMIT:
             raise InvalidPortfolioError(
@@ -334,7 +366,46 @@ class SnapshotCalculator:
             if stale:
                 any_stale = True
             total += value
-            extend((ticker, quantity, price, price_date, value, price_currency, rate, stale))
+            extend(
+                (
+                    ticker,
+                    quantity,
+                    price,
+                    price_date,
+                    value,
+                    price_currency,
+                    rate,
+                    stale,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
+        if foreign_cash is None and accounting is None:
+            return _from_values(
+                (
+                    pid,
+                    day,
+                    currency,
+                    cash,
+                    total,
+                    cash + total,
+                    tuple(flat),
+                    net_contributions,
+                    external_flow,
+                    any_stale,
+                    *_UNKNOWN_BOOKS,
+                    _NO_CASH_BALANCES,
+                )
+            )
+        balances = _NO_CASH_BALANCES
+        if foreign_cash:
+            cash, balances, cash_stale = _cash_balances(
+                pid, day, currency, cash, foreign_cash, table, exp
+            )
+            any_stale = any_stale or cash_stale
+        books = _UNKNOWN_BOOKS if accounting is None else _books(pid, day, flat, total, accounting)
         return _from_values(
             (
                 pid,
@@ -347,6 +418,8 @@ class SnapshotCalculator:
                 net_contributions,
                 external_flow,
                 any_stale,
+                *books,
+                balances,
             )
         )
 
@@ -423,8 +496,13 @@ class PriceTable:
                     "quote",
                     quote.ticker,
                 )
-            elif type(price) is not Decimal or not price.is_finite() or not _ZERO < price < _LIMIT:
-                bad[ticker] = (f"price must be a finite Decimal in (0, {_LIMIT})", "price", price)
+            elif (
+                type(price) is not Decimal
+                or not price.is_finite()
+                or price.is_signed()
+                or price >= _LIMIT
+            ):
+                bad[ticker] = (f"price must be a finite Decimal in [0, {_LIMIT})", "price", price)
             elif as_of.__class__ is not dt.date:
                 bad[ticker] = (
                     f"the price date must be a datetime.date, got {type(as_of).__name__}",
@@ -509,9 +587,12 @@ class PriceTable:
         )
 
     def rate(
-        self, portfolio_id: UUID, ticker: str, from_currency: str, to_currency: str
+        self, portfolio_id: UUID, ticker: str | None, from_currency: str, to_currency: str
     ) -> tuple[Decimal, bool]:
         """Return the rate converting `from_currency` into `to_currency`, and its staleness.
+
+        `ticker` is the position needing it, for the error (None for cash held in
+        `from_currency`).
 
         Raises:
             CurrencyMismatchError: No FX source is configured.
@@ -542,7 +623,7 @@ class PriceTable:
         except InvalidFxRateError as error:
             invalid = error
 
-            def named(pid: UUID, ticker: str) -> Exception:
+            def named(pid: UUID, ticker: str | None) -> Exception:
                 new = InvalidFxRateError(
                     str(invalid.args[0]) if invalid.args else "invalid rate",
                     base=invalid.base,
@@ -550,7 +631,8 @@ class PriceTable:
                     as_of=invalid.as_of,
                     value=invalid.value,
                 )
-                new.add_note(f"portfolio {pid}, ticker {ticker!r}, on {day.isoformat()}")
+                held = "cash" if ticker is None else f"ticker {ticker!r}"
+                new.add_note(f"portfolio {pid}, {held}, on {day.isoformat()}")
                 return new
 
             return named
@@ -576,6 +658,141 @@ class PriceTable:
             ticker=ticker,
             detail=detail,
         )
+
+
+def _amount_problem(value: object) -> str | None:
+    if type(value) is not Decimal or not value.is_finite() or not _NEGATIVE_LIMIT < value < _LIMIT:
+        return f"must be a finite Decimal below {_LIMIT} in magnitude"
+    return None
+
+
+def _cash_balances(  # noqa: PLR0917 - the valuation's own arguments
+    pid: UUID,
+    day: dt.date,
+    currency: str,
+    cash: Decimal,
+    foreign_cash: Mapping[str, Decimal],
+    table: PriceTable,
+    exp: Decimal,
+) -> tuple[Decimal, tuple[CashBalance, ...], bool]:
+    """Value cash held in other currencies at the day's rates.
+
+    Returns:
+        The cash in all currencies valued in `currency`, every balance (the portfolio's own
+        currency first, then by code), and whether a rate was stale.
+    """
+    if not isinstance(foreign_cash, Mapping):
+        raise InvalidPortfolioError(
+            "must be None or a mapping of ISO 4217 codes to Decimal balances",
+            portfolio_id=pid,
+            snapshot_date=day,
+            field="foreign_cash",
+            value=foreign_cash,
+        )
+    balances = [CashBalance(currency, cash, cash)]
+    total = cash
+    any_stale = False
+    for code in sorted(foreign_cash, key=str):
+        amount = foreign_cash[code]
+        reason = currency_problem(code)
+        if reason is None and code == currency:
+            reason = "is the portfolio's own currency: its cash belongs in cash_balance"
+        if reason is None:
+            reason = _amount_problem(amount)
+            value: object = amount
+        else:
+            value = code
+        if reason is not None:
+            raise InvalidPortfolioError(
+                f"cash in {code!r} {reason}",
+                portfolio_id=pid,
+                snapshot_date=day,
+                field="foreign_cash",
+                value=value,
+            )
+        rate, stale = table.rate(pid, None, code, currency)
+        converted = (amount * rate).quantize(exp)
+        balances.append(CashBalance(code, amount, converted, rate, stale))
+        total += converted
+        any_stale = any_stale or stale
+    return total, tuple(balances), any_stale
+
+
+def _books(
+    pid: UUID, day: dt.date, flat: list[object], holdings: Decimal, accounting: Accounting
+) -> _Books:
+    """Fill the positions' accounting fields in `flat`; return the snapshot's eight fields."""
+    _check_accounting(pid, day, accounting)
+    costs, realized, dividends = (
+        accounting.cost_basis,
+        accounting.position_realized,
+        accounting.position_dividends,
+    )
+    cost_total: Decimal | None = None if costs is None else _ZERO
+    for i in range(0, len(flat), POSITION_WIDTH):
+        ticker = flat[i]
+        if costs is not None:
+            cost = costs.get(ticker)  # type: ignore[call-overload]
+            if cost is None:
+                cost_total = None
+            else:
+                flat[i + 8] = cost
+                flat[i + 9] = flat[i + 4] - cost
+                if cost_total is not None:
+                    cost_total += cost
+        if realized is not None:
+            flat[i + 10] = realized.get(ticker, _ZERO)  # type: ignore[call-overload]
+        if dividends is not None:
+            flat[i + 11] = dividends.get(ticker, _ZERO)  # type: ignore[call-overload]
+    return (
+        cost_total,
+        None if cost_total is None else holdings - cost_total,
+        accounting.realized_gain,
+        accounting.dividends,
+        accounting.interest,
+        accounting.fees,
+        accounting.taxes,
+        accounting.net_transfers,
+    )
+
+
+def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:
+    if type(accounting) is not Accounting:
+        raise InvalidPortfolioError(
+            "must be None or an Accounting value",
+            portfolio_id=pid,
+            snapshot_date=day,
+            field="accounting",
+            value=accounting,
+        )
+    for name in _ACCOUNTING_AMOUNTS:
+        amount = getattr(accounting, name)
+        if amount is not None and (reason := _amount_problem(amount)) is not None:
+            raise InvalidPortfolioError(
+                reason, portfolio_id=pid, snapshot_date=day, field=name, value=amount
+            )
+    for name in _ACCOUNTING_MAPPINGS:
+        per_ticker = getattr(accounting, name)
+        if per_ticker is None:
+            continue
+        if not isinstance(per_ticker, Mapping):
+            raise InvalidPortfolioError(
+                "must be None or a mapping of tickers to Decimal amounts",
+                portfolio_id=pid,
+                snapshot_date=day,
+                field=name,
+                value=per_ticker,
+            )
+        for ticker, amount in per_ticker.items():
+            if (reason := _amount_problem(amount)) is not None:
+                raise InvalidPortfolioError(
+                    reason,
+                    portfolio_id=pid,
+                    snapshot_date=day,
+                    field=name,
+                    ticker=ticker if isinstance(ticker, str) else None,
+                    value=amount,
+                )
 
 
 def _check_flows(

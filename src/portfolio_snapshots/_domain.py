@@ -49,6 +49,13 @@ class Portfolio:
             ex-date and used on or after it is in the units of before the split: the
             calculator divides it by the ratios in between, so ``quantity * price`` does
             not jump on a split date that has no close yet. Treat the mapping as read-only.
+        foreign_cash: Cash held in currencies other than `currency`, per ISO 4217 code, or
+            None when all cash is in `currency` (then `cash_balance` is all of it). Each
+            balance is valued at the snapshot date's FX rate into `currency`, and the
+            snapshot keeps every balance (`PortfolioSnapshot.cash_balances`). Read-only.
+        accounting: What the portfolio's books say beyond cash and holdings (cost basis,
+            realized gain, income, fees and taxes to date), or None when the repository does
+            not know it: the snapshot's fields for them are then None, never zero.
     """
 
     id: UUID
@@ -58,6 +65,50 @@ class Portfolio:
     net_contributions: Decimal | None = None
     external_flow: Decimal | None = None
     splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None
+    foreign_cash: Mapping[str, Decimal] | None = None
+    accounting: Accounting | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Accounting:
+    """A portfolio's books to the end of a day: what its holdings cost, gained, earned, paid.
+
+    Every amount is in the portfolio's base currency, cumulative from the portfolio's first
+    transaction to the end of the day. Each field is None when it is not known (a repository
+    that knows today's holdings and their cost basis, but not the history, supplies
+    `cost_basis` alone); a snapshot then says None for it, never zero.
+
+    Conventions (those of ``docs/analytics.md``): cost basis is what the units held cost,
+    excluding fees (the trade's fee is counted in `fees`); a sale realizes its proceeds
+    (before fees) minus the cost basis of the units sold, by average cost unless the ledger
+    is replayed first-in, first-out. So, for a ledger with no transfers and its cash in one
+    currency, ``unrealized + realized + dividends + interest - fees - taxes == total value -
+    net contributions`` exactly.
+
+    Attributes:
+        cost_basis: Per ticker held, what its units cost in total (zero for units received
+            for nothing). A ticker held but absent makes the position's cost basis (and the
+            snapshot's) None. Read-only.
+        realized_gain: Gains realized by sales to date, all tickers (negative for a loss).
+        dividends: Dividends received to date.
+        interest: Interest received to date.
+        fees: Fees paid to date, trade fees included, less refunds.
+        taxes: Taxes paid to date, less refunds.
+        net_transfers: The value of the units transferred in minus transferred out to date
+            (`TRANSFER_IN` and `TRANSFER_OUT`): a flow for returns, not a contribution of cash.
+        position_realized: Per ticker, gains realized by its sales to date. Read-only.
+        position_dividends: Per ticker, dividends it paid to date. Read-only.
+    """
+
+    cost_basis: Mapping[str, Decimal] | None = None
+    realized_gain: Decimal | None = None
+    dividends: Decimal | None = None
+    interest: Decimal | None = None
+    fees: Decimal | None = None
+    taxes: Decimal | None = None
+    net_transfers: Decimal | None = None
+    position_realized: Mapping[str, Decimal] | None = None
+    position_dividends: Mapping[str, Decimal] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,7 +117,9 @@ class PriceQuote:
 
     Attributes:
         ticker: The instrument's symbol.
-        price: The price of one unit, in `currency`. Must be positive and finite.
+        price: The price of one unit, in `currency`: finite, and zero or above. Zero is a
+            price (a delisted or worthless security, valued at zero and marked
+            `PositionValuation.valued_at_zero`); a missing close is never a zero.
         as_of: The date of the close this price is.
         currency: The ISO 4217 code of `price`.
     """
@@ -97,6 +150,11 @@ class PositionValuation(NamedTuple):
             price was converted (None when it was not).
         stale: Whether the price (or rate) was carried forward from an older close under the
             ``carry_forward`` missing-data policy.
+        cost_basis: What the units held cost in total, in the portfolio's currency, when the
+            portfolio's `Accounting` knows it (None otherwise, never zero for unknown).
+        unrealized_gain: ``market_value - cost_basis``, when the cost basis is known.
+        realized_gain: Gains realized by sales of this ticker to date, when known.
+        dividends: Dividends this ticker paid to date, when known.
     """
 
     ticker: str
@@ -105,6 +163,38 @@ class PositionValuation(NamedTuple):
     price_date: dt.date
     market_value: Decimal
     price_currency: str | None = None
+    fx_rate: Decimal | None = None
+    stale: bool = False
+    cost_basis: Decimal | None = None
+    unrealized_gain: Decimal | None = None
+    realized_gain: Decimal | None = None
+    dividends: Decimal | None = None
+
+    @property
+    def valued_at_zero(self) -> bool:
+        """Whether the position was valued at a zero close (delisted or worthless).
+
+        The source said zero: a missing close is never valued at zero, it fails the day.
+        """
+        return not self.price
+
+
+class CashBalance(NamedTuple):
+    """Cash held in one currency, and its value in the portfolio's currency on the day.
+
+    Attributes:
+        currency: The ISO 4217 code of `amount`.
+        amount: The balance, in `currency` (negative when overdrawn).
+        value: ``amount * fx_rate`` in the portfolio's currency, rounded to its minor unit
+            (`amount` itself for the portfolio's own currency).
+        fx_rate: Units of the portfolio's currency per unit of `currency` (None for the
+            portfolio's own currency).
+        stale: Whether the rate was carried forward from an older one.
+    """
+
+    currency: str
+    amount: Decimal
+    value: Decimal
     fx_rate: Decimal | None = None
     stale: bool = False
 
@@ -124,7 +214,28 @@ SnapshotValues: TypeAlias = tuple[
     Decimal | None,
     Decimal | None,
     bool,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    tuple[CashBalance, ...],
 ]
+
+#: The accounting fields of a snapshot, in the order they follow ``stale`` in `values`.
+ACCOUNTING_FIELD_NAMES = (
+    "cost_basis",
+    "unrealized_gain",
+    "realized_gain",
+    "dividends",
+    "interest",
+    "fees",
+    "taxes",
+    "net_transfers",
+)
 
 #: The fields of a snapshot as users see them (``positions`` built from ``flat_positions``).
 SNAPSHOT_FIELD_NAMES = (
@@ -138,6 +249,8 @@ SNAPSHOT_FIELD_NAMES = (
     "net_contributions",
     "external_flow",
     "stale",
+    *ACCOUNTING_FIELD_NAMES,
+    "cash_balances",
 )
 
 # The same, with the stored form of the positions: the order of `PortfolioSnapshot.values`.
@@ -181,7 +294,20 @@ class PortfolioSnapshot:
             (`POSITION_WIDTH` each), the form adapters store.
         net_contributions: Deposits minus withdrawals to date, when the ledger is known.
         external_flow: The day's deposits minus withdrawals, when the ledger is known.
-        stale: Whether any position was valued with a carried-forward price or rate.
+        stale: Whether any position or cash balance was valued with a carried-forward price
+            or rate.
+        cost_basis: What the positions held cost in total, when the cost basis of every one
+            is known (None otherwise: never a zero for "unknown").
+        unrealized_gain: ``holdings_value - cost_basis``, when the cost basis is known.
+        realized_gain: Gains realized by sales to date, when known.
+        dividends: Dividends received to date, when known.
+        interest: Interest received to date, when known.
+        fees: Fees paid to date (trade fees included), when known.
+        taxes: Taxes paid to date, when known.
+        net_transfers: Value of the units transferred in minus out to date, when known.
+        cash_balances: The balance in each currency with its rate and value, the portfolio's
+            own currency first, when the portfolio holds cash in more than one currency
+            (then ``cash_balance`` is the sum of their values); empty otherwise.
         values: Every field but `positions`, in the order of the constructor's arguments
             (`flat_positions` in the place of `positions`).
     """
@@ -213,6 +339,24 @@ class PortfolioSnapshot:
         def external_flow(self) -> Decimal | None: ...
         @property
         def stale(self) -> bool: ...
+        @property
+        def cost_basis(self) -> Decimal | None: ...
+        @property
+        def unrealized_gain(self) -> Decimal | None: ...
+        @property
+        def realized_gain(self) -> Decimal | None: ...
+        @property
+        def dividends(self) -> Decimal | None: ...
+        @property
+        def interest(self) -> Decimal | None: ...
+        @property
+        def fees(self) -> Decimal | None: ...
+        @property
+        def taxes(self) -> Decimal | None: ...
+        @property
+        def net_transfers(self) -> Decimal | None: ...
+        @property
+        def cash_balances(self) -> tuple[CashBalance, ...]: ...
 
     else:
         portfolio_id = _field(0, "The portfolio valued.")
@@ -225,6 +369,15 @@ class PortfolioSnapshot:
         net_contributions = _field(7, "Deposits minus withdrawals to date, or None.")
         external_flow = _field(8, "The day's deposits minus withdrawals, or None.")
         stale = _field(9, "Whether a value was carried forward.")
+        cost_basis = _field(10, "What the positions held cost, or None.")
+        unrealized_gain = _field(11, "holdings_value - cost_basis, or None.")
+        realized_gain = _field(12, "Gains realized to date, or None.")
+        dividends = _field(13, "Dividends received to date, or None.")
+        interest = _field(14, "Interest received to date, or None.")
+        fees = _field(15, "Fees paid to date, or None.")
+        taxes = _field(16, "Taxes paid to date, or None.")
+        net_transfers = _field(17, "Units transferred in minus out to date, or None.")
+        cash_balances = _field(18, "Cash per currency, when more than one.")
 
     def __init__(  # noqa: PLR0917 - the snapshot's fields, positional like a dataclass
         self,
@@ -238,6 +391,15 @@ class PortfolioSnapshot:
         net_contributions: Decimal | None = None,
         external_flow: Decimal | None = None,
         stale: bool = False,
+        cost_basis: Decimal | None = None,
+        unrealized_gain: Decimal | None = None,
+        realized_gain: Decimal | None = None,
+        dividends: Decimal | None = None,
+        interest: Decimal | None = None,
+        fees: Decimal | None = None,
+        taxes: Decimal | None = None,
+        net_transfers: Decimal | None = None,
+        cash_balances: Iterable[CashBalance] = (),
     ) -> None:
         flat = tuple(itertools.chain.from_iterable(positions))
         if len(flat) % POSITION_WIDTH:
@@ -255,6 +417,15 @@ class PortfolioSnapshot:
                 net_contributions,
                 external_flow,
                 stale,
+                cost_basis,
+                unrealized_gain,
+                realized_gain,
+                dividends,
+                interest,
+                fees,
+                taxes,
+                net_transfers,
+                tuple(cash_balances),
             ),
         )
 
@@ -271,6 +442,15 @@ class PortfolioSnapshot:
         net_contributions: Decimal | None = None,
         external_flow: Decimal | None = None,
         stale: bool = False,
+        cost_basis: Decimal | None = None,
+        unrealized_gain: Decimal | None = None,
+        realized_gain: Decimal | None = None,
+        dividends: Decimal | None = None,
+        interest: Decimal | None = None,
+        fees: Decimal | None = None,
+        taxes: Decimal | None = None,
+        net_transfers: Decimal | None = None,
+        cash_balances: Iterable[CashBalance] = (),
     ) -> PortfolioSnapshot:
         """Build a snapshot from positions already flattened (as `flat_positions` holds them).
 
@@ -289,6 +469,15 @@ class PortfolioSnapshot:
                 net_contributions,
                 external_flow,
                 stale,
+                cost_basis,
+                unrealized_gain,
+                realized_gain,
+                dividends,
+                interest,
+                fees,
+                taxes,
+                net_transfers,
+                tuple(cash_balances),
             )
         )
 
@@ -324,7 +513,9 @@ class PortfolioSnapshot:
 
         Ids and dates become ISO strings and every Decimal a string that reads back as the
         same Decimal (``"190.12"``): never a float, so no cent is lost on the way. A position's
-        ``price_currency`` and ``fx_rate`` are None (null) when no conversion was made.
+        ``price_currency`` and ``fx_rate`` are None (null) when no conversion was made, and
+        every accounting field (cost basis, gains, income, fees, taxes) is None (null) when
+        it is not known.
         """
         return {
             "portfolio_id": str(self.portfolio_id),
@@ -343,12 +534,27 @@ class PortfolioSnapshot:
                     "price_currency": p.price_currency,
                     "fx_rate": _text(p.fx_rate),
                     "stale": p.stale,
+                    "cost_basis": _text(p.cost_basis),
+                    "unrealized_gain": _text(p.unrealized_gain),
+                    "realized_gain": _text(p.realized_gain),
+                    "dividends": _text(p.dividends),
                 }
                 for p in self.positions
             ],
             "net_contributions": _text(self.net_contributions),
             "external_flow": _text(self.external_flow),
             "stale": self.stale,
+            **{name: _text(getattr(self, name)) for name in ACCOUNTING_FIELD_NAMES},
+            "cash_balances": [
+                {
+                    "currency": c.currency,
+                    "amount": str(c.amount),
+                    "value": str(c.value),
+                    "fx_rate": _text(c.fx_rate),
+                    "stale": c.stale,
+                }
+                for c in self.cash_balances
+            ],
         }
 
     def replace(self, **changes: object) -> PortfolioSnapshot:
@@ -358,6 +564,8 @@ class PortfolioSnapshot:
             values["flat_positions"] = tuple(
                 itertools.chain.from_iterable(changes.pop("positions"))  # type: ignore[arg-type]
             )
+        if "cash_balances" in changes:
+            changes["cash_balances"] = tuple(changes["cash_balances"])  # type: ignore[arg-type]
         unknown = set(changes) - set(_SNAPSHOT_FIELDS)
         if unknown:
             raise TypeError(f"PortfolioSnapshot has no field {min(unknown)!r}")
@@ -432,6 +640,15 @@ class DailyTotals(NamedTuple):
         holdings_value: Sum of the positions' market values.
         net_contributions: Deposits minus withdrawals to date, when the ledger was known.
         stale: Whether any position was valued with a carried-forward price or rate.
+        external_flow: The day's deposits minus withdrawals (and transfers), when known.
+        cost_basis: What the positions held cost, when known.
+        unrealized_gain: ``holdings_value - cost_basis``, when known.
+        realized_gain: Gains realized to date, when known.
+        dividends: Dividends received to date, when known.
+        interest: Interest received to date, when known.
+        fees: Fees paid to date, when known.
+        taxes: Taxes paid to date, when known.
+        net_transfers: Value of the units transferred in minus out to date, when known.
     """
 
     portfolio_id: UUID
@@ -442,6 +659,15 @@ class DailyTotals(NamedTuple):
     holdings_value: Decimal
     net_contributions: Decimal | None
     stale: bool
+    external_flow: Decimal | None = None
+    cost_basis: Decimal | None = None
+    unrealized_gain: Decimal | None = None
+    realized_gain: Decimal | None = None
+    dividends: Decimal | None = None
+    interest: Decimal | None = None
+    fees: Decimal | None = None
+    taxes: Decimal | None = None
+    net_transfers: Decimal | None = None
 
     @classmethod
     def of(cls, snapshot: PortfolioSnapshot) -> DailyTotals:
@@ -453,8 +679,9 @@ class DailyTotals(NamedTuple):
         Returns:
             Its totals, equal to what a store's `SnapshotTotals` reads back for it.
         """
-        pid, day, currency, cash, holdings, total, _, net, _, stale = snapshot.values
-        return cls(pid, day, currency, total, cash, holdings, net, stale)
+        values = snapshot.values
+        pid, day, currency, cash, holdings, total, _, net, flow, stale = values[:10]
+        return cls(pid, day, currency, total, cash, holdings, net, stale, flow, *values[10:18])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -133,9 +133,9 @@ class CurrencyMismatchError(InvalidInputError):
     Attributes:
         portfolio_id: The portfolio being valued.
         snapshot_date: The date being valued.
-        ticker: The ticker whose quote is in another currency.
+        ticker: The ticker whose quote is in another currency (None for cash held in it).
         expected: The portfolio's currency.
-        actual: The quote's currency.
+        actual: The quote's (or the cash's) currency.
     """
 
     def __init__(
@@ -143,14 +143,19 @@ class CurrencyMismatchError(InvalidInputError):
         *,
         portfolio_id: UUID | None,
         snapshot_date: dt.date,
-        ticker: str,
+        ticker: str | None,
         expected: str,
         actual: str,
     ) -> None:
-        """Build the error for one quote."""
+        """Build the error for one quote, or for cash held in another currency."""
         where = _where(portfolio_id, snapshot_date)
+        what = (
+            f"cash is held in {actual}"
+            if ticker is None
+            else (f"ticker {ticker!r} is priced in {actual}")
+        )
         super().__init__(
-            f"{where}: ticker {ticker!r} is priced in {actual}, portfolio currency is {expected}"
+            f"{where}: {what}, portfolio currency is {expected}, and no FX source is configured"
         )
         self.portfolio_id = portfolio_id
         self.snapshot_date = snapshot_date

@@ -216,11 +216,22 @@ class _PortfolioIn(pydantic.BaseModel):
     currency: Currency = DEFAULT_CURRENCY
 
 
+def price_problem(value: object) -> str | None:
+    """Say what is wrong with `value` as a close (a finite Decimal, zero or above), or None.
+
+    Zero is a price (a delisted or worthless security); a negative zero is refused, since a
+    source sending one has lost the sign of something.
+    """
+    if isinstance(value, Decimal) and value.is_signed():
+        return "a price must be zero or above"
+    return None
+
+
 class _QuoteIn(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     ticker: Ticker
-    price: Annotated[ExactDecimal, pydantic.Field(gt=0)]
+    price: Annotated[ExactDecimal, pydantic.AfterValidator(_check(price_problem))]
     as_of: UtcDate
     currency: QuoteCurrency = DEFAULT_CURRENCY
 

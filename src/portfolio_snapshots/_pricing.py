@@ -20,13 +20,14 @@ range's values.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from portfolio_snapshots._calculator import DEFAULT_MAX_PRICE_AGE, PriceTable
 from portfolio_snapshots._dated import DatedValues
 from portfolio_snapshots._domain import QUOTE_MINOR_UNITS
 from portfolio_snapshots._fx import pairs_with_inverses
-from portfolio_snapshots._parsing import ticker_problem
+from portfolio_snapshots._parsing import currency_problem, ticker_problem
 from portfolio_snapshots._ports import FxRateHistory, PriceHistory
 from portfolio_snapshots._retry import Attempted, GaveUp, Outcome, RetryPolicy
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
         Callable,
         Collection,
         Iterable,
-        Mapping,
         Sequence,
     )
 
@@ -255,6 +255,7 @@ class Pricing:
             if self._fx is not None:
                 bases = {p.currency for p in portfolios}
                 pairs = {(q, b) for q in state.table.currencies(tickers) for b in bases if q != b}
+                pairs |= _cash_pairs(portfolios)
                 gave_up = await _once_each(
                     state.asked_pairs,
                     state.pending_pairs,
@@ -483,4 +484,21 @@ def _fx_pairs(quotes: Iterable[PriceQuote], portfolios: Iterable[Portfolio]) -> 
     """
     quoted = {QUOTE_MINOR_UNITS.get(q.currency, (q.currency, 1))[0] for q in quotes}
     bases = {p.currency for p in portfolios}
-    return frozenset((q, b) for q in quoted for b in bases if q != b)
+    return frozenset((q, b) for q in quoted for b in bases if q != b) | _cash_pairs(portfolios)
+
+
+def _cash_pairs(portfolios: Iterable[Portfolio]) -> set[_Pair]:
+    """The conversions the portfolios' cash in other currencies needs.
+
+    Well-formed codes only: the calculator fails a portfolio holding a malformed one.
+    """
+    pairs: set[_Pair] = set()
+    for p in portfolios:
+        held = p.foreign_cash
+        if held and isinstance(held, Mapping):
+            pairs.update(
+                (code, p.currency)
+                for code in held
+                if code != p.currency and currency_problem(code) is None
+            )
+    return pairs

@@ -20,7 +20,8 @@ name, case and surrounding spaces aside, in any order; other columns are ignored
 start with a UTF-8 byte-order mark (as spreadsheets write).
 
 Each row is checked where it enters: a date written ``YYYY-MM-DD``, a plain decimal number
-(``1234.50``: no thousands separator, no exponent, above zero), an ISO 4217 currency code, no
+(``1234.50``: no thousands separator, no exponent; a rate above zero, a close zero or above,
+since a delisted security's close of zero is a price), an ISO 4217 currency code, no
 second row for the same ticker (or pair) and date in any of the files. The first row that
 fails raises `MalformedFileError` naming the file, the line and the field.
 """
@@ -134,7 +135,9 @@ def _date(rows: _Rows, line: int, text: str) -> dt.date:
     raise rows.error("must be a date written YYYY-MM-DD", line, "date", text)
 
 
-def _positive(rows: _Rows, line: int, field: str, text: str) -> Decimal:
+def _number(rows: _Rows, line: int, field: str, text: str, *, zero: bool = False) -> Decimal:
+    """Read a plain decimal number above zero (or zero too, with `zero`)."""
+    bound = "zero or above" if zero else "above zero"
     if "," in text:
         raise rows.error(
             "thousands separators and decimal commas are not accepted: "
@@ -144,15 +147,15 @@ def _positive(rows: _Rows, line: int, field: str, text: str) -> Decimal:
             text,
         )
     if text.startswith("-") and _NUMBER.fullmatch(text[1:]):
-        raise rows.error("must be above zero", line, field, text)
+        raise rows.error(f"must be {bound}", line, field, text)
     if not _NUMBER.fullmatch(text):
         raise rows.error("must be a plain decimal number such as 123.45", line, field, text)
     try:
         value = Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
         raise rows.error("must be a plain decimal number", line, field, text) from None
-    if value <= 0:
-        raise rows.error("must be above zero", line, field, text)
+    if value < 0 or (value == 0 and not zero):
+        raise rows.error(f"must be {bound}", line, field, text)
     return value
 
 
@@ -237,7 +240,7 @@ class CsvMarketData:
                     raise rows.error(
                         f"must be 1 to {_MAX_TICKER} characters", line, "ticker", ticker
                     )
-                price = _positive(rows, line, "close", row["close"])
+                price = _number(rows, line, "close", row["close"], zero=True)
                 text = row.get("currency") or default_currency
                 currency = _currency(rows, line, "currency", text or "", known)
                 earlier = seen.get((ticker, day))
@@ -308,7 +311,7 @@ class CsvFxRates:
                 quote = _currency(rows, line, "quote", row["quote"], known)
                 if base == quote:
                     raise rows.error("names the base currency again", line, "quote", quote)
-                rate = _positive(rows, line, "rate", row["rate"])
+                rate = _number(rows, line, "rate", row["rate"])
                 earlier = seen.get((base, quote, day))
                 if earlier is not None:
                     raise rows.error(

@@ -54,6 +54,7 @@ from portfolio_snapshots._errors import (
     SchemaVersionError,
 )
 from portfolio_snapshots.adapters._sql_codec import (
+    NO_BOOKS,
     SCHEMA_VERSION,
     PositionPrice,
     PriceCatalog,
@@ -297,7 +298,7 @@ def _close_all(holder: list[sqlite3.Connection]) -> None:
 
 
 def _snapshot_row(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[object, ...]:
-    pid, day, currency, cash, holdings, total, _, net, flow, stale = s.values
+    pid, day, currency, cash, holdings, total, _, net, flow, stale = s.values[:10]
     return (
         str(pid),
         day.isoformat(),
@@ -327,6 +328,7 @@ def _snapshot_of(row: Sequence[object], flat: tuple[object, ...]) -> PortfolioSn
             optional_decimal(None if net is None else str(net)),
             optional_decimal(None if flow is None else str(flow)),
             bool(stale),
+            *NO_BOOKS,
         )
     )
 

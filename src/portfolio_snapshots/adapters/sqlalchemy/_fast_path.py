@@ -168,7 +168,7 @@ class DriverUpsert:
         Raises:
             InvalidInputError: An amount is not a Decimal.
         """
-        pid, day, currency, cash, holdings, total, _, net, flow, stale = s.values
+        pid, day, currency, cash, holdings, total, _, net, flow, stale = s.values[:10]
         # Seen as objects: a host may hand in a float, which must be refused.
         amounts: tuple[object, object, object] = (cash, holdings, total)
         if not (
@@ -206,7 +206,7 @@ class DriverUpsert:
             InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`.
         """
         pid, day, currency, cash, holdings, total, _, net, flow, stale = zip(
-            *[s.values for s in part], strict=True
+            *[s.values[:10] for s in part], strict=True
         )
         return (
             list(pid) if self._pid is None else list(map(self._pid, pid)),

@@ -51,6 +51,7 @@ from portfolio_snapshots._errors import (
 from portfolio_snapshots.adapters._sql_codec import (
     FENCE_COUNTER_TABLE,
     LEASES_TABLE,
+    NO_BOOKS,
     PRICES_TABLE,
     RUNS_TABLE,
     SCHEMA_VERSION,
@@ -583,6 +584,7 @@ def _migrate_to_2(conn: Connection) -> None:
                     r["net_contributions"],
                     r["external_flow"],
                     bool(r["stale"]),
+                    *NO_BOOKS,
                 )
             )
             for r in rows

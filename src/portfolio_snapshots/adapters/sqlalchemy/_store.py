@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from portfolio_snapshots._domain import DailyTotals, Lease, PortfolioSnapshot, RunRecord, RunState
 from portfolio_snapshots._errors import DatabaseBusyError, LeaseLostError, RunKeyConflictError
 from portfolio_snapshots.adapters._sql_codec import (
+    NO_BOOKS,
     PositionPrice,
     PriceCatalog,
     PricePlan,
@@ -121,7 +122,7 @@ def _snapshot(row: Sequence[Any], flat: tuple[object, ...]) -> PortfolioSnapshot
     """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed)."""
     pid, day, currency, cash, holdings, total, _, net, flow, stale = row
     return PortfolioSnapshot.from_values(
-        (pid, day, currency, cash, holdings, total, flat, net, flow, bool(stale))
+        (pid, day, currency, cash, holdings, total, flat, net, flow, bool(stale), *NO_BOOKS)
     )
 
 
