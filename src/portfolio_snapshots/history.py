@@ -9,6 +9,9 @@
   `PortfolioDayStream`, which yield `PortfolioDay` values.
 - Exchange rates: the `FxRates` port and its `FxRateHistory` capability, `FxQuote` values,
   `pairs_with_inverses`, `resolve_rate`, `invert_quote`, `convert` and `fx_context`.
+- What a snapshot is read with besides its value: `Accounting` (a portfolio's cost basis,
+  realized gain, income, fees, taxes and transfers to date, which a ledger replay or the host
+  supplies) and `CashBalance` (cash held in each currency, valued at the day's rate).
 - Reading a stored series for a chart without its positions: the `SnapshotTotals`
   capability of a snapshot store (every shipped store offers it), which reads `DailyTotals`.
 - Returns of a stored series: `time_weighted_returns`, `cumulative_time_weighted_return`,
@@ -20,7 +23,7 @@ See ``docs/history.md`` for the conventions and worked examples.
 
 from __future__ import annotations
 
-from portfolio_snapshots._domain import DailyTotals, FxQuote, PortfolioDay
+from portfolio_snapshots._domain import Accounting, CashBalance, DailyTotals, FxQuote, PortfolioDay
 from portfolio_snapshots._fx import (
     FX_PRECISION,
     convert,
@@ -68,6 +71,8 @@ __all__ = [
     "MWR_PLACES",
     "MWR_TOLERANCE",
     "RETURNS_PRECISION",
+    "Accounting",
+    "CashBalance",
     "DailyTotals",
     "FlowTiming",
     "FxQuote",
