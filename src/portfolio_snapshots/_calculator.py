@@ -13,7 +13,7 @@ import decimal
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
@@ -730,20 +730,20 @@ def _books(
     )
     cost_total: Decimal | None = None if costs is None else _ZERO
     for i in range(0, len(flat), POSITION_WIDTH):
-        ticker = flat[i]
+        ticker = cast("str", flat[i])
         if costs is not None:
-            cost = costs.get(ticker)  # type: ignore[call-overload]
+            cost = costs.get(ticker)
             if cost is None:
                 cost_total = None
             else:
                 flat[i + 8] = cost
-                flat[i + 9] = flat[i + 4] - cost
+                flat[i + 9] = cast("Decimal", flat[i + 4]) - cost
                 if cost_total is not None:
                     cost_total += cost
         if realized is not None:
-            flat[i + 10] = realized.get(ticker, _ZERO)  # type: ignore[call-overload]
+            flat[i + 10] = realized.get(ticker, _ZERO)
         if dividends is not None:
-            flat[i + 11] = dividends.get(ticker, _ZERO)  # type: ignore[call-overload]
+            flat[i + 11] = dividends.get(ticker, _ZERO)
     return (
         cost_total,
         None if cost_total is None else holdings - cost_total,
