@@ -90,6 +90,7 @@ _Books: TypeAlias = tuple[
 ]
 _UNKNOWN_BOOKS: _Books = (None, None, None, None, None, None, None, None)
 _NO_CASH_BALANCES: tuple[CashBalance, ...] = ()
+_NO_POSITION_BOOKS: tuple[object, ...] = ()
 _ACCOUNTING_AMOUNTS = (
     "realized_gain",
     "dividends",
@@ -324,21 +325,16 @@ class SnapshotCalculator:
         decimal_type, zero, limit = Decimal, _ZERO, _LIMIT
         for ticker in sorted(holdings):
             quantity = holdings[ticker]
-            if (
-                quantity.__class__ is not decimal_type
-                or not quantity.is_finite()
-                or not zero <= quantity < limit
-            ):
-                raise InvalidPortfolioError(
-                    f"quantity must be a finite Decimal from 0 to below {limit}",
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    field="quantity",
-                    ticker=ticker,
-                    value=quantity,
-                )
-            if not quantity:
-                continue
+            # One test for the usual held quantity; a NaN makes the comparison raise
+            # InvalidOperation (the context traps it), turned into its error below.
+            try:
+                usual = quantity.__class__ is decimal_type and zero < quantity < limit
+            except decimal.InvalidOperation:
+                usual = False
+            if not usual:
+                if quantity.__class__ is decimal_type and quantity.is_zero():
+                    continue  # held in a quantity of zero: nothing to value
+                raise _bad_quantity(pid, day, ticker, quantity)
             entry = get_price(ticker)
             if entry is None:
                 raise table.error(pid, ticker)
@@ -376,10 +372,6 @@ class SnapshotCalculator:
                     price_currency,
                     rate,
                     stale,
-                    None,
-                    None,
-                    None,
-                    None,
                 )
             )
         if foreign_cash is None and accounting is None:
@@ -395,8 +387,16 @@ class SnapshotCalculator:
                     net_contributions,
                     external_flow,
                     any_stale,
-                    *_UNKNOWN_BOOKS,
+                    None,  # the eight accounting fields (_UNKNOWN_BOOKS), spelled out:
+                    None,  # a literal tuple is built faster than one with an unpacking
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
                     _NO_CASH_BALANCES,
+                    _NO_POSITION_BOOKS,
                 )
             )
         balances = _NO_CASH_BALANCES
@@ -405,7 +405,11 @@ class SnapshotCalculator:
                 pid, day, currency, cash, foreign_cash, table, exp
             )
             any_stale = any_stale or cash_stale
-        books = _UNKNOWN_BOOKS if accounting is None else _books(pid, day, flat, total, accounting)
+        books, position_books = (
+            (_UNKNOWN_BOOKS, _NO_POSITION_BOOKS)
+            if accounting is None
+            else _books(pid, day, flat, total, accounting)
+        )
         return _from_values(
             (
                 pid,
@@ -420,6 +424,7 @@ class SnapshotCalculator:
                 any_stale,
                 *books,
                 balances,
+                position_books,
             )
         )
 
@@ -660,6 +665,17 @@ class PriceTable:
         )
 
 
+def _bad_quantity(pid: UUID, day: dt.date, ticker: str, quantity: object) -> InvalidPortfolioError:
+    return InvalidPortfolioError(
+        f"quantity must be a finite Decimal from 0 to below {_LIMIT}",
+        portfolio_id=pid,
+        snapshot_date=day,
+        field="quantity",
+        ticker=ticker,
+        value=quantity,
+    )
+
+
 def _amount_problem(value: object) -> str | None:
     if type(value) is not Decimal or not value.is_finite() or not _NEGATIVE_LIMIT < value < _LIMIT:
         return f"must be a finite Decimal below {_LIMIT} in magnitude"
@@ -720,8 +736,8 @@ def _cash_balances(  # noqa: PLR0917 - the valuation's own arguments
 
 def _books(
     pid: UUID, day: dt.date, flat: list[object], holdings: Decimal, accounting: Accounting
-) -> _Books:
-    """Fill the positions' accounting fields in `flat`; return the snapshot's eight fields."""
+) -> tuple[_Books, tuple[object, ...]]:
+    """Return the snapshot's eight accounting fields and its positions' (`position_books`)."""
     _check_accounting(pid, day, accounting)
     costs, realized, dividends = (
         accounting.cost_basis,
@@ -729,21 +745,28 @@ def _books(
         accounting.position_dividends,
     )
     cost_total: Decimal | None = None if costs is None else _ZERO
+    position_books: list[object] = []
     for i in range(0, len(flat), POSITION_WIDTH):
         ticker = cast("str", flat[i])
+        cost = unrealized = None
         if costs is not None:
             cost = costs.get(ticker)
             if cost is None:
                 cost_total = None
             else:
-                flat[i + 8] = cost
-                flat[i + 9] = cast("Decimal", flat[i + 4]) - cost
+                unrealized = cast("Decimal", flat[i + 4]) - cost
                 if cost_total is not None:
                     cost_total += cost
-        if realized is not None:
-            flat[i + 10] = realized.get(ticker, _ZERO)
-        if dividends is not None:
-            flat[i + 11] = dividends.get(ticker, _ZERO)
+        position_books.extend(
+            (
+                cost,
+                unrealized,
+                None if realized is None else realized.get(ticker, _ZERO),
+                None if dividends is None else dividends.get(ticker, _ZERO),
+            )
+        )
+    if all(field is None for field in position_books):
+        position_books = []
     return (
         cost_total,
         None if cost_total is None else holdings - cost_total,
@@ -753,7 +776,7 @@ def _books(
         accounting.fees,
         accounting.taxes,
         accounting.net_transfers,
-    )
+    ), tuple(position_books)
 
 
 def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:

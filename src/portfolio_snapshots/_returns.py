@@ -9,8 +9,9 @@ Conventions (see ``docs/history.md`` for the formulas and worked examples):
 - The external flow of the period between two snapshots is the change in
   ``net_contributions`` plus ``net_transfers`` (units transferred in or out of the account are
   flows, as the peers count them, though not contributions of cash; None counts as none); for
-  consecutive dates it must equal the later snapshot's ``external_flow``. Snapshots keep the net flow only, so a period's deposits and withdrawals
-  are netted: its flow is a deposit when positive, a withdrawal when negative.
+  consecutive dates it must equal the later snapshot's ``external_flow``. Snapshots keep the
+  net flow only, so a period's deposits and withdrawals are netted: its flow is a deposit
+  when positive, a withdrawal when negative.
 - `FlowTiming` says whether a period's flow is at work during the period (it happened at its
   start) or not (at its end); for daily snapshots the period is the flow's day. The default,
   `FlowTiming.DEPOSITS_START_WITHDRAWALS_END`, is Portfolio Performance's: a deposit earns the
