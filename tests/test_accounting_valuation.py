@@ -130,6 +130,8 @@ def test_a_portfolio_without_books_has_every_accounting_field_unknown() -> None:
     [
         (Accounting(cost_basis={"AAA": 100.0}), "cost_basis"),  # type: ignore[dict-item]
         (Accounting(realized_gain=Decimal("NaN")), "realized_gain"),
+        (Accounting(cost_basis={"AAA": Decimal("NaN")}), "cost_basis"),
+        (Accounting(position_realized={"AAA": Decimal("-Infinity")}), "position_realized"),
         (Accounting(fees=Decimal("1E+20")), "fees"),
         (Accounting(position_dividends=[("AAA", Decimal(1))]), "position_dividends"),  # type: ignore[arg-type]
         ({"cost_basis": {}}, "accounting"),

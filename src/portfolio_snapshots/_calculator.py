@@ -100,6 +100,8 @@ _ACCOUNTING_AMOUNTS = (
     "net_transfers",
 )
 _ACCOUNTING_MAPPINGS = ("cost_basis", "position_realized", "position_dividends")
+# Checked by identity before the slower isinstance(..., Mapping).
+_PLAIN_MAPPINGS = frozenset({dict, MappingProxyType})
 
 
 class SnapshotCalculator:
@@ -737,36 +739,65 @@ def _cash_balances(  # noqa: PLR0917 - the valuation's own arguments
 def _books(
     pid: UUID, day: dt.date, flat: list[object], holdings: Decimal, accounting: Accounting
 ) -> tuple[_Books, tuple[object, ...]]:
-    """Return the snapshot's eight accounting fields and its positions' (`position_books`)."""
-    _check_accounting(pid, day, accounting)
-    costs, realized, dividends = (
-        accounting.cost_basis,
-        accounting.position_realized,
-        accounting.position_dividends,
-    )
+    """Return the snapshot's eight accounting fields and its positions' (`position_books`).
+
+    Only what the snapshot uses is checked: the amounts, and the per-ticker figures of the
+    tickers held (a mapping's entries for tickers no longer held are not read).
+    """
+    costs, realized, dividends = _checked_books(pid, day, accounting)
+    try:
+        return _position_books(pid, day, flat, holdings, accounting, (costs, realized, dividends))
+    except decimal.InvalidOperation:  # a NaN compared: find it and name it
+        for i in range(0, len(flat), POSITION_WIDTH):
+            ticker = cast("str", flat[i])
+            for field, per_ticker in zip(
+                _ACCOUNTING_MAPPINGS, (costs, realized, dividends), strict=True
+            ):
+                amount = None if per_ticker is None else per_ticker.get(ticker)
+                if amount is not None and _amount_problem(amount) is not None:
+                    raise _bad_book(pid, day, field, ticker, amount) from None
+        raise
+
+
+def _position_books(  # noqa: C901, PLR0917 - one hot loop, split from _books
+    pid: UUID,
+    day: dt.date,
+    flat: list[object],
+    holdings: Decimal,
+    accounting: Accounting,
+    mappings: _Mappings,
+) -> tuple[_Books, tuple[object, ...]]:
+    costs, realized, dividends = mappings
     cost_total: Decimal | None = None if costs is None else _ZERO
     position_books: list[object] = []
+    extend = position_books.extend
+    decimal_type = Decimal
+    # Each figure is checked to be a finite Decimal here (cheap), and its magnitude through
+    # the totals' bounds below: one huge figure makes a huge total.
     for i in range(0, len(flat), POSITION_WIDTH):
-        ticker = cast("str", flat[i])
-        cost = unrealized = None
+        ticker: str = flat[i]  # type: ignore[assignment]
+        cost = unrealized = gained = paid = None
         if costs is not None:
             cost = costs.get(ticker)
             if cost is None:
                 cost_total = None
             else:
-                unrealized = cast("Decimal", flat[i + 4]) - cost
+                if cost.__class__ is not decimal_type or not cost.is_finite():
+                    raise _bad_book(pid, day, "cost_basis", ticker, cost)
+                unrealized = flat[i + 4] - cost  # type: ignore[operator]
                 if cost_total is not None:
                     cost_total += cost
-        position_books.extend(
-            (
-                cost,
-                unrealized,
-                None if realized is None else realized.get(ticker, _ZERO),
-                None if dividends is None else dividends.get(ticker, _ZERO),
-            )
-        )
-    if all(field is None for field in position_books):
-        position_books = []
+        if realized is not None:
+            gained = realized.get(ticker, _ZERO)
+            if gained.__class__ is not decimal_type or not gained.is_finite():
+                raise _bad_book(pid, day, "position_realized", ticker, gained)
+        if dividends is not None:
+            paid = dividends.get(ticker, _ZERO)
+            if paid.__class__ is not decimal_type or not paid.is_finite():
+                raise _bad_book(pid, day, "position_dividends", ticker, paid)
+        extend((cost, unrealized, gained, paid))
+    if cost_total is not None and not _NEGATIVE_LIMIT < cost_total < _LIMIT:
+        raise _bad_book(pid, day, "cost_basis", None, cost_total)
     return (
         cost_total,
         None if cost_total is None else holdings - cost_total,
@@ -776,10 +807,16 @@ def _books(
         accounting.fees,
         accounting.taxes,
         accounting.net_transfers,
-    ), tuple(position_books)
+    ), (tuple(position_books) if costs or realized or dividends else ())
 
 
-def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:
+_Mappings: TypeAlias = tuple[
+    "Mapping[str, Decimal] | None", "Mapping[str, Decimal] | None", "Mapping[str, Decimal] | None"
+]
+
+
+def _checked_books(pid: UUID, day: dt.date, accounting: Accounting) -> _Mappings:
+    """Check the books' type and amounts; return their three per-ticker mappings."""
     if type(accounting) is not Accounting:
         raise InvalidPortfolioError(
             "must be None or an Accounting value",
@@ -788,15 +825,22 @@ def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:
             field="accounting",
             value=accounting,
         )
-    for name in _ACCOUNTING_AMOUNTS:
-        amount = getattr(accounting, name)
+    amounts = (
+        accounting.realized_gain,
+        accounting.dividends,
+        accounting.interest,
+        accounting.fees,
+        accounting.taxes,
+        accounting.net_transfers,
+    )
+    for name, amount in zip(_ACCOUNTING_AMOUNTS, amounts, strict=True):
         if amount is not None and (reason := _amount_problem(amount)) is not None:
             raise InvalidPortfolioError(
                 reason, portfolio_id=pid, snapshot_date=day, field=name, value=amount
             )
-    for name in _ACCOUNTING_MAPPINGS:
-        per_ticker = getattr(accounting, name)
-        if per_ticker is None:
+    mappings = (accounting.cost_basis, accounting.position_realized, accounting.position_dividends)
+    for name, per_ticker in zip(_ACCOUNTING_MAPPINGS, mappings, strict=True):
+        if per_ticker is None or per_ticker.__class__ in _PLAIN_MAPPINGS:
             continue
         if not isinstance(per_ticker, Mapping):
             raise InvalidPortfolioError(
@@ -806,16 +850,19 @@ def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:
                 field=name,
                 value=per_ticker,
             )
-        for ticker, amount in per_ticker.items():
-            if (reason := _amount_problem(amount)) is not None:
-                raise InvalidPortfolioError(
-                    reason,
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    field=name,
-                    ticker=ticker if isinstance(ticker, str) else None,
-                    value=amount,
-                )
+    return mappings
+
+
+def _bad_book(pid: UUID, day: dt.date, field: str, ticker: str | None, amount: object) -> Exception:
+    """The error for a per-ticker figure that is not a finite Decimal within the bounds."""
+    return InvalidPortfolioError(
+        f"must be a finite Decimal below {_LIMIT} in magnitude",
+        portfolio_id=pid,
+        snapshot_date=day,
+        field=field,
+        ticker=ticker,
+        value=amount,
+    )
 
 
 def _check_flows(
