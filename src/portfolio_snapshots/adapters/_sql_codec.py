@@ -337,7 +337,10 @@ class PricePlan:
         """
         rows: list[PriceRow] = []
         new = self._new
-        for (day, ticker), contents in self._contents.items():
+        # In key order: batches written at once insert their new price rows in one global
+        # order, so neither waits on a row the other holds while holding one it wants (a
+        # deadlock on PostgreSQL when the rows came in the order each batch met them).
+        for (day, ticker), contents in sorted(self._contents.items(), key=_price_day):
             variants = dict(stored.get((day, ticker), {}))
             by_content = {c: v for v, c in variants.items()}
             for content in contents:
@@ -484,6 +487,10 @@ def flat_positions_from_text(
             )
         )
     return tuple(flat)
+
+
+def _price_day(item: tuple[PriceDay, object]) -> PriceDay:
+    return item[0]
 
 
 def report_json(report: Mapping[str, object]) -> str:
