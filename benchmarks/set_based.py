@@ -16,12 +16,12 @@ Every side starts from the same seeded tables (``bench_cash``, ``bench_holdings`
 ``bench_closes``, loaded once with ``COPY``) and writes into empty tables of its own; the
 sides run one after the other, ``--rounds`` times, and each keeps its best time:
 
-- **library**: ``run_daily`` with a repository streaming the holdings out of those tables (one
-  ordered query through an asyncpg cursor), a `MarketData` reading the closes table, and
-  `SqlAlchemySnapshotStore` on the same database as store, run ledger and lock (a run key,
-  a lease and fenced writes, as in production). It writes schema version 2: a row per
-  snapshot with its totals and its positions in the compact form (ticker, quantity, exact
-  market value) and the day's prices once per ticker in ``ps_prices``.
+- **library**: ``run_daily`` with a repository streaming the portfolios out of those tables
+  (one query grouped per portfolio, through an asyncpg cursor), a `MarketData` reading the
+  closes table, and `SqlAlchemySnapshotStore` on the same database as store, run ledger and
+  lock (a run key, a lease and fenced writes, as in production). It writes schema version 2:
+  a row per snapshot with its totals and its positions in the compact form (ticker,
+  quantity, exact market value) and the day's prices once per ticker in ``ps_prices``.
 - **pandas**: what a data engineer might write: read the three tables out with ``COPY ... TO
   STDOUT`` into DataFrames (floats), merge holdings with closes, value each position
   (quantity times price, rounded to cents), sum per portfolio, add cash, and write the
@@ -67,8 +67,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
-import importlib.util
+import importlib
 import io
 import os
 import random
@@ -100,6 +101,7 @@ from portfolio_snapshots.events import RetryScheduled
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
+    from portfolio_snapshots import MarketData, PortfolioRepository
     from portfolio_snapshots.events import RunEvent
 
 DAY = dt.date(2026, 11, 27)
@@ -213,7 +215,20 @@ Totals = dict[uuid.UUID, Decimal]
 
 
 class TablePortfolios:
-    """Streams the portfolios out of the benchmark's tables, one ordered query."""
+    """Streams the portfolios out of the benchmark's tables, one query grouped per portfolio.
+
+    Each row is a portfolio: its id, its cash and its holdings as one text (``ticker
+    quantity`` pairs, the tickers here hold no space), parsed into Decimals here: asyncpg
+    decodes a ``numeric`` into a `Decimal` several times slower than ``Decimal(text)``, and a
+    row per holding (a million rows through a cursor) took 4.5 to 6 s of a 100,000-portfolio
+    run, this form about 1.5 s.
+    """
+
+    QUERY = (
+        "SELECT c.portfolio_id, c.cash, string_agg(h.ticker || ' ' || h.quantity::text, ' ') "
+        "FROM bench_cash c JOIN bench_holdings h USING (portfolio_id) "
+        "GROUP BY c.portfolio_id ORDER BY c.portfolio_id"
+    )
 
     def __init__(self, dsn: str, schema: str) -> None:
         self.dsn, self.schema = dsn, schema
@@ -223,22 +238,11 @@ class TablePortfolios:
         conn = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
         try:
             async with conn.transaction():
-                current: uuid.UUID | None = None
-                cash = Decimal(0)
-                holdings: dict[str, Decimal] = {}
-                query = (
-                    "SELECT h.portfolio_id, c.cash, h.ticker, h.quantity FROM bench_holdings h "
-                    "JOIN bench_cash c USING (portfolio_id) ORDER BY h.portfolio_id"
-                )
-                async for pid, pcash, ticker, quantity in conn.cursor(query, prefetch=5000):
-                    if pid != current:
-                        if current is not None:
-                            yield Portfolio(current, cash, holdings)
-                        # asyncpg's UUID is a subclass, which the job refuses: a plain one
-                        current, cash, holdings = uuid.UUID(bytes=pid.bytes), pcash, {}
-                    holdings[ticker] = quantity
-                if current is not None:
-                    yield Portfolio(current, cash, holdings)
+                async for pid, cash, text in conn.cursor(self.QUERY, prefetch=5000):
+                    parts = text.split(" ")
+                    holdings = dict(zip(parts[::2], map(Decimal, parts[1::2]), strict=True))
+                    # asyncpg's UUID is a subclass, which the job refuses: a plain one
+                    yield Portfolio(uuid.UUID(bytes=pid.bytes), cash, holdings)
         finally:
             await conn.close()
 
@@ -331,17 +335,33 @@ class Retries:
             self.seen.append(event)
 
 
-async def library(dsn: str, schema: str, concurrency: int, retries: list[Retries]) -> float:
-    """Time ``run_daily`` into the store on the same database; keep its retries in `retries`."""
+async def library(  # noqa: PLR0917 - where, how, and optionally from what
+    dsn: str,
+    schema: str,
+    concurrency: int,
+    retries: list[Retries],
+    portfolios: PortfolioRepository | None = None,
+    market_data: MarketData | None = None,
+) -> float:
+    """Time ``run_daily`` into the store in `schema`; keep its retries in `retries`.
+
+    Args:
+        dsn: The database.
+        schema: The schema of the store's tables (and of the benchmark's, by default).
+        concurrency: ``run_daily``'s batches in flight.
+        retries: Where to add the run's retries.
+        portfolios: The repository to read; by default `TablePortfolios` on `schema`.
+        market_data: The closes; by default `TableCloses` on `schema`.
+    """
     hook = Retries()
     retries.append(hook)
     url = sqlalchemy_url(dsn)
     args = {"server_settings": {"search_path": schema}}
     async with await SqlAlchemySnapshotStore.open(url, connect_args=args, create=False) as store:
         job = SnapshotJob(
-            portfolios=TablePortfolios(dsn, schema),
+            portfolios=portfolios or TablePortfolios(dsn, schema),
             snapshots=store,
-            market_data=TableCloses(dsn, schema),
+            market_data=market_data or TableCloses(dsn, schema),
             ledger=store,
             lock=store,
             events=hook,
@@ -385,8 +405,12 @@ async def same_data(dsn: str, schema: str, tables: str) -> float:
 
 
 def pandas_available() -> bool:
-    """Whether pandas is installed (it comes with the ``bench`` extra)."""
-    return importlib.util.find_spec("pandas") is not None
+    """Import pandas (outside the timings) if it is installed: the ``bench`` extra has it."""
+    try:
+        importlib.import_module("pandas")
+    except ImportError:
+        return False
+    return True
 
 
 def pandas_totals(
@@ -508,12 +532,19 @@ def off_by_more_than_half_a_cent(lib: Totals, other: Totals) -> tuple[int, Decim
 # --- the breakdown of the library's time --------------------------------------------------------
 
 
-async def breakdown(dsn: str, schema: str, scratch: str, n: int) -> dict[str, float]:
-    """Time the parts of the library's run alone: read, value, encode, write."""
-    parts: dict[str, float] = {}
+async def breakdown(  # noqa: PLR0917 - where, then how
+    dsn: str, schema: str, scratch: str, n: int, concurrency: int, retries: list[Retries]
+) -> list[tuple[str, float]]:
+    """Time the parts of the library's run alone; return (what, seconds) in order.
+
+    The first three add up to the run done one part after the other: reading the stream,
+    valuing it, writing the snapshots; encoding is part of the write, shown alone; the last
+    is the run from memory into the store (valuing and writing, overlapped as a run does).
+    """
+    parts: list[tuple[str, float]] = []
     start = time.perf_counter()
     portfolios = [p async for p in TablePortfolios(dsn, schema).iter_portfolios(DAY)]
-    parts["read the stream (asyncpg cursor, Portfolio values)"] = time.perf_counter() - start
+    parts.append(("read the stream (TablePortfolios alone)", time.perf_counter() - start))
 
     closes = await TableCloses(dsn, schema).get_prices(
         {t for p in portfolios for t in p.holdings}, DAY
@@ -527,24 +558,11 @@ async def breakdown(dsn: str, schema: str, scratch: str, n: int) -> dict[str, fl
     )
     start = time.perf_counter()
     report = await job.run_daily(DAY)
-    parts["value (run_daily from memory into memory)"] = time.perf_counter() - start
+    parts.append(("value (run_daily from memory into memory)", time.perf_counter() - start))
     snapshots = memory.all()
     if report.succeeded != n or len(snapshots) != n:
         raise SystemExit(f"the in-memory run stored {len(snapshots)} of {n}")
     batches = [snapshots[i : i + BATCH] for i in range(0, n, BATCH)]
-
-    def encode_all() -> None:
-        catalog = PriceCatalog()
-        for batch in batches:
-            plan = catalog.plan(dedupe_sorted(batch))
-            plan.resolve({})
-            for s in batch:
-                plan.encode(s)
-            plan.commit()
-
-    start = time.perf_counter()
-    encode_all()
-    parts["encode (compact positions, the codec alone)"] = time.perf_counter() - start
 
     await empty(dsn, scratch, STORE_TABLES)
     url = sqlalchemy_url(dsn)
@@ -553,9 +571,29 @@ async def breakdown(dsn: str, schema: str, scratch: str, n: int) -> dict[str, fl
         start = time.perf_counter()
         for batch in batches:
             await store.upsert_many(batch, fence=FENCE)
-        parts["write (upsert_many, encoding included, batch after batch)"] = (
-            time.perf_counter() - start
-        )
+        write = time.perf_counter() - start
+    parts.append(("write (upsert_many, batch after batch)", write))
+
+    catalog = PriceCatalog()
+    start = time.perf_counter()
+    for batch in batches:
+        plan = catalog.plan(dedupe_sorted(batch))
+        plan.resolve({})
+        for s in batch:
+            plan.encode(s)
+        plan.commit()
+    parts.append(("  of which encoding (the codec alone)", time.perf_counter() - start))
+
+    await empty(dsn, scratch, LIBRARY_TABLES)
+    from_memory = await library(
+        dsn,
+        scratch,
+        concurrency,
+        retries,
+        InMemoryPortfolioRepository(portfolios),
+        InMemoryMarketData(closes.values()),
+    )
+    parts.append(("run_daily from memory into the store", from_memory))
     return parts
 
 
@@ -583,13 +621,25 @@ def ratio_line(label: str, ratio: float, target: float | None, note: str) -> str
     return f"{label:<24}: {ratio:8.2f}x  (target <= {target:g}x) {met}: {note}"
 
 
-async def measure(dsn: str, args: argparse.Namespace) -> None:
-    """Load the data, run every side, check what they stored, print the figures."""
+@dataclasses.dataclass
+class Results:
+    """What `measure` found: the best times, the checks, and the breakdown if asked for."""
+
+    best: dict[str, float]
+    load: tuple[float, float]
+    retries: list[Retries]
+    rows: int
+    ties: tuple[int, Decimal]
+    pandas_off: tuple[int, Decimal] | None
+    parts: list[tuple[str, float]] | None
+
+
+async def measure(dsn: str, args: argparse.Namespace) -> Results:
+    """Load the data, run every side, check what they stored."""
     with_pandas = pandas_available()
     retries: list[Retries] = []
     async with schemas(dsn, 3) as (schema, sql_schema, scratch):
         await load(dsn, schema, args.portfolios, args.positions, args.tickers, args.seed)
-
         sides: dict[str, tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[float]]]] = {
             "library": (
                 lambda: empty(dsn, schema, LIBRARY_TABLES),
@@ -606,39 +656,47 @@ async def measure(dsn: str, args: argparse.Namespace) -> None:
                 lambda: empty(dsn, schema, "bench_pandas_totals"),
                 lambda: pandas_pipeline(dsn, schema),
             )
-        load_average = os.getloadavg()
+        before = os.getloadavg()[0]
         best = await best_of(args.rounds, sides)
-        load_after = os.getloadavg()
+        load_average = (before, os.getloadavg()[0])
 
         lib_totals = await fetch_totals(dsn, schema, "ps_snapshots")
         if len(lib_totals) != args.portfolios:
             raise SystemExit(f"the library stored {len(lib_totals)} of {args.portfolios}")
-        ties, tie_gap = check_ties(
+        ties = check_ties(
             lib_totals, await fetch_totals(dsn, schema, "bench_totals"), args.positions
         )
         rows = await check_same_data(dsn, schema, sql_schema, args.portfolios)
-        off = gap = None
+        pandas_off = None
         if with_pandas:
-            off, gap = off_by_more_than_half_a_cent(
+            pandas_off = off_by_more_than_half_a_cent(
                 lib_totals, await fetch_totals(dsn, schema, "bench_pandas_totals")
             )
-        parts = await breakdown(dsn, schema, scratch, args.portfolios) if args.breakdown else None
+        parts = None
+        if args.breakdown:
+            parts = await breakdown(dsn, schema, scratch, args.portfolios, args.concurrency, [])
+    return Results(best, load_average, retries, rows, ties, pandas_off, parts)
 
-    n = args.portfolios
+
+def report(args: argparse.Namespace, r: Results) -> None:
+    """Print the times, the checks and the ratios."""
+    n, best = args.portfolios, r.best
     lib = best["library"]
     print(f"{n} portfolios x {args.positions} positions over {args.tickers} tickers, PostgreSQL")
     print(
-        f"best of {args.rounds} round(s); load average {load_average[0]:.2f} before, "
-        f"{load_after[0]:.2f} after"
+        f"best of {args.rounds} round(s); load average {r.load[0]:.2f} before, "
+        f"{r.load[1]:.2f} after"
     )
     print(
         f"run_daily         : {lib:8.3f} s  (store, ledger and lock: snapshots with positions, "
         "prices once, exact, checked, idempotent)"
     )
-    print(f"run_daily retries : {[len(r.seen) for r in retries]} per round", end="")
-    first = next((r.seen[0] for r in retries if r.seen), None)
-    print("" if first is None else f", e.g. {first.operation}: {first.message[-80:]}")
-    if with_pandas:
+    first = next((x.seen[0] for x in r.retries if x.seen), None)
+    print(
+        f"run_daily retries : {[len(x.seen) for x in r.retries]} per round"
+        + ("" if first is None else f", e.g. {first.operation}: {first.message[-80:]}")
+    )
+    if "pandas" in best:
         print(
             f"pandas pipeline   : {best['pandas']:8.3f} s  (COPY out, floats, COPY in, upsert: "
             "totals only)"
@@ -655,17 +713,19 @@ async def measure(dsn: str, args: argparse.Namespace) -> None:
         f"SQL, same data    : {best['same']:8.3f} s  (ps_prices and ps_snapshots as the library "
         "writes them)"
     )
-    print(f"same data         : {rows} rows (snapshots and prices) identical to the library's")
+    print(f"same data         : {r.rows} rows (snapshots and prices) identical to the library's")
+    ties, tie_gap = r.ties
     print(
         f"totals, SQL       : {n - ties} equal, {ties} differ by up to {tie_gap} "
         "(ties: PostgreSQL's round() goes away from zero, the library's to even)"
     )
-    if off is not None:
+    if r.pandas_off is not None:
+        off, gap = r.pandas_off
         print(
             f"totals, pandas    : {off} of {n} ({off / n:.2%}) more than half a cent off the "
             f"exact totals, by up to {gap}"
         )
-    if with_pandas:
+    if "pandas" in best:
         print(
             ratio_line(
                 "library / pandas",
@@ -693,14 +753,30 @@ async def measure(dsn: str, args: argparse.Namespace) -> None:
     print("not done by the alternatives: exact Decimals (pandas: floats); positions with the price")
     print("  used (pandas, totals-only SQL); missing or stale prices failing the portfolio (all:")
     print("  a join drops the holding); retries, batch isolation, run keys and leases (all).")
-    if parts is not None:
-        print("where the library's time goes, each part alone (they overlap in a run):")
-        for what, took in parts.items():
-            print(f"  {what:<58}: {took:7.3f} s  ({took / n * 1e6:5.1f} us per portfolio)")
+    if r.parts is not None:
+        report_breakdown(r.parts, n, best)
+
+
+def report_breakdown(parts: list[tuple[str, float]], n: int, best: dict[str, float]) -> None:
+    """Print where the library's time goes."""
+    print("where the library's time goes, each part alone (a run overlaps them):")
+    for what, took in parts:
+        print(f"  {what:<42}: {took:7.3f} s  ({took / n * 1e6:5.1f} us per portfolio)")
+    in_turn = sum(took for _, took in parts[:3])
+    print(
+        f"  {'read, value and write in turn':<42}: {in_turn:7.3f} s  "
+        f"(run_daily: {best['library']:.3f} s)"
+    )
+    from_memory = parts[-1][1]
+    if "pandas" in best:
         print(
-            f"  {'sum of the parts':<58}: {sum(parts.values()):7.3f} s  "
-            f"(run_daily end to end: {lib:.3f} s)"
+            f"from memory / pandas    : {from_memory / best['pandas']:8.2f}x  "
+            "(no target: the run without its read, against the pandas pipeline with its own)"
         )
+    print(
+        f"from memory / same data : {from_memory / best['same']:8.2f}x  "
+        "(no target: the run without its read, against the same-data statements)"
+    )
 
 
 def main() -> None:
@@ -716,7 +792,8 @@ def main() -> None:
     parser.add_argument("--pg-dsn", default=None)
     args = parser.parse_args()
     with postgres(args.pg_dsn) as dsn:
-        asyncio.run(measure(dsn, args))
+        results = asyncio.run(measure(dsn, args))
+    report(args, results)
 
 
 if __name__ == "__main__":
