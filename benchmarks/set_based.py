@@ -58,9 +58,16 @@ same day at once write once; the alternatives' upserts only make a rerun rewrite
 rows); FX conversion; events and a report per run.
 
 ``--breakdown`` then times the parts of the library's run alone, on the same data: reading
-the stream, valuing it (``run_daily`` from memory into memory), encoding the rows (the
-codec's compact positions), and writing (``upsert_many`` of the valued snapshots, batch
-after batch); they overlap in a run (batches in flight while the stream is read).
+the stream, valuing it (``run_daily`` from memory into memory), writing (``upsert_many`` of
+the valued snapshots, batch after batch), encoding the rows (the codec's compact positions,
+part of the write), and the run from memory into the store; they overlap in a run.
+
+The script prints the retries of the library's run in each round, and stops if the run did
+not store every portfolio. With ``run_daily``'s default of 4 batches in flight, the first
+batches insert the day's new ``ps_prices`` rows at once, each in its own order, and
+PostgreSQL can detect a deadlock (see docs/performance.md): at 100,000 portfolios the run
+failed for some portfolios in every try on the code of this writing. ``--concurrency 1``
+measures the library without it.
 """
 
 from __future__ import annotations
