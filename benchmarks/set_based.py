@@ -63,11 +63,9 @@ the valued snapshots, batch after batch), encoding the rows (the codec's compact
 part of the write), and the run from memory into the store; they overlap in a run.
 
 The script prints the retries of the library's run in each round, and stops if the run did
-not store every portfolio. With ``run_daily``'s default of 4 batches in flight, the first
-batches insert the day's new ``ps_prices`` rows at once, each in its own order, and
-PostgreSQL can detect a deadlock (see docs/performance.md): at 100,000 portfolios the run
-failed for some portfolios in every try on the code of this writing. ``--concurrency 1``
-measures the library without it.
+not store every portfolio. ``--concurrency`` sets ``run_daily``'s batches in flight (4 by
+default); this benchmark is where a deadlock between batches inserting the day's new
+``ps_prices`` rows at once was found, now fixed (see docs/performance.md).
 """
 
 from __future__ import annotations
