@@ -139,3 +139,25 @@ def test_the_lease_is_not_renewed_before_a_third_of_its_ttl() -> None:
     report, lock = batches_taking(dt.timedelta(seconds=1))
     assert report.succeeded == 6
     assert lock.calls_by_method.get("renew", 0) == 0
+
+
+def test_the_default_keys_are_the_ones_the_runs_use() -> None:
+    """`daily_key`, `backfill_key` and `backfill_all_key` name the runs' default keys."""
+    job = world()
+    start, end = TODAY - dt.timedelta(days=2), TODAY - dt.timedelta(days=1)
+    assert asyncio.run(job.run_daily(end)).key == job.daily_key(end) == f"daily:{end}"
+    assert asyncio.run(job.backfill(A, start, end)).key == job.backfill_key(A, start, end)
+    missing = asyncio.run(job.backfill(A, start, end, only_missing=True))
+    assert missing.key == job.backfill_key(A, start, end, only_missing=True)
+    assert missing.key.endswith(":only-missing")
+    assert asyncio.run(job.backfill_all(start, end)).key == job.backfill_all_key(start, end)
+
+
+def test_computing_only_the_missing_dates_is_a_run_of_its_own() -> None:
+    """A full backfill and an only-missing one of the same range both run: no key conflict."""
+    job = world()
+    start, end = TODAY - dt.timedelta(days=3), TODAY - dt.timedelta(days=1)
+    full = asyncio.run(job.backfill(A, start, end))
+    again = asyncio.run(job.backfill(A, start, end, only_missing=True))
+    assert (full.status, again.status) == ("completed", "completed")
+    assert (full.succeeded, again.succeeded) == (3, 0)  # nothing was missing any more

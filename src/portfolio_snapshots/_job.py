@@ -369,7 +369,7 @@ class SnapshotJob:
                 "daily",
                 day,
                 day,
-                f"daily:{day.isoformat()}",
+                self.daily_key(day),
                 {"kind": "daily", "date": day.isoformat()},
             ),
             shard,
@@ -427,7 +427,7 @@ class SnapshotJob:
             "backfill",
             start,
             end,
-            key or f"backfill:{portfolio_id}:{start.isoformat()}:{end.isoformat()}",
+            key or self.backfill_key(portfolio_id, start, end, only_missing=only_missing),
             {
                 "kind": "backfill",
                 "portfolio_id": str(portfolio_id),
@@ -481,7 +481,7 @@ class SnapshotJob:
                 "backfill_all",
                 start,
                 end,
-                f"backfill-all:{start.isoformat()}:{end.isoformat()}",
+                self.backfill_all_key(start, end, only_missing=only_missing),
                 {
                     "kind": "backfill_all",
                     "start": start.isoformat(),
@@ -1144,6 +1144,38 @@ class SnapshotJob:
 
     # --- host conveniences --------------------------------------------------------------
 
+    @staticmethod
+    def daily_key(on: dt.date) -> str:
+        """Return the run key `run_daily` uses for `on` by default: ``daily:<on>``.
+
+        The key a host's trigger (an admin endpoint, a CLI) passes to stay in step with the
+        scheduled run: a day the schedule has done is not redone, and one it is doing is
+        reported ``already_running``.
+        """
+        return f"daily:{on.isoformat()}"
+
+    @staticmethod
+    def backfill_key(
+        portfolio_id: UUID, start: dt.date, end: dt.date, *, only_missing: bool = False
+    ) -> str:
+        """Return the run key `backfill` uses by default.
+
+        ``backfill:<portfolio>:<start>:<end>``, with ``:only-missing`` when only the missing
+        dates are computed: the two are different runs, so neither is refused as the other
+        reused with other parameters.
+        """
+        suffix = ":only-missing" if only_missing else ""
+        return f"backfill:{portfolio_id}:{start.isoformat()}:{end.isoformat()}{suffix}"
+
+    @staticmethod
+    def backfill_all_key(start: dt.date, end: dt.date, *, only_missing: bool = False) -> str:
+        """Return the run key `backfill_all` uses by default.
+
+        ``backfill-all:<start>:<end>``, with ``:only-missing`` as for `backfill_key`.
+        """
+        suffix = ":only-missing" if only_missing else ""
+        return f"backfill-all:{start.isoformat()}:{end.isoformat()}{suffix}"
+
     def forced_key(self, key: str, recompute_id: str | None = None) -> str:
         """Return a run key that recomputes what `key` stands for, even after it succeeded.
 
@@ -1202,7 +1234,7 @@ class SnapshotJob:
             LeaseLostError: The lease was lost mid-run.
         """
         day = self.today() if day is None else day
-        key = f"backfill:{portfolio_id}:{day.isoformat()}:{day.isoformat()}"
+        key = self.backfill_key(portfolio_id, day, day)
         if force:
             key = self.forced_key(key, recompute_id)
         report = await self.backfill(portfolio_id, day, day, key=key)
@@ -1257,7 +1289,7 @@ class SnapshotJob:
         missed: list[dt.date] = []
         for back in range(max_days):
             day = last - dt.timedelta(days=back)
-            key = f"daily:{day.isoformat()}"
+            key = self.daily_key(day)
             record = await probe.call("ledger_get", lambda: ledger.get(key))  # noqa: B023
             if record is not None and record.state is RunState.SUCCEEDED:
                 break

@@ -336,7 +336,9 @@ def test_a_key_reused_with_other_parameters_is_409() -> None:
 
     async def scenario() -> None:
         job = World().job()
-        await job.backfill(ALICE, YESTERDAY, TODAY, only_missing=True)  # the job's default key
+        # the host ran the trigger's key itself, but computing only the missing dates
+        key = job.backfill_key(ALICE, YESTERDAY, TODAY)
+        await job.backfill(ALICE, YESTERDAY, TODAY, only_missing=True, key=key)
         async with client(make_app(job)) as http:
             answer = await http.post(
                 f"{PREFIX}/{ALICE}/snapshots/backfill",
@@ -459,7 +461,8 @@ def test_a_background_run_that_cannot_start_reports_failed_with_its_error() -> N
 
     async def scenario() -> None:
         job = World().job()
-        await job.backfill(ALICE, YESTERDAY, TODAY, only_missing=True)
+        key = job.backfill_key(ALICE, YESTERDAY, TODAY)
+        await job.backfill(ALICE, YESTERDAY, TODAY, only_missing=True, key=key)
         runs = BackgroundRuns()
         try:
             async with client(make_app(job, background=runs)) as http:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Literal
 
+from portfolio_snapshots._job import SnapshotJob
 from portfolio_snapshots.errors import InvalidInputError
 from portfolio_snapshots.integrations._loading import import_app, open_job
 from portfolio_snapshots.shards import Shard, merge_reports
@@ -74,7 +75,7 @@ def run_daily(
         Exception: What a shard's run raised (a lost lease, an unreachable store...), as
             Dask raises a failed task's error.
     """
-    parent = key or f"daily:{on.isoformat()}"
+    parent = key or SnapshotJob.daily_key(on)
     return _fan_out(
         client,
         factory,
@@ -104,7 +105,7 @@ def backfill_all(
         end: The last date.
         shards: How many shards (tasks) to cut the run into.
         only_missing: Compute only the portfolio-days that have no stored snapshot yet.
-        key: The run's key (``backfill-all:<start>:<end>`` by default); each shard's key is
+        key: The run's key (`SnapshotJob.backfill_all_key` by default); each shard's key is
             derived from it.
         poll: Seconds between two asks for a shard's key held by another holder.
 
@@ -115,7 +116,7 @@ def backfill_all(
         InvalidInputError: `shards` is not a positive int, or `factory` is malformed.
         Exception: What a shard's run raised.
     """
-    parent = key or f"backfill-all:{start.isoformat()}:{end.isoformat()}"
+    parent = key or SnapshotJob.backfill_all_key(start, end, only_missing=only_missing)
     calls: list[tuple[_Method, dict[str, object]]] = [
         (
             "backfill_all",
@@ -174,7 +175,7 @@ def backfill_each(
                 "start": start,
                 "end": end,
                 "only_missing": only_missing,
-                "key": f"backfill:{pid}:{start.isoformat()}:{end.isoformat()}",
+                "key": SnapshotJob.backfill_key(pid, start, end, only_missing=only_missing),
             },
         )
         for pid in unique

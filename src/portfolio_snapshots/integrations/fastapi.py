@@ -495,7 +495,7 @@ def snapshot_router(  # noqa: C901, PLR0915 - one closure per endpoint
         recompute_id: RecomputeQuery = None,
     ) -> Any:  # noqa: ANN401
         on = default_day(job, day)
-        key = forced(job, f"daily:{on.isoformat()}", force, recompute_id)
+        key = forced(job, job.daily_key(on), force, recompute_id)
         run = _Trigger(key, lambda: job.run_daily(on, key=key), on, on)
         return await trigger(request, response, job, run)
 
@@ -518,7 +518,7 @@ def snapshot_router(  # noqa: C901, PLR0915 - one closure per endpoint
         recompute_id: RecomputeQuery = None,
     ) -> Any:  # noqa: ANN401
         on = default_day(job, day)
-        key = forced(job, f"backfill:{portfolio_id}:{on}:{on}", force, recompute_id)
+        key = forced(job, job.backfill_key(portfolio_id, on, on), force, recompute_id)
         run = _Trigger(
             key, lambda: job.backfill(portfolio_id, on, on, key=key), on, on, portfolio_id
         )
@@ -541,7 +541,7 @@ def snapshot_router(  # noqa: C901, PLR0915 - one closure per endpoint
         job: Annotated[SnapshotJob, Depends(get_job)],
     ) -> Any:  # noqa: ANN401
         start, end, only_missing = body.start, body.end, body.only_missing
-        key = f"backfill:{portfolio_id}:{start}:{end}" + (":only-missing" if only_missing else "")
+        key = job.backfill_key(portfolio_id, start, end, only_missing=only_missing)
         key = forced(job, key, body.force, body.recompute_id)
 
         def work() -> Awaitable[RunReport]:
