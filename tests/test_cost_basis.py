@@ -755,3 +755,14 @@ def test_the_books_do_not_depend_on_the_order_of_the_ledger(
     assert replay(shuffled, end, cost_basis_method=method) == replay(
         ledger, end, cost_basis_method=method
     )
+
+
+def test_a_zero_close_values_the_units_at_zero_and_keeps_their_cost() -> None:
+    """A worthless security is worth 0 and its whole cost is an unrealized loss."""
+    ledger = [tx(D1, K.BUY, "GONE", quantity="10", price="4")]  # cost 40
+    snapshot = value_portfolio(replay(ledger, D1).to_portfolio(PID), closes(D1, GONE="0"), D1)
+    (position,) = snapshot.positions
+    assert position.valued_at_zero
+    # 10 * 0 = 0 worth; 0 - 40 = -40 unrealized
+    assert (position.market_value, position.cost_basis) == (ZERO, Decimal(40))
+    assert (position.unrealized_gain, snapshot.unrealized_gain) == (Decimal(-40), Decimal(-40))
