@@ -30,6 +30,7 @@ from portfolio_snapshots import (
     PortfolioSnapshot,
     PositionValuation,
 )
+from portfolio_snapshots._domain import POSITION_WIDTH
 from portfolio_snapshots.adapters._sql_codec import (
     PricePlan,
     dedupe_sorted,
@@ -72,7 +73,7 @@ position_lists = st.lists(
 
 def flat(positions: Sequence[PositionValuation]) -> tuple[object, ...]:
     """Return `positions` as `PortfolioSnapshot.flat_positions` holds them."""
-    return tuple(itertools.chain.from_iterable(positions))
+    return tuple(itertools.chain.from_iterable(p[:POSITION_WIDTH] for p in positions))
 
 
 @given(st.lists(position_lists, min_size=1, max_size=4))

@@ -48,8 +48,9 @@ SCHEMA_VERSION_TABLE: Final = "ps_schema_version"
 #: Keys per statement when asking which keys exist: well under every driver's parameter limit.
 KEY_CHUNK: Final = 400
 
-#: The accounting fields and cash balances of a snapshot read from a column set without them.
-NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()]] = (
+#: The accounting fields, cash balances and position books of a snapshot read from a column
+#: set without them.
+NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()], tuple[()]] = (
     None,
     None,
     None,
@@ -59,9 +60,8 @@ NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()]] = (
     None,
     None,
     (),
+    (),
 )
-#: The accounting fields of a position read from a form without them.
-NO_POSITION_BOOKS: Final = (None, None, None, None)
 
 _TAKEN_OVER: Final = "the lease was taken over by another holder"
 _EXPIRED: Final = "the lease expired before it was renewed"
@@ -144,7 +144,6 @@ def flat_positions_from_json(text: str) -> tuple[object, ...]:
                 None if price_currency is None else str(price_currency),
                 None if fx_rate is None else Decimal(str(fx_rate)),
                 item.get("stale") is True,
-                *NO_POSITION_BOOKS,
             )
         )
     return tuple(flat)
@@ -289,7 +288,7 @@ class PricePlan:
             parts: list[str] | None = []
             for i in range(0, len(flat), width):
                 ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
-                    i : i + 8
+                    i : i + width
                 ]
                 hit = seen.get(ticker)
                 if (
@@ -377,7 +376,9 @@ class PricePlan:
         parts: list[str] = []
         append = parts.append
         for i in range(0, len(flat), width):
-            ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[i : i + 8]
+            ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
+                i : i + width
+            ]
             if type(quantity) is not Decimal:
                 decimal_text(quantity, "quantity")  # type: ignore[arg-type]
             if type(value) is not Decimal:
@@ -480,7 +481,6 @@ def flat_positions_from_text(
                 currency,
                 fx_rate,
                 stale,
-                *NO_POSITION_BOOKS,
             )
         )
     return tuple(flat)
