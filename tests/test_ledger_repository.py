@@ -27,6 +27,7 @@ from portfolio_snapshots.errors import (
     OversoldPositionError,
 )
 from portfolio_snapshots.history import (
+    Accounting,
     PortfolioDay,
     PortfolioDayStream,
     PortfolioHistory,
@@ -117,9 +118,20 @@ def test_get_portfolio_rebuilds_the_state_with_contributions_and_flow() -> None:
     """get_portfolio replays the ledger up to the date and fills the ledger fields and splits."""
     _, repo = repository()
     assert isinstance(repo, PortfolioRepository)
+    # 5 X bought at 100 cost 500; the split changes the units, not the cost
+    zero = Decimal(0)
+    books = Accounting({"X": Decimal(500)}, zero, zero, zero, zero, zero, zero, {}, {})
     on_d3 = asyncio.run(repo.get_portfolio(ALICE, D3))
     assert on_d3 == Portfolio(
-        ALICE, Decimal(1000), {"X": Decimal(5)}, "USD", Decimal(1500), Decimal(500)
+        ALICE,
+        Decimal(1000),
+        {"X": Decimal(5)},
+        "USD",
+        Decimal(1500),
+        Decimal(500),
+        None,
+        None,
+        books,
     )
     on_d4 = asyncio.run(repo.get_portfolio(ALICE, D4))
     assert on_d4 == Portfolio(
@@ -130,6 +142,8 @@ def test_get_portfolio_rebuilds_the_state_with_contributions_and_flow() -> None:
         Decimal(1500),
         Decimal(0),
         {"X": ((D4, Decimal(2)),)},
+        None,
+        books,
     )
 
 

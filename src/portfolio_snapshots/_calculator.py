@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from portfolio_snapshots._domain import FxQuote
+    from portfolio_snapshots._splits import SplitHistory
 
     _ErrorFactory = Callable[[UUID, str | None], Exception]
 
@@ -288,7 +289,7 @@ class SnapshotCalculator:
         table: PriceTable,
         net_contributions: Decimal | None = None,
         external_flow: Decimal | None = None,
-        splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None,
+        splits: SplitHistory | None = None,
         foreign_cash: Mapping[str, Decimal] | None = None,
         accounting: Accounting | None = None,
     ) -> PortfolioSnapshot:

@@ -15,6 +15,7 @@ import enum
 import itertools
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias, cast
 from uuid import UUID
@@ -45,7 +46,9 @@ class Portfolio:
         external_flow: The day's deposits minus withdrawals, when known (None otherwise).
         splits: The stock splits already applied to `holdings`, per ticker: ``(ex_date,
             ratio)`` pairs in ascending ex-date order (a ledger's SPLITs dated up to the
-            day), or None when the repository does not know them. A close dated before an
+            day), or None when the repository does not know them. A ratio is new units per
+            old unit, a `Fraction` (``Fraction(1, 3)`` for a 1-for-3 reverse split, as the
+            ledger records it) or a `Decimal`. A close dated before an
             ex-date and used on or after it is in the units of before the split: the
             calculator divides it by the ratios in between, so ``quantity * price`` does
             not jump on a split date that has no close yet. Treat the mapping as read-only.
@@ -64,7 +67,7 @@ class Portfolio:
     currency: str = DEFAULT_CURRENCY
     net_contributions: Decimal | None = None
     external_flow: Decimal | None = None
-    splits: Mapping[str, tuple[tuple[dt.date, Decimal], ...]] | None = None
+    splits: Mapping[str, tuple[tuple[dt.date, Fraction | Decimal], ...]] | None = None
     foreign_cash: Mapping[str, Decimal] | None = None
     accounting: Accounting | None = None
 

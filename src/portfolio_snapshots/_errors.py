@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import datetime as dt
     from decimal import Decimal
+    from fractions import Fraction
     from uuid import UUID
 
     from portfolio_snapshots._report import SnapshotFailure
@@ -323,9 +324,12 @@ class FutureTransactionError(InvalidTransactionError):
 
 
 class TransactionCurrencyError(InvalidTransactionError):
-    """A transaction moves cash in a currency other than the portfolio's base currency.
+    """A transaction in another currency than the base lacks the rate it was booked at.
 
-    The ledger keeps cash in the base currency only; see ``docs/history.md``.
+    The ledger keeps cash in every currency, but contributions and transfers are counted in
+    the portfolio's base currency: a `DEPOSIT`, `WITHDRAWAL`, `TRANSFER_IN` or `TRANSFER_OUT`
+    in another currency must carry ``fx_rate`` (see ``docs/analytics.md``). `field` is
+    ``"fx_rate"``.
 
     Attributes:
         expected: The portfolio's base currency.
@@ -343,12 +347,13 @@ class TransactionCurrencyError(InvalidTransactionError):
     ) -> None:
         """Build the error for a transaction in `actual` in a portfolio kept in `expected`."""
         super().__init__(
-            f"cash is kept in the base currency {expected}; convert the transaction first",
+            f"is required for a transaction in {actual} in a portfolio kept in {expected}: "
+            f"the units of {expected} per {actual} it was booked at",
             portfolio_id=portfolio_id,
             trade_date=trade_date,
             kind=kind,
-            field="currency",
-            value=actual,
+            field="fx_rate",
+            value=None,
         )
         self.expected = expected
         self.actual = actual
@@ -357,10 +362,11 @@ class TransactionCurrencyError(InvalidTransactionError):
 class OversoldPositionError(InvalidTransactionError):
     """A day's sales of a ticker exceed the quantity held: the position is never clamped.
 
-    `value` holds the quantity sold that day.
+    `value` holds the quantity sold that day (units transferred out included; `kind` is
+    ``"transfer_out"`` when the day only transferred units out).
 
     Attributes:
-        sold: The quantity of the ticker sold on `trade_date`, in all.
+        sold: The quantity of the ticker sold (or transferred out) on `trade_date`, in all.
         available: The quantity that could be sold that day: the quantity held at the end of
             the day before (after that day's splits) plus the day's purchases.
     """
@@ -373,19 +379,54 @@ class OversoldPositionError(InvalidTransactionError):
         ticker: str,
         sold: Decimal,
         available: Decimal,
+        kind: str = "sell",
     ) -> None:
         """Build the error for the sales of `ticker` on `trade_date`."""
         super().__init__(
             f"sells more than held (available: {available})",
             portfolio_id=portfolio_id,
             trade_date=trade_date,
-            kind="sell",
+            kind=kind,
             field="quantity",
             ticker=ticker,
             value=sold,
         )
         self.sold = sold
         self.available = available
+
+
+class ConflictingSplitError(InvalidTransactionError):
+    """Two ledgers record different ratios for the same split (a ticker and an ex-date).
+
+    Raised by `ledger_splits`, which gathers the SPLITs of several portfolios' ledgers into
+    one list per ticker: a split is the market's event, so every ledger that records it must
+    record the same ratio. `value` holds the second ratio found.
+
+    Attributes:
+        ratios: The two ratios found, as Fractions, in the order met.
+    """
+
+    def __init__(
+        self,
+        *,
+        portfolio_id: UUID | None,
+        trade_date: dt.date,
+        ticker: str,
+        ratios: tuple[Fraction, Fraction],
+    ) -> None:
+        """Build the error for the split of `ticker` on `trade_date`."""
+        first, second = ratios
+        super().__init__(
+            f"another ledger records this split as {first} new units per old unit, "
+            f"this one as {second}",
+            portfolio_id=portfolio_id,
+            trade_date=trade_date,
+            kind="split",
+            field="ratio",
+            ticker=ticker,
+            value=second,
+        )
+        self.ratios = ratios
 
 
 class UnsortedLedgerError(InvalidTransactionError):

@@ -357,6 +357,20 @@ def _maybe_uuid(value: object) -> uuid.UUID | None:
         return None
 
 
+def _whole_number(value: object) -> object:
+    """Accept an int or a string of digits (a split's units); refuse floats and bools."""
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        return int(value.strip())
+    if type(value) is int:
+        return value
+    # pydantic turns ValueError (not TypeError) into a validation error
+    raise ValueError("must be a whole number, as an int or a string of digits such as '3'")
+
+
+#: A split's units (``split_new``, ``split_old``): a whole number; its sign is checked later.
+SplitUnits = Annotated[int, pydantic.BeforeValidator(_whole_number), pydantic.Strict()]
+
+
 class _TransactionIn(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
@@ -369,6 +383,11 @@ class _TransactionIn(pydantic.BaseModel):
     currency: Currency = DEFAULT_CURRENCY
     fee: ExactDecimal = Decimal(0)
     ratio: ExactDecimal | None = None
+    fx_rate: ExactDecimal | None = None
+    split_new: SplitUnits | None = None
+    split_old: SplitUnits | None = None
+    to_currency: Currency | None = None
+    to_amount: ExactDecimal | None = None
 
 
 def _maybe_date(value: object) -> dt.date | None:
@@ -406,9 +425,11 @@ def parse_transaction(data: Mapping[str, object], *, today: dt.date | None = Non
 
     Args:
         data: ``{"portfolio_id", "trade_date", "kind", "ticker", "quantity", "price",
-            "amount", "currency", "fee", "ratio"}``: ids and dates as strings (ISO 8601) or
-            values, amounts as strings or ints, `kind` a `TransactionKind` value in any case
-            (``"buy"``, ``"BUY"``). Fields a kind does not use may be omitted.
+            "amount", "currency", "fee", "ratio", "fx_rate", "split_new", "split_old",
+            "to_currency", "to_amount"}``: ids and dates as strings (ISO 8601) or values,
+            amounts and rates as strings or ints, a split's units as ints or strings of
+            digits, `kind` a `TransactionKind` value in any case (``"buy"``,
+            ``"TRANSFER_IN"``). Fields a kind does not use may be omitted.
         today: The current UTC date; when given, a transaction dated after it is rejected.
 
     Returns:
@@ -418,9 +439,9 @@ def parse_transaction(data: Mapping[str, object], *, today: dt.date | None = Non
         UnknownTransactionKindError: `kind` is not a `TransactionKind` value.
         FutureTransactionError: The transaction is dated after `today`.
         InvalidTransactionError: Any other field is missing or invalid (a float amount, a
-            non-finite number, a negative quantity, a split ratio of zero or less, a
-            currency that is not three upper-case letters, an unknown field); `field` and
-            `value` name it.
+            non-finite number, a negative quantity, a split ratio of zero or less, split
+            units that are not whole numbers above zero, a currency that is not three
+            upper-case letters, an unknown field); `field` and `value` name it.
     """
     if not isinstance(data, MappingABC):
         raise InvalidTransactionError(
@@ -454,6 +475,11 @@ def parse_transaction(data: Mapping[str, object], *, today: dt.date | None = Non
         currency=model.currency,
         fee=model.fee,
         ratio=model.ratio,
+        fx_rate=model.fx_rate,
+        split_new=model.split_new,
+        split_old=model.split_old,
+        to_currency=model.to_currency,
+        to_amount=model.to_amount,
     )
     validate_transaction(tx, today=today)
     return tx

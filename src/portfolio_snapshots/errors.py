@@ -17,6 +17,7 @@ exported from `portfolio_snapshots` itself.
 from __future__ import annotations
 
 from portfolio_snapshots._errors import (
+    ConflictingSplitError,
     CurrencyMismatchError,
     DatabaseAccessError,
     DatabaseBusyError,
@@ -50,6 +51,7 @@ from portfolio_snapshots._errors import (
 from portfolio_snapshots._public import publish as _publish
 
 __all__ = [
+    "ConflictingSplitError",
     "CurrencyMismatchError",
     "DatabaseAccessError",
     "DatabaseBusyError",

@@ -2,9 +2,11 @@
 
 - The ledger: `Transaction` rows of a `TransactionKind`, checked by `validate_transaction`
   (or parsed from untrusted input by `parse_transaction`) and replayed into daily states
-  (`replay`, `replay_range`, `LedgerReplayer`, `LedgerState`). The host offers its rows
-  through the `TransactionSource` port; `portfolio_snapshots.adapters.ledger` turns them into a
-  `PortfolioRepository`, and `portfolio_snapshots.adapters.splits` adapts split-adjusted prices.
+  (`replay`, `replay_range`, `LedgerReplayer`, `LedgerState`), with cost basis by a
+  `CostBasisMethod`; `ledger_splits` hands the ledger's splits to `unadjust_splits`. The host
+  offers its rows through the `TransactionSource` port; `portfolio_snapshots.adapters.ledger`
+  turns them into a `PortfolioRepository`, and `portfolio_snapshots.adapters.splits` adapts
+  split-adjusted prices.
 - The history capabilities a repository may offer: `PortfolioHistory` and
   `PortfolioDayStream`, which yield `PortfolioDay` values.
 - Exchange rates: the `FxRates` port and its `FxRateHistory` capability, `FxQuote` values,
@@ -33,10 +35,12 @@ from portfolio_snapshots._fx import (
     resolve_rate,
 )
 from portfolio_snapshots._ledger import (
+    CostBasisMethod,
     LedgerReplayer,
     LedgerState,
     Transaction,
     TransactionKind,
+    ledger_splits,
     replay,
     replay_range,
     validate_transaction,
@@ -73,6 +77,7 @@ __all__ = [
     "RETURNS_PRECISION",
     "Accounting",
     "CashBalance",
+    "CostBasisMethod",
     "DailyTotals",
     "FlowTiming",
     "FxQuote",
@@ -94,6 +99,7 @@ __all__ = [
     "cumulative_time_weighted_return",
     "fx_context",
     "invert_quote",
+    "ledger_splits",
     "modified_dietz_return",
     "money_weighted_return",
     "pairs_with_inverses",

@@ -43,6 +43,7 @@ from portfolio_snapshots.adapters.splits import unadjust_splits
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+    from fractions import Fraction
 
     from portfolio_snapshots._ports import MarketData, PriceHistory
 
@@ -182,7 +183,7 @@ class CsvMarketData:
 
     Split-adjusted files (most providers' downloads divide every close before a split by its
     ratio) are served as traded through `unadjust_splits`: pass ``split_adjusted=True`` and
-    the splits (the ratios of the ledger's SPLIT transactions). The files are taken to be
+    the splits (``ledger_splits(transactions)`` gives the ledger's). The files are taken to be
     adjusted for every split up to their last date, unless `adjusted_as_of` says otherwise.
 
     Args:
@@ -202,7 +203,7 @@ class CsvMarketData:
             the file, the line and the field.
         FileNotFoundError: `path` does not exist.
         ValueError: ``split_adjusted`` without `splits`, or a split ratio that is not a
-            finite Decimal above zero.
+            Fraction or a finite Decimal, above zero.
     """
 
     def __init__(
@@ -210,7 +211,7 @@ class CsvMarketData:
         path: str | os.PathLike[str],
         *,
         split_adjusted: bool = False,
-        splits: Mapping[str, Iterable[tuple[dt.date, Decimal]]] | None = None,
+        splits: Mapping[str, Iterable[tuple[dt.date, Fraction | Decimal]]] | None = None,
         adjusted_as_of: dt.date | None = None,
         default_currency: str | None = None,
         currencies: Collection[str] | None = None,

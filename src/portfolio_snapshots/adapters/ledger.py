@@ -3,8 +3,10 @@
 The host keeps transactions, not daily states; this adapter replays them (see
 `portfolio_snapshots._ledger`) so that every date, past ones included, is valued with the
 holdings and cash of that date, and fills ``net_contributions`` and ``external_flow`` so that
-returns can tell a deposit from a gain. The host implements the small `TransactionSource`
-port; `InMemoryTransactionSource` is its reference fake.
+returns can tell a deposit from a gain, cash held in other currencies (``foreign_cash``) and
+the books (``accounting``: cost basis, realized gain, income, fees, taxes, transfers). The
+host implements the small `TransactionSource` port; `InMemoryTransactionSource` is its
+reference fake.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from typing import TYPE_CHECKING
 
 from portfolio_snapshots._domain import PortfolioDay
 from portfolio_snapshots._errors import InvalidDateRangeError, PortfolioNotFoundError
-from portfolio_snapshots._ledger import LedgerReplayer, LedgerState, replay
+from portfolio_snapshots._ledger import (
+    CostBasisMethod,
+    LedgerReplayer,
+    LedgerState,
+    check_cost_basis_method,
+    replay,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -50,6 +58,12 @@ class LedgerPortfolioRepository:
         concurrency: Portfolios whose transactions are read at once while streaming.
         on_error: Told of every portfolio `iter_portfolios` leaves out because its state
             cannot be built.
+        cost_basis_method: How units leaving a position take its cost basis (average cost
+            by default; see `CostBasisMethod`).
+
+    Raises:
+        ValueError: `concurrency` is below 1, or `cost_basis_method` is not a
+            `CostBasisMethod`.
     """
 
     def __init__(
@@ -58,12 +72,14 @@ class LedgerPortfolioRepository:
         *,
         concurrency: int = 8,
         on_error: Callable[[PortfolioDay], object] | None = None,
+        cost_basis_method: CostBasisMethod = CostBasisMethod.AVERAGE,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._source = source
         self._concurrency = concurrency
         self._on_error = on_error
+        self._method = check_cost_basis_method(cost_basis_method)
 
     async def get_portfolio(self, portfolio_id: UUID, as_of: dt.date) -> Portfolio | None:
         """Return the portfolio's state at the end of `as_of`, or None if unknown then.
@@ -73,8 +89,9 @@ class LedgerPortfolioRepository:
             as_of: The date.
 
         Returns:
-            The state, with ``net_contributions`` and ``external_flow`` filled; None when the
-            source does not know the portfolio or it had no transaction on or before `as_of`.
+            The state, with ``net_contributions``, ``external_flow``, ``splits``,
+            ``foreign_cash`` and ``accounting`` filled; None when the source does not know
+            the portfolio or it had no transaction on or before `as_of`.
 
         Raises:
             InvalidTransactionError: The ledger up to `as_of` is invalid (see `replay`).
@@ -83,7 +100,13 @@ class LedgerPortfolioRepository:
         if currency is None:
             return None
         txs = await self._source.transactions(portfolio_id, as_of)
-        state = replay(txs, as_of, currency=currency, portfolio_id=portfolio_id)
+        state = replay(
+            txs,
+            as_of,
+            currency=currency,
+            portfolio_id=portfolio_id,
+            cost_basis_method=self._method,
+        )
         return None if state.opened_on is None else state.to_portfolio(portfolio_id)
 
     async def iter_portfolio_days(self, as_of: dt.date) -> AsyncIterator[PortfolioDay]:
@@ -141,7 +164,9 @@ class LedgerPortfolioRepository:
         if currency is None:
             raise PortfolioNotFoundError(portfolio_id)
         txs = await self._source.transactions(portfolio_id, end)
-        replayer = LedgerReplayer(txs, currency=currency, portfolio_id=portfolio_id)
+        replayer = LedgerReplayer(
+            txs, currency=currency, portfolio_id=portfolio_id, cost_basis_method=self._method
+        )
         error: Exception | None = None
         day = start
         portfolio: Portfolio | None = None
@@ -165,6 +190,8 @@ class LedgerPortfolioRepository:
                     or portfolio.net_contributions != state.net_contributions
                     or portfolio.external_flow != state.external_flow
                     or portfolio.splits is not state.splits
+                    or portfolio.accounting is not state.accounting
+                    or portfolio.foreign_cash is not state.foreign_cash
                 ):
                     portfolio = state.to_portfolio(portfolio_id)
                 yield PortfolioDay(portfolio_id, day, portfolio)

@@ -3,27 +3,34 @@
 The ledger multiplies a position's quantity on a split's ex-date, so the job expects
 *unadjusted* closes (as traded that day): then ``quantity * price`` is continuous across the
 split. Many providers return *split-adjusted* history instead, every close before a split
-divided by its ratio. This wrapper multiplies them back.
+divided by its ratio. This wrapper multiplies them back. The splits may be those of the ledger
+itself (`portfolio_snapshots.history.ledger_splits`), so a host lists each split once.
 """
 
 from __future__ import annotations
 
 import decimal
-from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import PriceQuote
 from portfolio_snapshots._ports import MarketData, PriceHistory
-from portfolio_snapshots._splits import split_factor
+from portfolio_snapshots._splits import (
+    divide_price,
+    fraction_to_decimal,
+    ratio_problem,
+    split_factor,
+)
 
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Collection, Iterable, Mapping, Sequence
+    from decimal import Decimal
 
 __all__ = ["unadjust_splits"]
 
-_ONE = Decimal(1)
+_ONE = Fraction(1)
 
 
 class _Unadjusted:
@@ -32,24 +39,25 @@ class _Unadjusted:
     def __init__(
         self,
         inner: MarketData,
-        splits: Mapping[str, Iterable[tuple[dt.date, Decimal]]],
+        splits: Mapping[str, Iterable[tuple[dt.date, Fraction | Decimal]]],
         adjusted_as_of: dt.date | None,
     ) -> None:
         self._inner = inner
         self._adjusted_as_of = adjusted_as_of
-        self._splits: dict[str, list[tuple[dt.date, Decimal]]] = {}
+        self._splits: dict[str, list[tuple[dt.date, Fraction | Decimal]]] = {}
         for ticker, events in splits.items():
             checked = []
             for ex_date, ratio in events:
-                if type(ratio) is not Decimal or not ratio.is_finite() or ratio <= 0:
+                reason = ratio_problem(ratio)
+                if reason is not None:
                     raise ValueError(
-                        f"split of {ticker!r} on {ex_date.isoformat()}: ratio must be a "
-                        f"finite Decimal above zero, got {ratio!r}"
+                        f"split of {ticker!r} on {ex_date.isoformat()}: ratio {reason}, "
+                        f"got {ratio!r}"
                     )
                 checked.append((ex_date, ratio))
-            self._splits[ticker] = sorted(checked)
+            self._splits[ticker] = sorted(checked, key=lambda event: event[0])
 
-    def factor(self, ticker: str, day: dt.date) -> Decimal:
+    def factor(self, ticker: str, day: dt.date) -> Fraction:
         """Return the product of the ratios of `ticker`'s splits after `day`.
 
         Only splits with an ex-date after `day` and on or before the series' adjustment date
@@ -61,8 +69,12 @@ class _Unadjusted:
         factor = self.factor(quote.ticker, quote.as_of)
         if factor == _ONE:
             return quote
-        with decimal.localcontext(EXACT):
-            price = quote.price * factor
+        exact = fraction_to_decimal(factor)
+        if exact is None:  # a 1-for-3 split: the product may not terminate
+            price = divide_price(quote.price, 1 / factor)
+        else:
+            with decimal.localcontext(EXACT):
+                price = quote.price * exact
         return PriceQuote(quote.ticker, price, quote.as_of, quote.currency)
 
     async def get_prices(self, tickers: Collection[str], as_of: dt.date) -> dict[str, PriceQuote]:
@@ -88,21 +100,24 @@ class _UnadjustedWithHistory(_Unadjusted):
 
 def unadjust_splits(
     inner: MarketData,
-    splits: Mapping[str, Iterable[tuple[dt.date, Decimal]]],
+    splits: Mapping[str, Iterable[tuple[dt.date, Fraction | Decimal]]],
     *,
     adjusted_as_of: dt.date | None = None,
 ) -> MarketData:
     """Wrap a split-adjusted price source so that it returns closes as traded.
 
     A close of ticker T dated d becomes ``adjusted * product(ratio)`` over T's splits whose
-    ex-date is after d and on or before `adjusted_as_of`. The product is exact; the result is
-    the traded price up to the provider's own rounding of its adjusted series.
+    ex-date is after d and on or before `adjusted_as_of`. The product is exact when it has a
+    finite decimal expansion (always, for Decimal ratios); otherwise (a close times 1/3 for a
+    1-for-3 reverse split) it is rounded to 28 significant digits, ROUND_HALF_EVEN. The result
+    is the traded price up to the provider's own rounding of its adjusted series.
 
     Args:
         inner: The split-adjusted source. If it offers `PriceHistory`, so does the wrapper.
-        splits: Per ticker, its splits as ``(ex_date, ratio)``: 2 for a 2-for-1 split, 0.1 for
-            a 1-for-10 reverse split (the ratios of the ledger's SPLIT transactions, or the
-            provider's corporate actions).
+        splits: Per ticker, its splits as ``(ex_date, ratio)``, the ratio a `Fraction` or a
+            `Decimal`: 2 for a 2-for-1 split, ``Fraction(1, 3)`` for a 1-for-3 reverse split.
+            Pass ``ledger_splits(transactions)`` (`portfolio_snapshots.history`) to use the
+            ledger's SPLIT transactions, or list the provider's corporate actions.
         adjusted_as_of: The date the provider last adjusted the series (None: every split
             listed has been applied, as with a live API).
 
@@ -110,7 +125,7 @@ def unadjust_splits(
         A `MarketData` (and `PriceHistory` when `inner` is one) serving unadjusted closes.
 
     Raises:
-        ValueError: A ratio is not a finite Decimal above zero.
+        ValueError: A ratio is not a Fraction or a finite Decimal, above zero.
     """
     cls = _UnadjustedWithHistory if isinstance(inner, PriceHistory) else _Unadjusted
     return cls(inner, splits, adjusted_as_of)

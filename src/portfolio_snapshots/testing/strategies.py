@@ -15,6 +15,7 @@ import itertools
 import string
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 try:
     from hypothesis import strategies as st
@@ -26,11 +27,11 @@ except ImportError as error:  # pragma: no cover - exercised without hypothesis 
 from portfolio_snapshots import Portfolio, PriceQuote, SnapshotCalculator
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import DEFAULT_CURRENCY
+from portfolio_snapshots._splits import scale
 from portfolio_snapshots.history import Transaction, TransactionKind
 
 if TYPE_CHECKING:
     from collections.abc import Collection
-    from uuid import UUID
 
     from portfolio_snapshots import PortfolioSnapshot
 
@@ -304,65 +305,127 @@ def snapshots(
 # --- transaction ledgers -------------------------------------------------------------
 
 LEDGER_START = dt.date(2024, 1, 1)
+# the kinds `ledgers` draws unless told otherwise: no transfers of units, no EXCHANGE
+_LEDGER_KINDS: tuple[TransactionKind, ...] = tuple(
+    k
+    for k in TransactionKind
+    if k
+    not in {TransactionKind.TRANSFER_IN, TransactionKind.TRANSFER_OUT, TransactionKind.EXCHANGE}
+)
 _LEDGER_TICKERS = ("AAA", "BBB", "CCC")
 _SPLIT_RATIOS = (Decimal(2), Decimal(3), Decimal("0.5"), Decimal("1.5"), Decimal("0.1"))
+#: Splits given as new units for old units, some of which no Decimal ratio states exactly.
+_SPLIT_UNITS = ((1, 3), (2, 3), (3, 2), (4, 1), (1, 7))
+_FX_RATES = (Decimal("1.0842"), Decimal("0.5"), Decimal("151.25"), Decimal("0.0066"))
 
 _money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(100_000), places=2)
 _traded_quantities = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(1000), places=4)
 _trade_prices = st.decimals(min_value=Decimal(0), max_value=Decimal(1000), places=2)
 _fees = st.decimals(min_value=Decimal(0), max_value=Decimal(20), places=2)
 _ledger_tickers = st.sampled_from(_LEDGER_TICKERS)
+_UNITS_OUT = frozenset({TransactionKind.SELL, TransactionKind.TRANSFER_OUT})
+_UNITS_IN = frozenset({TransactionKind.BUY, TransactionKind.TRANSFER_IN})
+_NEEDS_RATE = frozenset(
+    {
+        TransactionKind.DEPOSIT,
+        TransactionKind.WITHDRAWAL,
+        TransactionKind.TRANSFER_IN,
+        TransactionKind.TRANSFER_OUT,
+    }
+)
 
 
-def _trade(
-    draw: st.DrawFn,
-    *,
-    pid: UUID,
-    day: dt.date,
-    kind: TransactionKind,
-    held: dict[str, Decimal],
-    allow_oversell: bool,
-) -> Transaction | None:
-    if kind is TransactionKind.BUY:
+@dataclasses.dataclass
+class _Draft:
+    """What a drawn ledger needs to know while it is drawn: the portfolio and its holdings."""
+
+    pid: UUID
+    day: dt.date
+    held: dict[str, Decimal]
+    allow_oversell: bool
+    whole_sales: bool
+    split_units: bool
+    base: str
+    currencies: tuple[str, ...]
+
+
+def _in_currency(draw: st.DrawFn, draft: _Draft, tx: Transaction) -> Transaction:
+    """Draw the currency of `tx`, and its fx_rate when it is not the base's."""
+    if not draft.currencies:
+        return tx
+    code = draw(st.sampled_from((draft.base, *draft.currencies)))
+    if code == draft.base:
+        return tx
+    rate_choices = st.sampled_from(_FX_RATES)
+    rate = draw(rate_choices if tx.kind in _NEEDS_RATE else st.none() | rate_choices)
+    return dataclasses.replace(tx, currency=code, fx_rate=rate)
+
+
+def _units(draw: st.DrawFn, draft: _Draft, kind: TransactionKind) -> Transaction | None:
+    held = draft.held
+    if kind in _UNITS_IN:
         ticker = draw(_ledger_tickers)
         quantity = draw(_traded_quantities)
     else:
         owned = sorted(t for t, q in held.items() if q > 0)
-        if allow_oversell or not owned:
-            if not allow_oversell:
+        if draft.allow_oversell or not owned:
+            if not draft.allow_oversell:
                 return None
             ticker = draw(_ledger_tickers)
             quantity = draw(_traded_quantities)
         else:
             # a quarter, half, three quarters or all of the position: never more than held
             ticker = draw(st.sampled_from(owned))
-            quantity = held[ticker] * Decimal(draw(st.integers(1, 4))) / 4
-    sign = 1 if kind is TransactionKind.BUY else -1
+            quarters = 4 if draft.whole_sales else draw(st.integers(1, 4))
+            quantity = held[ticker] * Decimal(quarters) / 4
+    sign = 1 if kind in _UNITS_IN else -1
     held[ticker] = held.get(ticker, Decimal(0)) + sign * quantity
-    return Transaction(
-        pid, day, kind, ticker, quantity=quantity, price=draw(_trade_prices), fee=draw(_fees)
-    )
-
-
-def _transaction(
-    draw: st.DrawFn,
-    *,
-    pid: UUID,
-    day: dt.date,
-    kind: TransactionKind,
-    held: dict[str, Decimal],
-    allow_oversell: bool,
-) -> Transaction | None:
+    tx = Transaction(draft.pid, draft.day, kind, ticker, quantity, draw(_trade_prices))
     if kind in {TransactionKind.BUY, TransactionKind.SELL}:
-        return _trade(draw, pid=pid, day=day, kind=kind, held=held, allow_oversell=allow_oversell)
-    if kind is TransactionKind.SPLIT:
-        ticker = draw(_ledger_tickers)
+        tx = dataclasses.replace(tx, fee=draw(_fees))
+    elif kind is TransactionKind.TRANSFER_IN:
+        tx = dataclasses.replace(tx, amount=draw(st.none() | _money))
+    return _in_currency(draw, draft, tx)
+
+
+def _split(draw: st.DrawFn, draft: _Draft) -> Transaction:
+    ticker = draw(_ledger_tickers)
+    if not draft.split_units or draw(st.booleans()):
         ratio = draw(st.sampled_from(_SPLIT_RATIOS))
-        if ticker in held:
-            held[ticker] *= ratio
-        return Transaction(pid, day, kind, ticker, ratio=ratio)
+        new, old = ratio.as_integer_ratio()
+        tx = Transaction(draft.pid, draft.day, TransactionKind.SPLIT, ticker, ratio=ratio)
+    else:
+        new, old = draw(st.sampled_from(_SPLIT_UNITS))
+        tx = Transaction(
+            draft.pid, draft.day, TransactionKind.SPLIT, ticker, split_new=new, split_old=old
+        )
+    if ticker in draft.held:
+        # the ledger's own rounding, so that sales of the position never exceed it
+        draft.held[ticker] = scale(draft.held[ticker], new, old)
+    return tx
+
+
+def _transaction(draw: st.DrawFn, draft: _Draft, kind: TransactionKind) -> Transaction | None:
+    if kind in _UNITS_IN or kind in _UNITS_OUT:
+        return _units(draw, draft, kind)
+    if kind is TransactionKind.SPLIT:
+        return _split(draw, draft)
+    if kind is TransactionKind.EXCHANGE:
+        source, target = draw(
+            st.permutations((draft.base, *draft.currencies)).map(lambda codes: codes[:2])
+        )
+        return Transaction(
+            draft.pid,
+            draft.day,
+            kind,
+            amount=draw(_money),
+            currency=source,
+            to_currency=target,
+            to_amount=draw(_money),
+        )
     label = draw(st.none() | _ledger_tickers) if kind is TransactionKind.DIVIDEND else None
-    return Transaction(pid, day, kind, label, amount=draw(_money))
+    tx = Transaction(draft.pid, draft.day, kind, label, amount=draw(_money))
+    return _in_currency(draw, draft, tx)
 
 
 @st.composite
@@ -374,11 +437,18 @@ def ledgers(
     max_days: int = 45,
     max_transactions: int = 30,
     allow_oversell: bool = False,
+    kinds: Collection[TransactionKind] = _LEDGER_KINDS,
+    currency: str = DEFAULT_CURRENCY,
+    currencies: Collection[str] = (),
+    whole_sales: bool = False,
+    split_units: bool = False,
 ) -> list[Transaction]:
     """Draw one portfolio's transaction ledger, sorted by date, dated from `start` on.
 
-    Every kind is mixed in and each date's transactions come in a drawn order. By default the
-    ledger is valid (no day sells more than it holds), so any replay of it succeeds; with
+    The kinds of `kinds` are mixed in and each date's transactions come in a drawn order.
+    SPLITs are given as a Decimal ratio, or with `split_units` as ints half the time
+    (``split_new``, ``split_old``: 1-for-3 among them). By default the ledger is valid (no
+    day sells more than it holds), so any replay of it succeeds; with
     ``allow_oversell=True`` sales ignore holdings, so some ledgers fail on some date.
 
     Args:
@@ -388,6 +458,15 @@ def ledgers(
         max_days: How many dates transactions are spread over.
         max_transactions: The most transactions drawn.
         allow_oversell: Whether a sale may exceed the quantity held.
+        kinds: The kinds drawn; by default every kind but TRANSFER_IN, TRANSFER_OUT and
+            EXCHANGE, so that cash stays in one currency and every flow is a contribution. An
+            EXCHANGE is drawn only with `currencies`.
+        currency: The portfolio's base currency.
+        currencies: Other currencies transactions may be in; each such transaction draws an
+            `fx_rate`, or none where the ledger allows it (a trade, an income, a fee, a tax).
+        whole_sales: Whether every SELL and TRANSFER_OUT disposes of the whole position.
+        split_units: Whether SPLITs may be given as ``split_new`` and ``split_old``, some of
+            them ratios no Decimal states (1-for-3).
 
     Returns:
         The transactions, in ascending date order, each date's in a drawn order.
@@ -395,19 +474,26 @@ def ledgers(
     pid = portfolio_id if portfolio_id is not None else draw(st.uuids())
     count = draw(st.integers(0, max_transactions))
     offsets = sorted(draw(st.lists(st.integers(0, max_days - 1), min_size=count, max_size=count)))
-    held: dict[str, Decimal] = {}
+    choices = tuple(k for k in TransactionKind if k in kinds)
+    if not currencies:
+        choices = tuple(k for k in choices if k is not TransactionKind.EXCHANGE)
+    draft = _Draft(
+        pid, start, {}, allow_oversell, whole_sales, split_units, currency, tuple(currencies)
+    )
     ledger: list[Transaction] = []
     with decimal.localcontext(exact_context()):
         for offset, group in itertools.groupby(offsets):
-            day = start + dt.timedelta(days=offset)
-            kinds = [draw(st.sampled_from(TransactionKind)) for _ in group]
-            # the replay applies a day's splits first: simulate holdings in the same order
-            kinds.sort(key=lambda k: k is not TransactionKind.SPLIT)
-            todays = [
-                _transaction(
-                    draw, pid=pid, day=day, kind=k, held=held, allow_oversell=allow_oversell
-                )
-                for k in kinds
-            ]
+            draft.day = start + dt.timedelta(days=offset)
+            drawn = [draw(st.sampled_from(choices)) for _ in group]
+            # the replay applies a day's splits first, then acquisitions, then disposals:
+            # simulate holdings in the same order
+            drawn.sort(key=_replay_order)
+            todays = [_transaction(draw, draft, k) for k in drawn]
             ledger.extend(draw(st.permutations([tx for tx in todays if tx is not None])))
     return ledger
+
+
+def _replay_order(kind: TransactionKind) -> int:
+    if kind is TransactionKind.SPLIT:
+        return 0
+    return 2 if kind in _UNITS_OUT else 1
