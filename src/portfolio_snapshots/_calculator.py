@@ -13,7 +13,7 @@ import decimal
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias
 
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
@@ -101,8 +101,8 @@ _ACCOUNTING_AMOUNTS = (
     "net_transfers",
 )
 _ACCOUNTING_MAPPINGS = ("cost_basis", "position_realized", "position_dividends")
-# Checked by identity before the slower isinstance(..., Mapping).
-_PLAIN_MAPPINGS = frozenset({dict, MappingProxyType})
+# How many checked `Accounting` values a calculator remembers (then it forgets them all).
+_CHECKED_BOOKS = 4096
 
 
 class SnapshotCalculator:
@@ -114,7 +114,7 @@ class SnapshotCalculator:
         default_minor_unit: Decimal places for currencies not listed (2 by default).
     """
 
-    __slots__ = ("_default_places", "_places", "_units")
+    __slots__ = ("_checked_books", "_default_places", "_places", "_units")
 
     def __init__(
         self, *, minor_units: Mapping[str, int] | None = None, default_minor_unit: int = 2
@@ -127,6 +127,7 @@ class SnapshotCalculator:
         self._places = places
         self._default_places = default_minor_unit
         self._units: dict[str, tuple[Decimal, Decimal]] = {}
+        self._checked_books: dict[int, Accounting] = {}
 
     def minor_unit(self, currency: str) -> int:
         """Return the number of decimal places amounts in `currency` are rounded to."""
@@ -411,7 +412,7 @@ class SnapshotCalculator:
         books, position_books = (
             (_UNKNOWN_BOOKS, _NO_POSITION_BOOKS)
             if accounting is None
-            else _books(pid, day, flat, total, accounting)
+            else _books(pid, day, flat, total, accounting, self._checked_books)
         )
         return _from_values(
             (
@@ -737,66 +738,52 @@ def _cash_balances(  # noqa: PLR0917 - the valuation's own arguments
     return total, tuple(balances), any_stale
 
 
-def _books(
-    pid: UUID, day: dt.date, flat: list[object], holdings: Decimal, accounting: Accounting
-) -> tuple[_Books, tuple[object, ...]]:
-    """Return the snapshot's eight accounting fields and its positions' (`position_books`).
-
-    Only what the snapshot uses is checked: the amounts, and the per-ticker figures of the
-    tickers held (a mapping's entries for tickers no longer held are not read).
-    """
-    costs, realized, dividends = _checked_books(pid, day, accounting)
-    try:
-        return _position_books(pid, day, flat, holdings, accounting, (costs, realized, dividends))
-    except decimal.InvalidOperation:  # a NaN compared: find it and name it
-        for i in range(0, len(flat), POSITION_WIDTH):
-            ticker = cast("str", flat[i])
-            for field, per_ticker in zip(
-                _ACCOUNTING_MAPPINGS, (costs, realized, dividends), strict=True
-            ):
-                amount = None if per_ticker is None else per_ticker.get(ticker)
-                if amount is not None and _amount_problem(amount) is not None:
-                    raise _bad_book(pid, day, field, ticker, amount) from None
-        raise
-
-
-def _position_books(  # noqa: C901, PLR0917 - one hot loop, split from _books
+def _books(  # noqa: PLR0917 - the valuation's own arguments
     pid: UUID,
     day: dt.date,
     flat: list[object],
     holdings: Decimal,
     accounting: Accounting,
-    mappings: _Mappings,
+    checked: dict[int, Accounting],
 ) -> tuple[_Books, tuple[object, ...]]:
-    costs, realized, dividends = mappings
+    """Return the snapshot's eight accounting fields and its positions' (`position_books`).
+
+    Each `Accounting` value is checked whole the first time it is seen, then remembered in
+    `checked` (by identity; it is immutable): a ledger hands the same books for every day
+    without a transaction, so a backfill checks them once, not once a day.
+    """
+    if checked.get(id(accounting)) is not accounting:
+        _check_books(pid, day, accounting)
+        if len(checked) >= _CHECKED_BOOKS:
+            checked.clear()
+        checked[id(accounting)] = accounting
+    costs, realized, dividends = (
+        accounting.cost_basis,
+        accounting.position_realized,
+        accounting.position_dividends,
+    )
     cost_total: Decimal | None = None if costs is None else _ZERO
     position_books: list[object] = []
     extend = position_books.extend
-    decimal_type = Decimal
-    # Each figure is checked to be a finite Decimal here (cheap), and its magnitude through
-    # the totals' bounds below: one huge figure makes a huge total.
     for i in range(0, len(flat), POSITION_WIDTH):
         ticker: str = flat[i]  # type: ignore[assignment]
-        cost = unrealized = gained = paid = None
+        cost = unrealized = None
         if costs is not None:
             cost = costs.get(ticker)
             if cost is None:
                 cost_total = None
             else:
-                if cost.__class__ is not decimal_type or not cost.is_finite():
-                    raise _bad_book(pid, day, "cost_basis", ticker, cost)
                 unrealized = flat[i + 4] - cost  # type: ignore[operator]
                 if cost_total is not None:
                     cost_total += cost
-        if realized is not None:
-            gained = realized.get(ticker, _ZERO)
-            if gained.__class__ is not decimal_type or not gained.is_finite():
-                raise _bad_book(pid, day, "position_realized", ticker, gained)
-        if dividends is not None:
-            paid = dividends.get(ticker, _ZERO)
-            if paid.__class__ is not decimal_type or not paid.is_finite():
-                raise _bad_book(pid, day, "position_dividends", ticker, paid)
-        extend((cost, unrealized, gained, paid))
+        extend(
+            (
+                cost,
+                unrealized,
+                None if realized is None else realized.get(ticker, _ZERO),
+                None if dividends is None else dividends.get(ticker, _ZERO),
+            )
+        )
     if cost_total is not None and not _NEGATIVE_LIMIT < cost_total < _LIMIT:
         raise _bad_book(pid, day, "cost_basis", None, cost_total)
     return (
@@ -811,13 +798,8 @@ def _position_books(  # noqa: C901, PLR0917 - one hot loop, split from _books
     ), (tuple(position_books) if costs or realized or dividends else ())
 
 
-_Mappings: TypeAlias = tuple[
-    "Mapping[str, Decimal] | None", "Mapping[str, Decimal] | None", "Mapping[str, Decimal] | None"
-]
-
-
-def _checked_books(pid: UUID, day: dt.date, accounting: Accounting) -> _Mappings:
-    """Check the books' type and amounts; return their three per-ticker mappings."""
+def _check_books(pid: UUID, day: dt.date, accounting: Accounting) -> None:
+    """Check the books' type, amounts and every entry of their per-ticker mappings."""
     if type(accounting) is not Accounting:
         raise InvalidPortfolioError(
             "must be None or an Accounting value",
@@ -839,9 +821,14 @@ def _checked_books(pid: UUID, day: dt.date, accounting: Accounting) -> _Mappings
             raise InvalidPortfolioError(
                 reason, portfolio_id=pid, snapshot_date=day, field=name, value=amount
             )
-    mappings = (accounting.cost_basis, accounting.position_realized, accounting.position_dividends)
+    # Seen as objects: a host may hand in anything.
+    mappings: tuple[object, object, object] = (
+        accounting.cost_basis,
+        accounting.position_realized,
+        accounting.position_dividends,
+    )
     for name, per_ticker in zip(_ACCOUNTING_MAPPINGS, mappings, strict=True):
-        if per_ticker is None or per_ticker.__class__ in _PLAIN_MAPPINGS:
+        if per_ticker is None:
             continue
         if not isinstance(per_ticker, Mapping):
             raise InvalidPortfolioError(
@@ -851,7 +838,9 @@ def _checked_books(pid: UUID, day: dt.date, accounting: Accounting) -> _Mappings
                 field=name,
                 value=per_ticker,
             )
-    return mappings
+        for ticker, amount in per_ticker.items():
+            if _amount_problem(amount) is not None:
+                raise _bad_book(pid, day, name, ticker if isinstance(ticker, str) else None, amount)
 
 
 def _bad_book(pid: UUID, day: dt.date, field: str, ticker: str | None, amount: object) -> Exception:
