@@ -329,12 +329,17 @@ def interrupt_at_statement(
     encoded: list[int] = []
 
     def interrupting(
-        self: DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, plan: PricePlan
+        self: DriverUpsert,
+        part: Sequence[PortfolioSnapshot],
+        fence: int,
+        plan: PricePlan,
+        *,
+        books: bool,
     ) -> tuple[object, ...]:
         encoded.append(len(part))
         if len(encoded) == number:
             interrupt()
-        return encode(self, part, fence, plan)
+        return encode(self, part, fence, plan, books=books)
 
     monkeypatch.setattr(DriverUpsert, "columns", interrupting)
     return encoded

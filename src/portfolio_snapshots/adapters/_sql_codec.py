@@ -8,11 +8,13 @@ Schema version 2 stores the prices a day's snapshots were valued with once per d
 *variant* in ``ps_prices`` (a variant is one distinct (price, price date, currency, FX rate,
 stale) of that ticker on that day: a split adjusted for one portfolio only, or a close
 converted into two base currencies, makes a second one), and a snapshot's positions as one
-compact text (`compact_positions`): per position its ticker, quantity and market value, and
-the variant of its price when it is not 0. Version 1 kept every position as a JSON object with
-its price spelled out (`positions_json`); version 2 still reads that form, and writes it for
-the rare snapshot whose tickers the compact form cannot hold. Nothing here imports a database
-driver.
+compact text: per position its ticker, quantity and market value, the variant of its price
+when it is not 0, and the position's accounting fields (cost basis, unrealized and realized
+gain, dividends) when it has any. Version 1 kept every position as a JSON object with its
+price spelled out (`positions_json`); version 2 still reads that form, and writes it for the
+rare snapshot whose tickers the compact form cannot hold. A snapshot's own accounting fields
+are columns of their own (`book_texts`), its cash per currency one compact text
+(`cash_balances_text`). Nothing here imports a database driver.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Final, TypeVar
 from uuid import UUID
 
-from portfolio_snapshots._domain import POSITION_WIDTH, PositionValuation, RunRecord, RunState
+from portfolio_snapshots._domain import (
+    ACCOUNTING_FIELD_NAMES,
+    POSITION_WIDTH,
+    CashBalance,
+    PositionValuation,
+    RunRecord,
+    RunState,
+)
 from portfolio_snapshots._errors import DatabaseAccessError, DatabaseBusyError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -62,6 +71,12 @@ NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()]] = (
 )
 #: The accounting fields of a position read from a form without them.
 NO_POSITION_BOOKS: Final = (None, None, None, None)
+#: The columns of ``ps_snapshots`` holding a snapshot's *books*: its accounting fields
+#: (decimal text, in the order of `ACCOUNTING_FIELD_NAMES`) and its cash balances (text, see
+#: `cash_balances_text`). NULL for a snapshot without them, which a write leaves out.
+BOOK_COLUMNS: Final = (*ACCOUNTING_FIELD_NAMES, "cash_balances")
+#: The accounting fields of a position, in the order they follow ``stale``.
+POSITION_BOOK_FIELDS: Final = ("cost_basis", "unrealized_gain", "realized_gain", "dividends")
 
 _TAKEN_OVER: Final = "the lease was taken over by another holder"
 _EXPIRED: Final = "the lease expired before it was renewed"
@@ -94,7 +109,8 @@ def optional_decimal(text: str | None) -> Decimal | None:
 def positions_json(positions: Sequence[PositionValuation]) -> str:
     """Encode a snapshot's positions as compact JSON, amounts as decimal strings.
 
-    Fields at their defaults (no price currency, no FX rate, not stale) are left out.
+    Fields at their defaults (no price currency, no FX rate, not stale, accounting fields
+    None) are left out.
     """
     items: list[dict[str, object]] = []
     for p in positions:
@@ -111,6 +127,9 @@ def positions_json(positions: Sequence[PositionValuation]) -> str:
             item["fx_rate"] = decimal_text(p.fx_rate, "fx_rate")
         if p.stale:
             item["stale"] = True
+        for name, amount in zip(POSITION_BOOK_FIELDS, p[8:], strict=True):
+            if amount is not None:
+                item[name] = decimal_text(amount, name)
         items.append(item)
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
@@ -131,6 +150,7 @@ def flat_positions_from_json(text: str) -> tuple[object, ...]:
     flat: list[object] = []
     extend = flat.extend
     date = dt.date.fromisoformat
+    get_books = _books_of_item
     for item in items:
         fx_rate = item.get("fx_rate")
         price_currency = item.get("price_currency")
@@ -144,10 +164,18 @@ def flat_positions_from_json(text: str) -> tuple[object, ...]:
                 None if price_currency is None else str(price_currency),
                 None if fx_rate is None else Decimal(str(fx_rate)),
                 item.get("stale") is True,
-                *NO_POSITION_BOOKS,
+                *get_books(item),
             )
         )
     return tuple(flat)
+
+
+def _books_of_item(item: Mapping[str, object]) -> tuple[Decimal | None, ...]:
+    """Read a JSON position's accounting fields (absent: None)."""
+    return tuple(
+        None if (text := item.get(name)) is None else Decimal(str(text))
+        for name in POSITION_BOOK_FIELDS
+    )
 
 
 # --- schema version 2: prices once per day, positions compact ---------------------------------
@@ -288,9 +316,20 @@ class PricePlan:
                 continue  # no positions, or written as JSON with the prices inline
             parts: list[str] | None = []
             for i in range(0, len(flat), width):
-                ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
-                    i : i + 8
-                ]
+                (
+                    ticker,
+                    quantity,
+                    price,
+                    price_date,
+                    value,
+                    currency,
+                    fx_rate,
+                    stale,
+                    cost,
+                    gain,
+                    realized,
+                    dividends,
+                ) = flat[i : i + width]
                 hit = seen.get(ticker)
                 if (
                     hit is None
@@ -314,8 +353,16 @@ class PricePlan:
                     if type(price) is Decimal:
                         seen[ticker] = hit
                 if parts is not None:
-                    if type(quantity) is not Decimal or type(value) is not Decimal:
-                        parts = None  # encode() refuses it, naming the field
+                    if (
+                        type(quantity) is not Decimal
+                        or type(value) is not Decimal
+                        # A position with accounting fields is encoded by encode().
+                        or cost is not None
+                        or gain is not None
+                        or realized is not None
+                        or dividends is not None
+                    ):
+                        parts = None  # encode() writes it, or refuses it naming the field
                     else:
                         parts.append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{hit[6]}")
             if parts is not None:
@@ -353,7 +400,7 @@ class PricePlan:
                 new[day, ticker, content] = variant
         return rows
 
-    def encode(self, s: PortfolioSnapshot) -> str:  # noqa: C901 - the hot loop of a write
+    def encode(self, s: PortfolioSnapshot) -> str:  # noqa: C901, PLR0912 - a write's hot loop
         """Return the compact positions of `s` (or, for odd tickers, their JSON).
 
         Raises:
@@ -377,7 +424,20 @@ class PricePlan:
         parts: list[str] = []
         append = parts.append
         for i in range(0, len(flat), width):
-            ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[i : i + 8]
+            (
+                ticker,
+                quantity,
+                price,
+                price_date,
+                value,
+                currency,
+                fx_rate,
+                stale,
+                cost,
+                gain,
+                realized,
+                dividends,
+            ) = flat[i : i + width]
             if type(quantity) is not Decimal:
                 decimal_text(quantity, "quantity")  # type: ignore[arg-type]
             if type(value) is not Decimal:
@@ -406,13 +466,41 @@ class PricePlan:
                 tail = f"{_FIELD}{variant}" if variant else ""
                 if type(price) is Decimal:
                     memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
-            append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
+            if cost is None and gain is None and realized is None and dividends is None:
+                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
+            else:
+                books = _position_books_text(cost, gain, realized, dividends)
+                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail or _FIELD}{_FIELD}{books}")
         return _RECORD.join(parts)
 
     def commit(self) -> None:
         """Record the plan's prices as stored: call once its transaction committed."""
         self._catalog._known.update(self._new)  # noqa: SLF001 - the plan is the catalog's helper
         self._catalog._seen.update(self._memo)  # noqa: SLF001
+
+
+def _position_books_text(cost: object, gain: object, realized: object, dividends: object) -> str:
+    """Return a position's accounting fields as compact text: ``|``-separated, None empty.
+
+    Trailing empty fields are left out (decimal text is never empty, so the text is not).
+
+    Raises:
+        InvalidInputError: A field is neither None nor a Decimal.
+    """
+    texts = [
+        "" if amount is None else decimal_text(amount, name)  # type: ignore[arg-type]
+        for name, amount in zip(
+            POSITION_BOOK_FIELDS, (cost, gain, realized, dividends), strict=True
+        )
+    ]
+    return _FIELD.join(texts).rstrip(_FIELD)
+
+
+def _position_books(fields: list[str]) -> tuple[Decimal | None, ...]:
+    """Read the accounting fields of a compact position split into `fields` (five or more)."""
+    texts = fields[4:8]
+    texts += [""] * (4 - len(texts))
+    return tuple(Decimal(t) if t else None for t in texts)
 
 
 def referenced_prices(texts: Iterable[tuple[dt.date, str]]) -> set[PriceDay]:
@@ -467,9 +555,11 @@ def flat_positions_from_text(
     for position in text.split(_RECORD):
         fields = position.split(_FIELD)
         ticker = fields[0]
-        # Fields after the variant are for later versions of the position (see storage.md).
-        variant = int(fields[3]) if len(fields) > 3 and fields[3] else 0  # noqa: PLR2004
+        n = len(fields)
+        variant = int(fields[3]) if n > 3 and fields[3] else 0  # noqa: PLR2004
         price, price_date, currency, fx_rate, stale = prices[day, ticker, variant]
+        # The position's accounting fields follow the variant; fields after those are for
+        # later versions of the position (see storage.md).
         extend(
             (
                 ticker,
@@ -480,10 +570,149 @@ def flat_positions_from_text(
                 currency,
                 fx_rate,
                 stale,
-                *NO_POSITION_BOOKS,
+                *(NO_POSITION_BOOKS if n < 5 else _position_books(fields)),  # noqa: PLR2004
             )
         )
     return tuple(flat)
+
+
+# --- a snapshot's books: accounting fields and cash per currency ------------------------------
+
+
+def has_books(s: PortfolioSnapshot) -> bool:
+    """Whether `s` has an accounting field or cash balances, which the short write leaves out.
+
+    The stores write a snapshot without them (the common one) with the statement of the
+    columns they always wrote, so its write costs nothing more; its book columns are NULL.
+    """
+    return s.values[10:] != NO_BOOKS
+
+
+def book_texts(s: PortfolioSnapshot) -> tuple[str | None, ...]:
+    """Return the `BOOK_COLUMNS` of `s`: its accounting fields' texts, then its cash balances'.
+
+    Raises:
+        InvalidInputError: A field is neither None nor a Decimal, or a cash balance is not a
+            `CashBalance` of Decimal amounts.
+    """
+    values = s.values
+    return (
+        *(
+            optional_decimal_text(amount, name)
+            for name, amount in zip(ACCOUNTING_FIELD_NAMES, values[10:18], strict=True)
+        ),
+        cash_balances_text(values[18]),
+    )
+
+
+def books_from_columns(
+    columns: Sequence[object],
+) -> tuple[
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    tuple[CashBalance, ...],
+]:
+    """Read a snapshot's books from its `BOOK_COLUMNS` as text (none at all: no books)."""
+    if not any(c is not None for c in columns):
+        return NO_BOOKS
+    cb, ug, rg, dv, it, fe, tx, nt, cash = columns
+    return (
+        None if cb is None else Decimal(str(cb)),
+        None if ug is None else Decimal(str(ug)),
+        None if rg is None else Decimal(str(rg)),
+        None if dv is None else Decimal(str(dv)),
+        None if it is None else Decimal(str(it)),
+        None if fe is None else Decimal(str(fe)),
+        None if tx is None else Decimal(str(tx)),
+        None if nt is None else Decimal(str(nt)),
+        cash_balances_from_text(None if cash is None else str(cash)),
+    )
+
+
+def cash_balances_text(balances: Sequence[CashBalance]) -> str | None:
+    """Return the ``cash_balances`` column of a snapshot's balances: None when there are none.
+
+    Compact text, as positions: ``USD|100.00|100.00;EUR|50.00|54.13|1.0825``, one balance
+    after another (``;``), each its currency, amount and value, then its FX rate and ``1`` for
+    a stale rate, trailing empty fields left out. When a currency holds ``|`` or ``;``, a
+    control character, or starts with ``[``, the balances go as a JSON array of objects
+    instead, which readers tell by its first character.
+
+    Raises:
+        InvalidInputError: A balance is not a `CashBalance`, or an amount, value or rate is
+            not a Decimal.
+    """
+    if not balances:
+        return None
+    rows: list[tuple[object, str, str, str | None, bool]] = []
+    compact = True
+    for balance in balances:
+        if not isinstance(balance, CashBalance):
+            raise InvalidInputError(
+                f"cash_balances must hold CashBalance values, got {type(balance).__name__}"
+            )
+        currency, amount, value, fx_rate, stale = balance
+        rows.append(
+            (
+                currency,
+                decimal_text(amount, "cash_balances.amount"),
+                decimal_text(value, "cash_balances.value"),
+                optional_decimal_text(fx_rate, "cash_balances.fx_rate"),
+                bool(stale),
+            )
+        )
+        compact = compact and _compact_ticker(currency)
+    if not compact:
+        items = [
+            {"currency": c, "amount": a, "value": v, "fx_rate": r, "stale": st}
+            for c, a, v, r, st in rows
+        ]
+        try:
+            return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+        except TypeError as exc:
+            raise InvalidInputError(f"cash_balances cannot be stored: {exc}") from exc
+    return _RECORD.join(
+        f"{c}{_FIELD}{a}{_FIELD}{v}{_FIELD}{r or ''}{_FIELD}{'1' if st else ''}".rstrip(_FIELD)
+        for c, a, v, r, st in rows
+    )
+
+
+def cash_balances_from_text(text: str | None) -> tuple[CashBalance, ...]:
+    """Read what `cash_balances_text` wrote (NULL: no balances)."""
+    if text is None:
+        return ()
+    if text.startswith("["):
+        items: list[dict[str, object]] = json.loads(text)
+        return tuple(
+            CashBalance(
+                item["currency"],  # type: ignore[arg-type]
+                Decimal(str(item["amount"])),
+                Decimal(str(item["value"])),
+                None if item.get("fx_rate") is None else Decimal(str(item["fx_rate"])),
+                item.get("stale") is True,
+            )
+            for item in items
+        )
+    balances = []
+    for balance in text.split(_RECORD):
+        fields = balance.split(_FIELD)
+        n = len(fields)
+        balances.append(
+            CashBalance(
+                fields[0],
+                Decimal(fields[1]),
+                Decimal(fields[2]),
+                Decimal(fields[3]) if n > 3 and fields[3] else None,  # noqa: PLR2004
+                n > 4 and fields[4] == "1",  # noqa: PLR2004
+            )
+        )
+    return tuple(balances)
 
 
 def report_json(report: Mapping[str, object]) -> str:
