@@ -89,9 +89,12 @@ READ_COLUMNS = (
     "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
     "positions, net_contributions, external_flow, stale"
 )
-# What `list_totals` selects (the portfolio id is the one asked for).
+# What `list_totals` selects (the portfolio id is the one asked for): the fields of
+# `DailyTotals`, the accounting ones included.
 TOTALS_COLUMNS = (
-    "snapshot_date, currency, total_value, cash_balance, holdings_value, net_contributions, stale"
+    "snapshot_date, currency, total_value, cash_balance, holdings_value, net_contributions, "
+    "stale, external_flow, cost_basis, unrealized_gain, realized_gain, dividends, interest, "
+    "fees, taxes, net_transfers"
 )
 PRICE_COLUMNS = "snapshot_date, ticker, variant, price, price_date, price_currency, fx_rate, stale"
 SQLITE_PRICES = f"INSERT INTO ps_prices ({PRICE_COLUMNS}) VALUES ({', '.join('?' * 8)})"  # noqa: S608
