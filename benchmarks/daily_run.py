@@ -2,6 +2,7 @@
 
 To run:
     python benchmarks/daily_run.py [--portfolios 100000] [--positions 10] [--tickers 2000]
+                                   [--cost-basis]
 
 Builds a seeded world (portfolios x positions over a ticker universe), loads the in-memory
 adapters, then times, alternately and several times in this one process:
@@ -15,12 +16,18 @@ It prints the best time of each, their ratio (the figure that matters on a share
 machine) and the number of ``get_prices`` calls: at most one per batch, and in fact fewer,
 since a batch asks only for the tickers no earlier batch of the run asked for. Target: ratio
 within 4x.
+
+With ``--cost-basis`` a third run is timed beside them: the same portfolios, each carrying its
+books (`Accounting`: a cost basis per holding, realized gain, income, fees and taxes) as a
+ledger-backed repository supplies them, so the job values every position's unrealized gain
+too; its ratio to the same bare loop states what the books cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import gc
 import random
@@ -35,15 +42,16 @@ from portfolio_snapshots import (
     Portfolio,
     SnapshotJob,
 )
+from portfolio_snapshots.history import Accounting
 
 DAY = dt.date(2026, 11, 27)
 CENTS = Decimal("0.01")
 
 
 def build(
-    n_portfolios: int, n_positions: int, n_tickers: int, seed: int
+    n_portfolios: int, n_positions: int, n_tickers: int, seed: int, *, books: bool = False
 ) -> tuple[list[Portfolio], dict[str, Decimal]]:
-    """Return seeded portfolios and one close per ticker."""
+    """Return seeded portfolios and one close per ticker (with their books, if `books`)."""
     rng = random.Random(seed)
     tickers = [f"T{i:05d}" for i in range(n_tickers)]
     prices = {t: Decimal(rng.randint(100, 500_000)) / 100 for t in tickers}
@@ -55,7 +63,26 @@ def build(
         )
         for _ in range(n_portfolios)
     ]
+    if books:
+        portfolios = [dataclasses.replace(p, accounting=_books(p, prices, rng)) for p in portfolios]
     return portfolios, prices
+
+
+def _books(portfolio: Portfolio, prices: dict[str, Decimal], rng: random.Random) -> Accounting:
+    """Seeded books: each holding bought at up to 20 % off or above today's close."""
+    cost = {
+        ticker: (quantity * prices[ticker] * Decimal(rng.randint(80, 120)) / 100).quantize(CENTS)
+        for ticker, quantity in portfolio.holdings.items()
+    }
+    return Accounting(
+        cost_basis=cost,
+        realized_gain=Decimal(rng.randint(-10_000, 10_000)) / 100,
+        dividends=Decimal(rng.randint(0, 10_000)) / 100,
+        interest=Decimal(0),
+        fees=Decimal(rng.randint(0, 1_000)) / 100,
+        taxes=Decimal(0),
+        net_transfers=Decimal(0),
+    )
 
 
 def bare_loop(
@@ -96,7 +123,7 @@ def timed_job(
 
 
 def main() -> None:
-    """Parse arguments, build the world, time both sides and print the ratio."""
+    """Parse arguments, build the world, time the sides and print the ratios."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--portfolios", type=int, default=100_000)
     parser.add_argument("--positions", type=int, default=10)
@@ -104,6 +131,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20261127)
+    parser.add_argument(
+        "--cost-basis", action="store_true", help="every portfolio carries its books"
+    )
     args = parser.parse_args()
 
     portfolios, prices = build(args.portfolios, args.positions, args.tickers, args.seed)
@@ -111,8 +141,15 @@ def main() -> None:
     market = InMemoryMarketData()
     for ticker, price in prices.items():
         market.add_price(ticker, DAY, price)
+    with_books = (
+        InMemoryPortfolioRepository(
+            build(args.portfolios, args.positions, args.tickers, args.seed, books=True)[0]
+        )
+        if args.cost_basis
+        else None
+    )
 
-    bare_times, job_times = [], []
+    bare_times, job_times, books_times = [], [], []
     calls = stored = 0
     for _ in range(args.rounds):
         gc.collect()
@@ -121,6 +158,8 @@ def main() -> None:
         bare_times.append(time.perf_counter() - start)
         elapsed, stored, calls = timed_job(repo, market, args.batch_size)
         job_times.append(elapsed)
+        if with_books is not None:
+            books_times.append(timed_job(with_books, market, args.batch_size)[0])
 
     bare, job = min(bare_times), min(job_times)
     expected_calls = -(-args.portfolios // args.batch_size)
@@ -128,6 +167,10 @@ def main() -> None:
     print(f"bare Decimal loop : {bare:8.3f} s (best of {args.rounds})")
     print(f"run_daily         : {job:8.3f} s (best of {args.rounds}), {stored} snapshots stored")
     print(f"ratio             : {job / bare:8.2f}x  (target <= 4x)")
+    if books_times:
+        books = min(books_times)
+        print(f"run_daily, books  : {books:8.3f} s (best of {args.rounds}), cost basis per holding")
+        print(f"ratio, with books : {books / bare:8.2f}x  (no target: what the books cost)")
     print(
         f"get_prices calls  : {calls} per run (at most one per batch: {expected_calls} batches "
         f"of {args.batch_size}; each ticker is asked for once per run)"

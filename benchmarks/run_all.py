@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 
 #: name: (full arguments, quick arguments)
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
-    "daily_run": ([], ["--portfolios", "20000", "--rounds", "2"]),
+    "daily_run": (["--cost-basis"], ["--portfolios", "20000", "--rounds", "2", "--cost-basis"]),
     "backfill": ([], ["--portfolios", "200", "--years", "2", "--rounds", "2"]),
     "storage": ([], ["--snapshots", "20000", "--rounds", "2", "--backends", "sqlite"]),
     "poisoned_run": ([], ["--portfolios", "20000", "--rounds", "2"]),

@@ -32,7 +32,17 @@ def test_positions_read_back_as_position_valuations() -> None:
     assert all(type(p) is PositionValuation for p in snap.positions)
     assert snap.position("B") == B
     assert snap.position("C") is None
-    assert snap.flat_positions == (*A, *B)
+    assert snap.flat_positions == (*A[:8], *B[:8])
+    assert snap.position_books == ()  # no position has books: nothing is carried for them
+
+
+def test_position_books_are_kept_apart_and_read_back_on_each_position() -> None:
+    """A position's cost basis and gains live in `position_books` and come back on it."""
+    held = A._replace(cost_basis=Decimal(2), unrealized_gain=Decimal(1))
+    snap = snapshot(positions=(held, B))
+    assert snap.positions == (held, B)
+    assert snap.position_books == (Decimal(2), Decimal(1), None, None, None, None, None, None)
+    assert snap.flat_positions == (*A[:8], *B[:8])
 
 
 def test_snapshots_compare_and_hash_by_value() -> None:

@@ -13,7 +13,7 @@ import decimal
 from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
@@ -90,6 +90,7 @@ _Books: TypeAlias = tuple[
 ]
 _UNKNOWN_BOOKS: _Books = (None, None, None, None, None, None, None, None)
 _NO_CASH_BALANCES: tuple[CashBalance, ...] = ()
+_NO_POSITION_BOOKS: tuple[object, ...] = ()
 _ACCOUNTING_AMOUNTS = (
     "realized_gain",
     "dividends",
@@ -99,6 +100,8 @@ _ACCOUNTING_AMOUNTS = (
     "net_transfers",
 )
 _ACCOUNTING_MAPPINGS = ("cost_basis", "position_realized", "position_dividends")
+# Checked by identity before the slower isinstance(..., Mapping).
+_PLAIN_MAPPINGS = frozenset({dict, MappingProxyType})
 
 
 class SnapshotCalculator:
@@ -324,21 +327,16 @@ class SnapshotCalculator:
         decimal_type, zero, limit = Decimal, _ZERO, _LIMIT
         for ticker in sorted(holdings):
             quantity = holdings[ticker]
-            if (
-                quantity.__class__ is not decimal_type
-                or not quantity.is_finite()
-                or not zero <= quantity < limit
-            ):
-                raise InvalidPortfolioError(
-                    f"quantity must be a finite Decimal from 0 to below {limit}",
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    field="quantity",
-                    ticker=ticker,
-                    value=quantity,
-                )
-            if not quantity:
-                continue
+            # One test for the usual held quantity; a NaN makes the comparison raise
+            # InvalidOperation (the context traps it), turned into its error below.
+            try:
+                usual = quantity.__class__ is decimal_type and zero < quantity < limit
+            except decimal.InvalidOperation:
+                usual = False
+            if not usual:
+                if quantity.__class__ is decimal_type and quantity.is_zero():
+                    continue  # held in a quantity of zero: nothing to value
+                raise _bad_quantity(pid, day, ticker, quantity)
             entry = get_price(ticker)
             if entry is None:
                 raise table.error(pid, ticker)
@@ -376,10 +374,6 @@ class SnapshotCalculator:
                     price_currency,
                     rate,
                     stale,
-                    None,
-                    None,
-                    None,
-                    None,
                 )
             )
         if foreign_cash is None and accounting is None:
@@ -395,8 +389,16 @@ class SnapshotCalculator:
                     net_contributions,
                     external_flow,
                     any_stale,
-                    *_UNKNOWN_BOOKS,
+                    None,  # the eight accounting fields (_UNKNOWN_BOOKS), spelled out:
+                    None,  # a literal tuple is built faster than one with an unpacking
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
                     _NO_CASH_BALANCES,
+                    _NO_POSITION_BOOKS,
                 )
             )
         balances = _NO_CASH_BALANCES
@@ -405,7 +407,11 @@ class SnapshotCalculator:
                 pid, day, currency, cash, foreign_cash, table, exp
             )
             any_stale = any_stale or cash_stale
-        books = _UNKNOWN_BOOKS if accounting is None else _books(pid, day, flat, total, accounting)
+        books, position_books = (
+            (_UNKNOWN_BOOKS, _NO_POSITION_BOOKS)
+            if accounting is None
+            else _books(pid, day, flat, total, accounting)
+        )
         return _from_values(
             (
                 pid,
@@ -420,6 +426,7 @@ class SnapshotCalculator:
                 any_stale,
                 *books,
                 balances,
+                position_books,
             )
         )
 
@@ -660,6 +667,17 @@ class PriceTable:
         )
 
 
+def _bad_quantity(pid: UUID, day: dt.date, ticker: str, quantity: object) -> InvalidPortfolioError:
+    return InvalidPortfolioError(
+        f"quantity must be a finite Decimal from 0 to below {_LIMIT}",
+        portfolio_id=pid,
+        snapshot_date=day,
+        field="quantity",
+        ticker=ticker,
+        value=quantity,
+    )
+
+
 def _amount_problem(value: object) -> str | None:
     if type(value) is not Decimal or not value.is_finite() or not _NEGATIVE_LIMIT < value < _LIMIT:
         return f"must be a finite Decimal below {_LIMIT} in magnitude"
@@ -720,30 +738,66 @@ def _cash_balances(  # noqa: PLR0917 - the valuation's own arguments
 
 def _books(
     pid: UUID, day: dt.date, flat: list[object], holdings: Decimal, accounting: Accounting
-) -> _Books:
-    """Fill the positions' accounting fields in `flat`; return the snapshot's eight fields."""
-    _check_accounting(pid, day, accounting)
-    costs, realized, dividends = (
-        accounting.cost_basis,
-        accounting.position_realized,
-        accounting.position_dividends,
-    )
+) -> tuple[_Books, tuple[object, ...]]:
+    """Return the snapshot's eight accounting fields and its positions' (`position_books`).
+
+    Only what the snapshot uses is checked: the amounts, and the per-ticker figures of the
+    tickers held (a mapping's entries for tickers no longer held are not read).
+    """
+    costs, realized, dividends = _checked_books(pid, day, accounting)
+    try:
+        return _position_books(pid, day, flat, holdings, accounting, (costs, realized, dividends))
+    except decimal.InvalidOperation:  # a NaN compared: find it and name it
+        for i in range(0, len(flat), POSITION_WIDTH):
+            ticker = cast("str", flat[i])
+            for field, per_ticker in zip(
+                _ACCOUNTING_MAPPINGS, (costs, realized, dividends), strict=True
+            ):
+                amount = None if per_ticker is None else per_ticker.get(ticker)
+                if amount is not None and _amount_problem(amount) is not None:
+                    raise _bad_book(pid, day, field, ticker, amount) from None
+        raise
+
+
+def _position_books(  # noqa: C901, PLR0917 - one hot loop, split from _books
+    pid: UUID,
+    day: dt.date,
+    flat: list[object],
+    holdings: Decimal,
+    accounting: Accounting,
+    mappings: _Mappings,
+) -> tuple[_Books, tuple[object, ...]]:
+    costs, realized, dividends = mappings
     cost_total: Decimal | None = None if costs is None else _ZERO
+    position_books: list[object] = []
+    extend = position_books.extend
+    decimal_type = Decimal
+    # Each figure is checked to be a finite Decimal here (cheap), and its magnitude through
+    # the totals' bounds below: one huge figure makes a huge total.
     for i in range(0, len(flat), POSITION_WIDTH):
-        ticker = flat[i]
+        ticker: str = flat[i]  # type: ignore[assignment]
+        cost = unrealized = gained = paid = None
         if costs is not None:
-            cost = costs.get(ticker)  # type: ignore[call-overload]
+            cost = costs.get(ticker)
             if cost is None:
                 cost_total = None
             else:
-                flat[i + 8] = cost
-                flat[i + 9] = flat[i + 4] - cost
+                if cost.__class__ is not decimal_type or not cost.is_finite():
+                    raise _bad_book(pid, day, "cost_basis", ticker, cost)
+                unrealized = flat[i + 4] - cost  # type: ignore[operator]
                 if cost_total is not None:
                     cost_total += cost
         if realized is not None:
-            flat[i + 10] = realized.get(ticker, _ZERO)  # type: ignore[call-overload]
+            gained = realized.get(ticker, _ZERO)
+            if gained.__class__ is not decimal_type or not gained.is_finite():
+                raise _bad_book(pid, day, "position_realized", ticker, gained)
         if dividends is not None:
-            flat[i + 11] = dividends.get(ticker, _ZERO)  # type: ignore[call-overload]
+            paid = dividends.get(ticker, _ZERO)
+            if paid.__class__ is not decimal_type or not paid.is_finite():
+                raise _bad_book(pid, day, "position_dividends", ticker, paid)
+        extend((cost, unrealized, gained, paid))
+    if cost_total is not None and not _NEGATIVE_LIMIT < cost_total < _LIMIT:
+        raise _bad_book(pid, day, "cost_basis", None, cost_total)
     return (
         cost_total,
         None if cost_total is None else holdings - cost_total,
@@ -753,10 +807,16 @@ def _books(
         accounting.fees,
         accounting.taxes,
         accounting.net_transfers,
-    )
+    ), (tuple(position_books) if costs or realized or dividends else ())
 
 
-def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:
+_Mappings: TypeAlias = tuple[
+    "Mapping[str, Decimal] | None", "Mapping[str, Decimal] | None", "Mapping[str, Decimal] | None"
+]
+
+
+def _checked_books(pid: UUID, day: dt.date, accounting: Accounting) -> _Mappings:
+    """Check the books' type and amounts; return their three per-ticker mappings."""
     if type(accounting) is not Accounting:
         raise InvalidPortfolioError(
             "must be None or an Accounting value",
@@ -765,15 +825,22 @@ def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:
             field="accounting",
             value=accounting,
         )
-    for name in _ACCOUNTING_AMOUNTS:
-        amount = getattr(accounting, name)
+    amounts = (
+        accounting.realized_gain,
+        accounting.dividends,
+        accounting.interest,
+        accounting.fees,
+        accounting.taxes,
+        accounting.net_transfers,
+    )
+    for name, amount in zip(_ACCOUNTING_AMOUNTS, amounts, strict=True):
         if amount is not None and (reason := _amount_problem(amount)) is not None:
             raise InvalidPortfolioError(
                 reason, portfolio_id=pid, snapshot_date=day, field=name, value=amount
             )
-    for name in _ACCOUNTING_MAPPINGS:
-        per_ticker = getattr(accounting, name)
-        if per_ticker is None:
+    mappings = (accounting.cost_basis, accounting.position_realized, accounting.position_dividends)
+    for name, per_ticker in zip(_ACCOUNTING_MAPPINGS, mappings, strict=True):
+        if per_ticker is None or per_ticker.__class__ in _PLAIN_MAPPINGS:
             continue
         if not isinstance(per_ticker, Mapping):
             raise InvalidPortfolioError(
@@ -783,16 +850,19 @@ def _check_accounting(pid: UUID, day: dt.date, accounting: Accounting) -> None:
                 field=name,
                 value=per_ticker,
             )
-        for ticker, amount in per_ticker.items():
-            if (reason := _amount_problem(amount)) is not None:
-                raise InvalidPortfolioError(
-                    reason,
-                    portfolio_id=pid,
-                    snapshot_date=day,
-                    field=name,
-                    ticker=ticker if isinstance(ticker, str) else None,
-                    value=amount,
-                )
+    return mappings
+
+
+def _bad_book(pid: UUID, day: dt.date, field: str, ticker: str | None, amount: object) -> Exception:
+    """The error for a per-ticker figure that is not a finite Decimal within the bounds."""
+    return InvalidPortfolioError(
+        f"must be a finite Decimal below {_LIMIT} in magnitude",
+        portfolio_id=pid,
+        snapshot_date=day,
+        field=field,
+        ticker=ticker,
+        value=amount,
+    )
 
 
 def _check_flows(

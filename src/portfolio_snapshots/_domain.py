@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, cast
 from uuid import UUID
 
 DEFAULT_CURRENCY = "USD"
@@ -199,8 +199,13 @@ class CashBalance(NamedTuple):
     stale: bool = False
 
 
-#: Fields per position in `PortfolioSnapshot.flat_positions`: those of `PositionValuation`.
-POSITION_WIDTH = len(PositionValuation._fields)
+#: Fields per position in `PortfolioSnapshot.flat_positions`: the valuation's, the first eight
+#: of `PositionValuation` (ticker to stale).
+POSITION_WIDTH = 8
+#: Fields per position in `PortfolioSnapshot.position_books`: the last four of
+#: `PositionValuation` (cost basis, unrealized gain, realized gain, dividends).
+POSITION_BOOKS_WIDTH = 4
+_NO_POSITION_BOOKS = (None, None, None, None)
 
 #: A snapshot's `values`: its fields in the constructor's order, positions flattened.
 SnapshotValues: TypeAlias = tuple[
@@ -223,6 +228,7 @@ SnapshotValues: TypeAlias = tuple[
     Decimal | None,
     Decimal | None,
     tuple[CashBalance, ...],
+    tuple[object, ...],
 ]
 
 #: The accounting fields of a snapshot, in the order they follow ``stale`` in `values`.
@@ -254,8 +260,9 @@ SNAPSHOT_FIELD_NAMES = (
 )
 
 # The same, with the stored form of the positions: the order of `PortfolioSnapshot.values`.
-_SNAPSHOT_FIELDS = tuple(
-    "flat_positions" if name == "positions" else name for name in SNAPSHOT_FIELD_NAMES
+_SNAPSHOT_FIELDS = (
+    *("flat_positions" if name == "positions" else name for name in SNAPSHOT_FIELD_NAMES),
+    "position_books",
 )
 
 
@@ -290,8 +297,12 @@ class PortfolioSnapshot:
         holdings_value: Sum of the positions' market values.
         total_value: ``cash_balance + holdings_value``.
         positions: The valued positions, sorted by ticker (built on each read).
-        flat_positions: The positions' fields, position after position
-            (`POSITION_WIDTH` each), the form adapters store.
+        flat_positions: The positions' valuation fields, position after position
+            (`POSITION_WIDTH` each, ticker to stale), the form adapters store.
+        position_books: The positions' accounting fields, position after position
+            (`POSITION_BOOKS_WIDTH` each: cost basis, unrealized gain, realized gain,
+            dividends), or empty when no position has any (the common snapshot, which
+            then carries nothing for them).
         net_contributions: Deposits minus withdrawals to date, when the ledger is known.
         external_flow: The day's deposits minus withdrawals, when the ledger is known.
         stale: Whether any position or cash balance was valued with a carried-forward price
@@ -309,7 +320,7 @@ class PortfolioSnapshot:
             own currency first, when the portfolio holds cash in more than one currency
             (then ``cash_balance`` is the sum of their values); empty otherwise.
         values: Every field but `positions`, in the order of the constructor's arguments
-            (`flat_positions` in the place of `positions`).
+            (`flat_positions` in the place of `positions`), then `position_books`.
     """
 
     __slots__ = ("values",)
@@ -357,6 +368,8 @@ class PortfolioSnapshot:
         def net_transfers(self) -> Decimal | None: ...
         @property
         def cash_balances(self) -> tuple[CashBalance, ...]: ...
+        @property
+        def position_books(self) -> tuple[object, ...]: ...
 
     else:
         portfolio_id = _field(0, "The portfolio valued.")
@@ -378,6 +391,7 @@ class PortfolioSnapshot:
         taxes = _field(16, "Taxes paid to date, or None.")
         net_transfers = _field(17, "Units transferred in minus out to date, or None.")
         cash_balances = _field(18, "Cash per currency, when more than one.")
+        position_books = _field(19, "The positions' accounting fields, or empty.")
 
     def __init__(  # noqa: PLR0917 - the snapshot's fields, positional like a dataclass
         self,
@@ -401,9 +415,7 @@ class PortfolioSnapshot:
         net_transfers: Decimal | None = None,
         cash_balances: Iterable[CashBalance] = (),
     ) -> None:
-        flat = tuple(itertools.chain.from_iterable(positions))
-        if len(flat) % POSITION_WIDTH:
-            raise ValueError("positions must be PositionValuation values")
+        flat, books = _split_positions(positions)
         _set_values(
             self,
             (
@@ -426,6 +438,7 @@ class PortfolioSnapshot:
                 taxes,
                 net_transfers,
                 tuple(cash_balances),
+                books,
             ),
         )
 
@@ -451,6 +464,7 @@ class PortfolioSnapshot:
         taxes: Decimal | None = None,
         net_transfers: Decimal | None = None,
         cash_balances: Iterable[CashBalance] = (),
+        position_books: tuple[object, ...] = (),
     ) -> PortfolioSnapshot:
         """Build a snapshot from positions already flattened (as `flat_positions` holds them).
 
@@ -478,6 +492,7 @@ class PortfolioSnapshot:
                 taxes,
                 net_transfers,
                 tuple(cash_balances),
+                position_books,
             )
         )
 
@@ -494,18 +509,15 @@ class PortfolioSnapshot:
     @property
     def positions(self) -> tuple[PositionValuation, ...]:
         """The valued positions, sorted by ticker."""
-        flat = self.values[6]
-        return tuple(
-            _new_position(PositionValuation, flat[i : i + POSITION_WIDTH])
-            for i in range(0, len(flat), POSITION_WIDTH)
-        )
+        flat, books = self.values[6], self.values[19]
+        return tuple(_position(flat, books, n) for n in range(len(flat) // POSITION_WIDTH))
 
     def position(self, ticker: str) -> PositionValuation | None:
         """Return the position in `ticker`, or None when the snapshot holds none."""
         flat = self.values[6]
-        for i in range(0, len(flat), POSITION_WIDTH):
-            if flat[i] == ticker:
-                return _new_position(PositionValuation, flat[i : i + POSITION_WIDTH])
+        for n in range(len(flat) // POSITION_WIDTH):
+            if flat[n * POSITION_WIDTH] == ticker:
+                return _position(flat, self.values[19], n)
         return None
 
     def as_dict(self) -> dict[str, object]:
@@ -561,8 +573,8 @@ class PortfolioSnapshot:
         """Return a copy with the given fields changed (``positions=`` included)."""
         values: dict[str, object] = dict(zip(_SNAPSHOT_FIELDS, self.values, strict=True))
         if "positions" in changes:
-            values["flat_positions"] = tuple(
-                itertools.chain.from_iterable(changes.pop("positions"))  # type: ignore[arg-type]
+            values["flat_positions"], values["position_books"] = _split_positions(
+                changes.pop("positions")  # type: ignore[arg-type]
             )
         if "cash_balances" in changes:
             changes["cash_balances"] = tuple(changes["cash_balances"])  # type: ignore[arg-type]
@@ -589,7 +601,7 @@ class PortfolioSnapshot:
         fields = ", ".join(
             f"{name}={value!r}"
             for name, value in zip(_SNAPSHOT_FIELDS, self.values, strict=True)
-            if name != "flat_positions"
+            if name not in {"flat_positions", "position_books"}
         )
         return f"PortfolioSnapshot({fields}, positions={self.positions!r})"
 
@@ -604,6 +616,33 @@ class PortfolioSnapshot:
     def __reduce__(self) -> tuple[object, ...]:
         """Pickle through `from_values`."""
         return (PortfolioSnapshot.from_values, (self.values,))
+
+
+def _split_positions(
+    positions: Iterable[PositionValuation],
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """Return the flat valuation fields and the flat accounting fields (empty when none)."""
+    rows: tuple[object, ...] = tuple(positions)
+    width = POSITION_WIDTH + POSITION_BOOKS_WIDTH
+    if any(not isinstance(p, tuple) or len(p) != width for p in rows):
+        raise ValueError("positions must be PositionValuation values")
+    valid = cast("tuple[PositionValuation, ...]", rows)
+    flat = tuple(itertools.chain.from_iterable(p[:POSITION_WIDTH] for p in valid))
+    books = tuple(itertools.chain.from_iterable(p[POSITION_WIDTH:] for p in valid))
+    if all(field is None for field in books):
+        books = ()
+    return flat, books
+
+
+def _position(flat: tuple[object, ...], books: tuple[object, ...], n: int) -> PositionValuation:
+    """Build position `n` of a snapshot from its flat fields."""
+    i = n * POSITION_WIDTH
+    tail = (
+        books[n * POSITION_BOOKS_WIDTH : (n + 1) * POSITION_BOOKS_WIDTH]
+        if books
+        else _NO_POSITION_BOOKS
+    )
+    return _new_position(PositionValuation, flat[i : i + POSITION_WIDTH] + tail)
 
 
 def _text(value: Decimal | None) -> str | None:

@@ -7,9 +7,11 @@ Conventions (see ``docs/history.md`` for the formulas and worked examples):
 
 - The value of a snapshot is its ``total_value`` at the end of its date, flows included.
 - The external flow of the period between two snapshots is the change in
-  ``net_contributions``; for consecutive dates it must equal the later snapshot's
-  ``external_flow``. Snapshots keep the net flow only, so a period's deposits and withdrawals
-  are netted: its flow is a deposit when positive, a withdrawal when negative.
+  ``net_contributions`` plus ``net_transfers`` (units transferred in or out of the account are
+  flows, as the peers count them, though not contributions of cash; None counts as none); for
+  consecutive dates it must equal the later snapshot's ``external_flow``. Snapshots keep the
+  net flow only, so a period's deposits and withdrawals are netted: its flow is a deposit
+  when positive, a withdrawal when negative.
 - `FlowTiming` says whether a period's flow is at work during the period (it happened at its
   start) or not (at its end); for daily snapshots the period is the flow's day. The default,
   `FlowTiming.DEPOSITS_START_WITHDRAWALS_END`, is Portfolio Performance's: a deposit earns the
@@ -185,6 +187,9 @@ def _periods(snapshots: Iterable[PortfolioSnapshot], *, at_least: int) -> list[_
             )
         value = _amount(snapshot, "total_value")
         contributions = _amount(snapshot, "net_contributions")
+        if snapshot.net_transfers is not None:  # units moved in or out are flows too
+            with decimal.localcontext(EXACT):
+                contributions += _amount(snapshot, "net_transfers")
         day_flow = _amount(snapshot, "external_flow")
         if previous is not None:
             day = snapshot.snapshot_date
@@ -200,7 +205,8 @@ def _periods(snapshots: Iterable[PortfolioSnapshot], *, at_least: int) -> list[_
             if (day - previous.snapshot_date).days == 1 and day_flow != flow:
                 raise _mismatch(
                     snapshot,
-                    f"differs from the day's change in net_contributions ({flow})",
+                    f"differs from the day's change in net_contributions and net_transfers "
+                    f"({flow})",
                     "external_flow",
                     day_flow,
                 )

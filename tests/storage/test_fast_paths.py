@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-import itertools
 import threading
 import uuid
 from decimal import Decimal
@@ -82,16 +81,20 @@ position_lists = st.lists(
 )
 
 
-def flat(positions: Sequence[PositionValuation]) -> tuple[object, ...]:
-    """Return `positions` as `PortfolioSnapshot.flat_positions` holds them."""
-    return tuple(itertools.chain.from_iterable(positions))
+def flat(positions: Sequence[PositionValuation]) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """Return `positions` as `PortfolioSnapshot` holds them: flat, then their flat books."""
+    snapshot = PortfolioSnapshot(PID, DAY, "USD", Decimal(0), Decimal(0), Decimal(0), positions)
+    return snapshot.flat_positions, snapshot.position_books
 
 
 @given(st.lists(position_lists, min_size=1, max_size=4))
 def test_version_1_positions_decode_to_the_positions_encoded(
     batch: list[list[PositionValuation]],
 ) -> None:
-    """Version 1's JSON positions (still read, and written for odd tickers) round-trip."""
+    """Version 1's JSON positions (still read, and written for odd tickers) round-trip.
+
+    Their accounting fields too, which the JSON form keeps for the positions that have any.
+    """
     for positions in batch:
         assert flat_positions_from_json(positions_json(positions)) == flat(positions)
 
@@ -100,7 +103,7 @@ def test_version_1_positions_decode_to_the_positions_encoded(
 def test_calculated_snapshots_encode_and_decode_as_version_1(snapshot: PortfolioSnapshot) -> None:
     """Calculator-made positions decode from version 1's text to the very same values."""
     encoded = positions_json(snapshot.positions)
-    assert flat_positions_from_json(encoded) == snapshot.flat_positions
+    assert flat_positions_from_json(encoded) == (snapshot.flat_positions, snapshot.position_books)
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ def expect_no_books(got: Sequence[PortfolioSnapshot | None]) -> None:
     """Check every snapshot read from version 1's rows has no books: None, never zero."""
     for snapshot in got:
         assert snapshot is not None
-        assert snapshot.values[10:] == (None,) * 8 + ((),)
+        assert snapshot.values[10:] == (None,) * 8 + ((), ())
         assert all(p[8:] == (None,) * 4 for p in snapshot.positions)
 
 

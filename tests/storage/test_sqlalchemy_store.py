@@ -20,6 +20,8 @@ import portfolio_snapshots.adapters.sqlalchemy as sqlalchemy_adapter
 from portfolio_snapshots import (
     DatabaseUnavailableError,
     InvalidInputError,
+    PortfolioSnapshot,
+    PositionValuation,
     RunKeyConflictError,
     RunLedger,
     RunLock,
@@ -49,8 +51,6 @@ from storage.samples import DAY, NOW, PID, booked_snapshot, plain_snapshot, rich
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
-
-    from portfolio_snapshots import PortfolioSnapshot
 
 T = TypeVar("T")
 TTL = dt.timedelta(minutes=5)
@@ -345,6 +345,49 @@ def test_concurrent_upserts_of_the_same_keys(target: Target) -> None:
     target.run(body)
     assert target.rows("SELECT count(*) FROM ps_snapshots") == [(25,)]
     assert len(target.rows("SELECT DISTINCT portfolio_id FROM ps_snapshots")) == 25
+
+
+def test_concurrent_batches_meeting_new_prices_in_opposite_orders_both_store(
+    target: Target,
+) -> None:
+    """Batches written at once that meet the same new prices in opposite orders both succeed.
+
+    Each inserts the day's new ``ps_prices`` rows in key order, whatever order its snapshots
+    met them in: in the order met, two such batches deadlocked on PostgreSQL.
+    """
+    tickers = [f"T{i:03d}" for i in range(60)]
+
+    def batch(first: int, order: list[str], day: dt.date) -> list[PortfolioSnapshot]:
+        snapshots = []
+        for n in range(30):
+            held = sorted(order[n * 2 : n * 2 + 2])
+            positions = [
+                PositionValuation(t, Decimal(1), Decimal(2), day, Decimal("2.00")) for t in held
+            ]
+            snapshots.append(
+                PortfolioSnapshot(
+                    uuid.UUID(int=first + n),
+                    day,
+                    "USD",
+                    Decimal(0),
+                    Decimal("4.00"),
+                    Decimal("4.00"),
+                    positions,
+                )
+            )
+        return snapshots
+
+    async def body(store: SqlAlchemySnapshotStore) -> None:
+        for offset in range(10):  # a new day each time: every price row is new
+            day = DAY + dt.timedelta(days=offset)
+            await asyncio.gather(
+                store.upsert_many(batch(1_000, tickers, day)),
+                store.upsert_many(batch(2_000, tickers[::-1], day)),
+            )
+
+    target.run(body)
+    assert target.rows("SELECT count(*) FROM ps_snapshots") == [(600,)]
+    assert target.rows("SELECT count(*) FROM ps_prices") == [(600,)]
 
 
 def test_concurrent_lease_acquisition(target: Target) -> None:

@@ -141,7 +141,7 @@ def test_snapshots_hold_the_accounting_invariants(snapshot: PortfolioSnapshot) -
 
 #: The kinds of books the strategy must reach, each recognised by a predicate.
 BOOK_KINDS: dict[str, Callable[[PortfolioSnapshot], bool]] = {
-    "no books": lambda s: s.values[10:] == (None,) * 8 + ((),),
+    "no books": lambda s: s.values[10:] == (None,) * 8 + ((), ()),
     "total cost basis": lambda s: s.cost_basis is not None and len(s.positions) > 1,
     "cost basis of some": (
         lambda s: s.cost_basis is None and any(p.cost_basis is not None for p in s.positions)
@@ -168,7 +168,7 @@ def test_snapshots_reach_every_kind_of_books() -> None:
 @given(ps.snapshots(with_accounting=False))
 def test_snapshots_without_accounting_have_no_books(snapshot: PortfolioSnapshot) -> None:
     """``with_accounting=False`` leaves every accounting field None and cash in one currency."""
-    assert snapshot.values[10:] == (None,) * 8 + ((),)
+    assert snapshot.values[10:] == (None,) * 8 + ((), ())
     assert all(p[8:] == (None,) * 4 for p in snapshot.positions)
 
 

@@ -57,8 +57,9 @@ SCHEMA_VERSION_TABLE: Final = "ps_schema_version"
 #: Keys per statement when asking which keys exist: well under every driver's parameter limit.
 KEY_CHUNK: Final = 400
 
-#: The accounting fields and cash balances of a snapshot read from a column set without them.
-NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()]] = (
+#: The accounting fields, cash balances and position books of a snapshot read from a column
+#: set without them.
+NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()], tuple[()]] = (
     None,
     None,
     None,
@@ -68,15 +69,19 @@ NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()]] = (
     None,
     None,
     (),
+    (),
 )
-#: The accounting fields of a position read from a form without them.
-NO_POSITION_BOOKS: Final = (None, None, None, None)
 #: The columns of ``ps_snapshots`` holding a snapshot's *books*: its accounting fields
 #: (decimal text, in the order of `ACCOUNTING_FIELD_NAMES`) and its cash balances (text, see
-#: `cash_balances_text`). NULL for a snapshot without them, which a write leaves out.
+#: `cash_balances_text`). NULL for a snapshot without them, which a write leaves out. The
+#: positions' accounting fields (`PortfolioSnapshot.position_books`) go in the positions text.
 BOOK_COLUMNS: Final = (*ACCOUNTING_FIELD_NAMES, "cash_balances")
-#: The accounting fields of a position, in the order they follow ``stale``.
+#: The `BOOK_COLUMNS` of a snapshot without books, as `PortfolioSnapshot.values` holds them.
+_NO_COLUMN_BOOKS: Final = NO_BOOKS[:-1]
+#: The accounting fields of a position, in the order of `PortfolioSnapshot.position_books`.
 POSITION_BOOK_FIELDS: Final = ("cost_basis", "unrealized_gain", "realized_gain", "dividends")
+_BOOKS_WIDTH: Final = len(POSITION_BOOK_FIELDS)
+_NO_POSITION_BOOKS: Final = (None,) * _BOOKS_WIDTH
 
 _TAKEN_OVER: Final = "the lease was taken over by another holder"
 _EXPIRED: Final = "the lease expired before it was renewed"
@@ -134,21 +139,33 @@ def positions_json(positions: Sequence[PositionValuation]) -> str:
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
 
-def _reference_json(flat: tuple[object, ...]) -> str:
-    """Encode flat positions with `positions_json`, for values off the fast path."""
+def _reference_json(flat: tuple[object, ...], books: tuple[object, ...]) -> str:
+    """Encode flat positions and their books with `positions_json`, off the fast path."""
     width = POSITION_WIDTH
-    fields = [flat[i : i + width] for i in range(0, len(flat), width)]
-    return positions_json([PositionValuation(*f) for f in fields])  # type: ignore[arg-type]
+    count = len(flat) // width
+    fields = [flat[i * width : (i + 1) * width] for i in range(count)]
+    if books:
+        tails = [books[i * _BOOKS_WIDTH : (i + 1) * _BOOKS_WIDTH] for i in range(count)]
+    else:
+        tails = [_NO_POSITION_BOOKS] * count
+    return positions_json(
+        [PositionValuation(*f, *t) for f, t in zip(fields, tails, strict=True)]  # type: ignore[arg-type]
+    )
 
 
-def flat_positions_from_json(text: str) -> tuple[object, ...]:
-    """Decode what `positions_json` wrote into the flat form of `PortfolioSnapshot.from_flat`.
+def flat_positions_from_json(text: str) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """Decode what `positions_json` wrote into the flat forms of `PortfolioSnapshot.from_flat`.
 
     The stores read positions only this way: no `PositionValuation` is built per position.
+
+    Returns:
+        The positions' flat fields, and their flat accounting fields (`position_books`:
+        empty when no position has any).
     """
     items: list[dict[str, object]] = json.loads(text)
     flat: list[object] = []
     extend = flat.extend
+    books: list[object] = []
     date = dt.date.fromisoformat
     get_books = _books_of_item
     for item in items:
@@ -164,10 +181,15 @@ def flat_positions_from_json(text: str) -> tuple[object, ...]:
                 None if price_currency is None else str(price_currency),
                 None if fx_rate is None else Decimal(str(fx_rate)),
                 item.get("stale") is True,
-                *get_books(item),
             )
         )
-    return tuple(flat)
+        books.extend(get_books(item))
+    return tuple(flat), _position_books_or_none(books)
+
+
+def _position_books_or_none(books: list[object]) -> tuple[object, ...]:
+    """Return `books` as `position_books` holds them: empty when every field is None."""
+    return () if books.count(None) == len(books) else tuple(books)
 
 
 def _books_of_item(item: Mapping[str, object]) -> tuple[Decimal | None, ...]:
@@ -314,22 +336,12 @@ class PricePlan:
             flat = s.values[6]
             if len(flat) % width or not flat or not compact(flat[::width]):
                 continue  # no positions, or written as JSON with the prices inline
-            parts: list[str] | None = []
+            # Positions with accounting fields (rare) are encoded by encode().
+            parts: list[str] | None = None if s.values[19] else []
             for i in range(0, len(flat), width):
-                (
-                    ticker,
-                    quantity,
-                    price,
-                    price_date,
-                    value,
-                    currency,
-                    fx_rate,
-                    stale,
-                    cost,
-                    gain,
-                    realized,
-                    dividends,
-                ) = flat[i : i + width]
+                ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
+                    i : i + width
+                ]
                 hit = seen.get(ticker)
                 if (
                     hit is None
@@ -353,16 +365,8 @@ class PricePlan:
                     if type(price) is Decimal:
                         seen[ticker] = hit
                 if parts is not None:
-                    if (
-                        type(quantity) is not Decimal
-                        or type(value) is not Decimal
-                        # A position with accounting fields is encoded by encode().
-                        or cost is not None
-                        or gain is not None
-                        or realized is not None
-                        or dividends is not None
-                    ):
-                        parts = None  # encode() writes it, or refuses it naming the field
+                    if type(quantity) is not Decimal or type(value) is not Decimal:
+                        parts = None  # encode() refuses it, naming the field
                     else:
                         parts.append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{hit[6]}")
             if parts is not None:
@@ -385,7 +389,10 @@ class PricePlan:
         """
         rows: list[PriceRow] = []
         new = self._new
-        for (day, ticker), contents in self._contents.items():
+        # In key order: batches written at once insert their new price rows in one global
+        # order, so neither waits on a row the other holds while holding one it wants (a
+        # deadlock on PostgreSQL when the rows came in the order each batch met them).
+        for (day, ticker), contents in sorted(self._contents.items(), key=_price_day):
             variants = dict(stored.get((day, ticker), {}))
             by_content = {c: v for v, c in variants.items()}
             for content in contents:
@@ -414,8 +421,9 @@ class PricePlan:
         if not flat:
             return "[]"
         catalog = self._catalog
+        books = s.values[19]
         if len(flat) % width or not catalog.compact(flat[::width]):
-            return _reference_json(flat)
+            return _reference_json(flat, books)
         day = s.values[1]
         known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
         stored = catalog._seen  # noqa: SLF001
@@ -423,21 +431,10 @@ class PricePlan:
         memo = self._memo
         parts: list[str] = []
         append = parts.append
-        for i in range(0, len(flat), width):
-            (
-                ticker,
-                quantity,
-                price,
-                price_date,
-                value,
-                currency,
-                fx_rate,
-                stale,
-                cost,
-                gain,
-                realized,
-                dividends,
-            ) = flat[i : i + width]
+        for n, i in enumerate(range(0, len(flat), width)):
+            ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
+                i : i + width
+            ]
             if type(quantity) is not Decimal:
                 decimal_text(quantity, "quantity")  # type: ignore[arg-type]
             if type(value) is not Decimal:
@@ -466,11 +463,13 @@ class PricePlan:
                 tail = f"{_FIELD}{variant}" if variant else ""
                 if type(price) is Decimal:
                     memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
-            if cost is None and gain is None and realized is None and dividends is None:
+            own = books[n * _BOOKS_WIDTH : (n + 1) * _BOOKS_WIDTH] if books else None
+            if not own or own == _NO_POSITION_BOOKS:
                 append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
             else:
-                books = _position_books_text(cost, gain, realized, dividends)
-                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail or _FIELD}{_FIELD}{books}")
+                # The variant's field is written (empty for 0) when accounting fields follow.
+                text = _position_books_text(own)
+                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail or _FIELD}{_FIELD}{text}")
         return _RECORD.join(parts)
 
     def commit(self) -> None:
@@ -479,7 +478,7 @@ class PricePlan:
         self._catalog._seen.update(self._memo)  # noqa: SLF001
 
 
-def _position_books_text(cost: object, gain: object, realized: object, dividends: object) -> str:
+def _position_books_text(books: Sequence[object]) -> str:
     """Return a position's accounting fields as compact text: ``|``-separated, None empty.
 
     Trailing empty fields are left out (decimal text is never empty, so the text is not).
@@ -489,18 +488,16 @@ def _position_books_text(cost: object, gain: object, realized: object, dividends
     """
     texts = [
         "" if amount is None else decimal_text(amount, name)  # type: ignore[arg-type]
-        for name, amount in zip(
-            POSITION_BOOK_FIELDS, (cost, gain, realized, dividends), strict=True
-        )
+        for name, amount in zip(POSITION_BOOK_FIELDS, books, strict=True)
     ]
     return _FIELD.join(texts).rstrip(_FIELD)
 
 
-def _position_books(fields: list[str]) -> tuple[Decimal | None, ...]:
+def _position_books(fields: list[str]) -> list[Decimal | None]:
     """Read the accounting fields of a compact position split into `fields` (five or more)."""
-    texts = fields[4:8]
-    texts += [""] * (4 - len(texts))
-    return tuple(Decimal(t) if t else None for t in texts)
+    texts = fields[4 : 4 + _BOOKS_WIDTH]
+    texts += [""] * (_BOOKS_WIDTH - len(texts))
+    return [Decimal(t) if t else None for t in texts]
 
 
 def referenced_prices(texts: Iterable[tuple[dt.date, str]]) -> set[PriceDay]:
@@ -537,13 +534,17 @@ PositionPrice = tuple[Decimal, dt.date, str | None, Decimal | None, bool]
 
 def flat_positions_from_text(
     text: str, day: dt.date, prices: Mapping[tuple[dt.date, str, int], PositionPrice]
-) -> tuple[object, ...]:
-    """Decode a stored positions text (compact, or version 1's JSON) into the flat form.
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """Decode a stored positions text (compact, or version 1's JSON) into the flat forms.
 
     Args:
         text: The ``positions`` column.
         day: The snapshot date.
         prices: The stored prices, by (snapshot date, ticker, variant).
+
+    Returns:
+        The positions' flat fields, and their flat accounting fields (`position_books`:
+        empty when no position has any).
 
     Raises:
         KeyError: A position refers to a price that is not stored (a damaged database).
@@ -552,14 +553,13 @@ def flat_positions_from_text(
         return flat_positions_from_json(text)
     flat: list[object] = []
     extend = flat.extend
-    for position in text.split(_RECORD):
+    books: list[object] | None = None
+    for n, position in enumerate(text.split(_RECORD)):
         fields = position.split(_FIELD)
         ticker = fields[0]
-        n = len(fields)
-        variant = int(fields[3]) if n > 3 and fields[3] else 0  # noqa: PLR2004
+        count = len(fields)
+        variant = int(fields[3]) if count > 3 and fields[3] else 0  # noqa: PLR2004
         price, price_date, currency, fx_rate, stale = prices[day, ticker, variant]
-        # The position's accounting fields follow the variant; fields after those are for
-        # later versions of the position (see storage.md).
         extend(
             (
                 ticker,
@@ -570,10 +570,17 @@ def flat_positions_from_text(
                 currency,
                 fx_rate,
                 stale,
-                *(NO_POSITION_BOOKS if n < 5 else _position_books(fields)),  # noqa: PLR2004
             )
         )
-    return tuple(flat)
+        # The position's accounting fields follow the variant; fields after those are for
+        # later versions of the position (see storage.md).
+        if count > 4:  # noqa: PLR2004
+            if books is None:
+                books = list(_NO_POSITION_BOOKS * n)
+            books += _position_books(fields)
+        elif books is not None:
+            books += _NO_POSITION_BOOKS
+    return tuple(flat), () if books is None else _position_books_or_none(books)
 
 
 # --- a snapshot's books: accounting fields and cash per currency ------------------------------
@@ -585,7 +592,7 @@ def has_books(s: PortfolioSnapshot) -> bool:
     The stores write a snapshot without them (the common one) with the statement of the
     columns they always wrote, so its write costs nothing more; its book columns are NULL.
     """
-    return s.values[10:] != NO_BOOKS
+    return s.values[10:19] != _NO_COLUMN_BOOKS
 
 
 def book_texts(s: PortfolioSnapshot) -> tuple[str | None, ...]:
@@ -620,7 +627,7 @@ def books_from_columns(
 ]:
     """Read a snapshot's books from its `BOOK_COLUMNS` as text (none at all: no books)."""
     if not any(c is not None for c in columns):
-        return NO_BOOKS
+        return _NO_COLUMN_BOOKS
     cb, ug, rg, dv, it, fe, tx, nt, cash = columns
     return (
         None if cb is None else Decimal(str(cb)),
@@ -713,6 +720,10 @@ def cash_balances_from_text(text: str | None) -> tuple[CashBalance, ...]:
             )
         )
     return tuple(balances)
+
+
+def _price_day(item: tuple[PriceDay, object]) -> PriceDay:
+    return item[0]
 
 
 def report_json(report: Mapping[str, object]) -> str:

@@ -338,9 +338,16 @@ def _snapshot_row(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[ob
     )
 
 
-def _snapshot_of(row: Sequence[object], flat: tuple[object, ...]) -> PortfolioSnapshot:
-    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS`, or of `_V1_COLUMNS` (no books)."""
+def _snapshot_of(
+    row: Sequence[object], positions: tuple[tuple[object, ...], tuple[object, ...]]
+) -> PortfolioSnapshot:
+    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS`, or of `_V1_COLUMNS` (no books).
+
+    `positions` are the flat positions and their flat books, as `flat_positions_from_text`
+    decodes them.
+    """
     pid, day, currency, cash, holdings, total, _, net, flow, stale = row[:10]
+    flat, position_books = positions
     return PortfolioSnapshot.from_values(
         (
             UUID(str(pid)),
@@ -354,6 +361,7 @@ def _snapshot_of(row: Sequence[object], flat: tuple[object, ...]) -> PortfolioSn
             optional_decimal(None if flow is None else str(flow)),
             bool(stale),
             *books_from_columns(row[10:]),
+            position_books,
         )
     )
 

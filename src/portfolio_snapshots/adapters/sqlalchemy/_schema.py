@@ -52,7 +52,6 @@ from portfolio_snapshots.adapters._sql_codec import (
     BOOK_COLUMNS,
     FENCE_COUNTER_TABLE,
     LEASES_TABLE,
-    NO_BOOKS,
     PRICES_TABLE,
     RUNS_TABLE,
     SCHEMA_VERSION,
@@ -562,22 +561,21 @@ def _migrate_to_2(conn: Connection) -> None:
             break
         last = (rows[-1]["portfolio_id"], rows[-1]["snapshot_date"])
         snapshots = [
-            PortfolioSnapshot.from_values(
-                (
-                    r["portfolio_id"],
-                    r["snapshot_date"],
-                    r["currency"],
-                    r["cash_balance"],
-                    r["holdings_value"],
-                    r["total_value"],
-                    flat_positions_from_json(r["positions"]),
-                    r["net_contributions"],
-                    r["external_flow"],
-                    bool(r["stale"]),
-                    *NO_BOOKS,
-                )
+            PortfolioSnapshot.from_flat(
+                r["portfolio_id"],
+                r["snapshot_date"],
+                r["currency"],
+                r["cash_balance"],
+                r["holdings_value"],
+                r["total_value"],
+                flat,
+                r["net_contributions"],
+                r["external_flow"],
+                bool(r["stale"]),
+                position_books=books,
             )
             for r in rows
+            for flat, books in [flat_positions_from_json(r["positions"])]
         ]
         plan = catalog.plan(snapshots)
         new_prices = plan.resolve(stored_prices(conn, plan.missing))

@@ -141,9 +141,16 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> dict[
     }
 
 
-def _snapshot(row: Sequence[Any], flat: tuple[object, ...]) -> PortfolioSnapshot:
-    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed)."""
+def _snapshot(
+    row: Sequence[Any], positions: tuple[tuple[object, ...], tuple[object, ...]]
+) -> PortfolioSnapshot:
+    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed).
+
+    `positions` are the flat positions and their flat books, as `flat_positions_from_text`
+    decodes them.
+    """
     pid, day, currency, cash, holdings, total, _, net, flow, stale = row[:10]
+    flat, position_books = positions
     return PortfolioSnapshot.from_values(
         (
             pid,
@@ -157,6 +164,7 @@ def _snapshot(row: Sequence[Any], flat: tuple[object, ...]) -> PortfolioSnapshot
             flow,
             bool(stale),
             *books_from_columns(row[10:]),
+            position_books,
         )
     )
 
