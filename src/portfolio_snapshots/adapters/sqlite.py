@@ -466,17 +466,16 @@ def _upsert(
     plan = catalog.plan(ordered)
     with _Write(conn):
         _write_prices(conn, plan)
-        rows: list[tuple[object, ...]] = []
-        with_books: list[tuple[object, ...]] = []
-        for s in ordered:
-            if has_books(s):
-                with_books.append((*_snapshot_row(s, stored_fence, plan), *book_texts(s)))
-            else:
-                rows.append(_snapshot_row(s, stored_fence, plan))
+        rows = [_snapshot_row(s, stored_fence, plan) for s in ordered if not has_books(s)]
         if rows:
             conn.executemany(_UPSERT if fence is None else _UPSERT_FENCED, rows)
-        if with_books:
-            conn.executemany(_UPSERT_BOOKS if fence is None else _UPSERT_BOOKS_FENCED, with_books)
+        if len(rows) < len(ordered):
+            booked = [
+                (*_snapshot_row(s, stored_fence, plan), *book_texts(s))
+                for s in ordered
+                if has_books(s)
+            ]
+            conn.executemany(_UPSERT_BOOKS if fence is None else _UPSERT_BOOKS_FENCED, booked)
     plan.commit()
 
 

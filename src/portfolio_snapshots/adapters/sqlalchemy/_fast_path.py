@@ -9,8 +9,8 @@ the store falls back to Core when this module cannot promise that.
 
 A snapshot without books (accounting fields and cash balances, see
 `portfolio_snapshots.adapters._sql_codec.has_books`) is written by the statement of the columns
-it has, the very statement of a store that knew no books; one with books by the statement of
-every column.
+it has, with the parameters of a store that knew no books (the conflict clause also clears the
+books of a row it replaces); one with books by the statement of every column.
 """
 
 from __future__ import annotations
@@ -178,14 +178,17 @@ class DriverUpsert:
             return
         async with engine.begin() as conn:
             await write_prices(conn)
-            rows: list[tuple[object, ...]] = []
-            with_books: list[tuple[object, ...]] = []
-            for s in ordered:
-                if has_books(s):
-                    with_books.append((*self.row(s, stored_fence, plan), *book_texts(s)))
-                else:
-                    rows.append(self.row(s, stored_fence, plan))
-            for books, kind in ((False, rows), (True, with_books)):
+            rows = [self.row(s, stored_fence, plan) for s in ordered if not has_books(s)]
+            booked = (
+                [
+                    (*self.row(s, stored_fence, plan), *book_texts(s))
+                    for s in ordered
+                    if has_books(s)
+                ]
+                if len(rows) < len(ordered)
+                else []
+            )
+            for books, kind in ((False, rows), (True, booked)):
                 for part in chunks(kind, ROWS_PER_STATEMENT):
                     await conn.exec_driver_sql(self._sql[fenced, books], list(part))
 
