@@ -486,11 +486,23 @@ def _position_books_text(books: Sequence[object]) -> str:
     Raises:
         InvalidInputError: A field is neither None nor a Decimal.
     """
-    texts = [
-        "" if amount is None else decimal_text(amount, name)  # type: ignore[arg-type]
-        for name, amount in zip(POSITION_BOOK_FIELDS, books, strict=True)
-    ]
-    return _FIELD.join(texts).rstrip(_FIELD)
+    cost, gain, realized, dividends = books
+    if not (
+        (cost is None or type(cost) is Decimal)
+        and (gain is None or type(gain) is Decimal)
+        and (realized is None or type(realized) is Decimal)
+        and (dividends is None or type(dividends) is Decimal)
+    ):
+        # Refuses what is not a Decimal, naming the field; a subclass passes, as its text.
+        return _FIELD.join(
+            "" if amount is None else decimal_text(amount, name)  # type: ignore[arg-type]
+            for name, amount in zip(POSITION_BOOK_FIELDS, books, strict=True)
+        ).rstrip(_FIELD)
+    return (
+        f"{'' if cost is None else cost!s}{_FIELD}{'' if gain is None else gain!s}{_FIELD}"
+        f"{'' if realized is None else realized!s}{_FIELD}"
+        f"{'' if dividends is None else dividends!s}"
+    ).rstrip(_FIELD)
 
 
 def _position_books(fields: list[str]) -> list[Decimal | None]:
