@@ -4,6 +4,7 @@ To run:
     python benchmarks/storage.py [--snapshots 100000] [--positions 10] [--batch 500]
                                  [--days 3650] [--rounds 3] [--backends sqlite,postgres]
                                  [--pg-dsn postgresql://user@host:port/db] [--size]
+                                 [--books]
 
 PostgreSQL comes from ``--pg-dsn``, else ``PORTFOLIO_SNAPSHOTS_PG_DSN``, else the script starts
 a throwaway server with ``scripts/pg-test-server start`` (on a free port, in a directory of its
@@ -11,7 +12,10 @@ own) and stops it at the end. Leave ``postgres`` out of ``--backends`` to run wi
 
 The data is seeded and valued by `SnapshotCalculator`, as a run values it: one portfolio with
 ``--days`` days of history and, for the rest of the ``--snapshots``, as many other portfolios on
-the last day (a backfill plus a daily run), each with ``--positions`` positions. For each
+the last day (a backfill plus a daily run), each with ``--positions`` positions; with
+``--books`` every portfolio also has the books a ledger replay gives (cost basis, realized
+gain and dividends of its tickers, income, fees, taxes: the book columns and the positions'
+accounting fields are written, by the store and by the bare side alike). For each
 backend it times, alternately and ``--rounds`` times in this one process, each side writing
 into a fresh, empty table of the same shape (made by the store's own schema code):
 
@@ -69,8 +73,14 @@ from portfolio_snapshots import (
     SnapshotCalculator,
     SqliteSnapshotStore,
 )
-from portfolio_snapshots.adapters._sql_codec import PriceCatalog, dedupe_sorted
+from portfolio_snapshots.adapters._sql_codec import (
+    PriceCatalog,
+    book_texts,
+    dedupe_sorted,
+    has_books,
+)
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, create_schema
+from portfolio_snapshots.history import Accounting
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -85,13 +95,21 @@ COLUMNS = (
     "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
     "net_contributions, external_flow, stale, positions, fence"
 )
+# With ``--books``: the snapshot's books too (`book_texts`).
+BOOKS_COLUMNS = (
+    f"{COLUMNS}, cost_basis, unrealized_gain, realized_gain, dividends, interest, fees, taxes, "
+    "net_transfers, cash_balances"
+)
 READ_COLUMNS = (
     "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
     "positions, net_contributions, external_flow, stale"
 )
-# What `list_totals` selects (the portfolio id is the one asked for).
+# What `list_totals` selects (the portfolio id is the one asked for): the fields of
+# `DailyTotals`, the accounting ones included.
 TOTALS_COLUMNS = (
-    "snapshot_date, currency, total_value, cash_balance, holdings_value, net_contributions, stale"
+    "snapshot_date, currency, total_value, cash_balance, holdings_value, net_contributions, "
+    "stale, external_flow, cost_basis, unrealized_gain, realized_gain, dividends, interest, "
+    "fees, taxes, net_transfers"
 )
 PRICE_COLUMNS = "snapshot_date, ticker, variant, price, price_date, price_currency, fx_rate, stale"
 SQLITE_PRICES = f"INSERT INTO ps_prices ({PRICE_COLUMNS}) VALUES ({', '.join('?' * 8)})"  # noqa: S608
@@ -118,6 +136,7 @@ PSYCOPG_TOTALS: LiteralString = (
     "ORDER BY snapshot_date"
 )
 SQLITE_INSERT = f"INSERT INTO ps_snapshots ({COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
+SQLITE_INSERT_BOOKS = f"INSERT INTO ps_snapshots ({BOOKS_COLUMNS}) VALUES ({', '.join('?' * 20)})"  # noqa: S608
 SQLITE_SELECT = (
     f"SELECT {READ_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
     "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date"
@@ -126,10 +145,18 @@ PG_INSERT = (
     f"INSERT INTO ps_snapshots ({COLUMNS}) "  # noqa: S608 - constant columns
     f"VALUES ({', '.join(f'${i}' for i in range(1, 12))})"
 )
+PG_INSERT_BOOKS = (
+    f"INSERT INTO ps_snapshots ({BOOKS_COLUMNS}) "  # noqa: S608 - constant columns
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 21))})"
+)
 # psycopg's types ask for literal strings, which these are.
 PSYCOPG_INSERT: LiteralString = (
     f"INSERT INTO ps_snapshots ({COLUMNS}) "  # noqa: S608 - constant columns
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+PSYCOPG_INSERT_BOOKS: LiteralString = (
+    f"INSERT INTO ps_snapshots ({BOOKS_COLUMNS}) "  # noqa: S608 - constant columns
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 PSYCOPG_SELECT: LiteralString = (
     f"SELECT {READ_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
@@ -154,11 +181,15 @@ T = TypeVar("T")
 # --- data --------------------------------------------------------------------------------------
 
 
-def build(n_snapshots: int, n_positions: int, n_days: int, seed: int) -> list[PortfolioSnapshot]:
+def build(
+    n_snapshots: int, n_positions: int, n_days: int, seed: int, *, books: bool = False
+) -> list[PortfolioSnapshot]:
     """Return seeded snapshots, valued by the calculator as a run values them.
 
     One portfolio has `n_days` days of history (a close a day for each of its tickers); the
     other portfolios have one day each, valued at that day's closes of a 1,000-ticker universe.
+    With `books`, every portfolio has the books a ledger replay gives (`Accounting`: cost
+    basis, realized gain and dividends of every ticker held, income, fees and taxes).
     """
     rng = random.Random(seed)
     calculator = SnapshotCalculator()
@@ -167,11 +198,29 @@ def build(n_snapshots: int, n_positions: int, n_days: int, seed: int) -> list[Po
     def quote(ticker: str, day: dt.date) -> PriceQuote:
         return PriceQuote(ticker, Decimal(rng.randint(100, 500_000)) / 100, day)
 
+    def money(low: int, high: int) -> Decimal:
+        return Decimal(rng.randint(low, high)) / 100
+
+    def accounting(held: list[str]) -> Accounting:
+        return Accounting(
+            cost_basis={t: money(100, 50_000_000) for t in held},
+            realized_gain=money(-1_000_000, 1_000_000),
+            dividends=money(0, 100_000),
+            interest=money(0, 10_000),
+            fees=money(0, 10_000),
+            taxes=money(0, 10_000),
+            net_transfers=Decimal(0),
+            position_realized={t: money(-100_000, 100_000) for t in held[::3]},
+            position_dividends={t: money(0, 10_000) for t in held[::2]},
+        )
+
     def portfolio() -> Portfolio:
+        held = rng.sample(tickers, n_positions)
         return Portfolio(
             uuid.UUID(int=rng.getrandbits(128)),
             Decimal(rng.randint(0, 10_000_000)) / 100,
-            {t: Decimal(rng.randint(1, 100_000)) / 1000 for t in rng.sample(tickers, n_positions)},
+            {t: Decimal(rng.randint(1, 100_000)) / 1000 for t in held},
+            accounting=accounting(held) if books else None,
         )
 
     history = portfolio()
@@ -193,14 +242,17 @@ class Encoded:
 
     batches: list[list[Row]]
     prices: list[Row]
+    books: bool
 
 
 def encode_all(snapshots: list[PortfolioSnapshot], batch: int, *, native: bool) -> Encoded:
     """Encode `snapshots` as the store does, batch by batch, `native` ids and dates for PostgreSQL.
 
     Prices get their variants in the order the store gives them (each batch deduplicated and
-    sorted by key), so both sides store the very same rows.
+    sorted by key), so both sides store the very same rows. When a snapshot has books, every
+    row holds the book columns too.
     """
+    books = any(map(has_books, snapshots))
     catalog = PriceCatalog()
     stored: dict[tuple[dt.date, str], dict[int, tuple[str, dt.date, str | None, str | None, bool]]]
     stored = {}
@@ -213,7 +265,9 @@ def encode_all(snapshots: list[PortfolioSnapshot], batch: int, *, native: bool) 
         for day, ticker, variant, *content in new:
             stored.setdefault((day, ticker), {})[variant] = tuple(content)  # type: ignore[assignment]
         price_rows += new
-        row_batches.append([encoded(s, plan.encode(s), native=native) for s in ordered])
+        row_batches.append(
+            [encoded(s, plan.encode(s), native=native, books=books) for s in ordered]
+        )
         plan.commit()
     prices: list[Row] = [
         (
@@ -228,12 +282,15 @@ def encode_all(snapshots: list[PortfolioSnapshot], batch: int, *, native: bool) 
         )
         for day, ticker, variant, price, price_date, currency, fx_rate, stale in price_rows
     ]
-    return Encoded(row_batches, prices)
+    return Encoded(row_batches, prices, books)
 
 
-def encoded(s: PortfolioSnapshot, positions: str, *, native: bool) -> Row:
-    """Return the row the store writes for `s`: `native` ids and dates for PostgreSQL."""
-    return (
+def encoded(s: PortfolioSnapshot, positions: str, *, native: bool, books: bool = False) -> Row:
+    """Return the row the store writes for `s`: `native` ids and dates for PostgreSQL.
+
+    With `books`, the texts of the snapshot's books follow (`book_texts`).
+    """
+    row = (
         s.portfolio_id if native else str(s.portfolio_id),
         s.snapshot_date if native else s.snapshot_date.isoformat(),
         s.currency,
@@ -246,6 +303,7 @@ def encoded(s: PortfolioSnapshot, positions: str, *, native: bool) -> Row:
         positions,
         FENCE,
     )
+    return (*row, *book_texts(s)) if books else row
 
 
 def batches(items: list[T], size: int) -> list[list[T]]:
@@ -327,7 +385,7 @@ async def sqlite_bare_write(conn: sqlite3.Connection, encoded: Encoded) -> None:
         conn.execute("BEGIN IMMEDIATE")
         if i == 0:
             conn.executemany(SQLITE_PRICES, encoded.prices)
-        conn.executemany(SQLITE_INSERT, rows)
+        conn.executemany(SQLITE_INSERT_BOOKS if encoded.books else SQLITE_INSERT, rows)
         conn.execute("COMMIT")
 
 
@@ -492,7 +550,7 @@ async def pg_bare_write(conn: asyncpg.Connection, encoded: Encoded) -> None:
         async with conn.transaction():
             if i == 0:
                 await conn.executemany(PG_PRICES, encoded.prices)
-            await conn.executemany(PG_INSERT, rows)
+            await conn.executemany(PG_INSERT_BOOKS if encoded.books else PG_INSERT, rows)
 
 
 async def psycopg_bare_write(conn: psycopg.AsyncConnection, encoded: Encoded) -> None:
@@ -501,7 +559,9 @@ async def psycopg_bare_write(conn: psycopg.AsyncConnection, encoded: Encoded) ->
         async with conn.transaction(), conn.cursor() as cursor:
             if i == 0:
                 await cursor.executemany(PSYCOPG_PRICES, encoded.prices)
-            await cursor.executemany(PSYCOPG_INSERT, rows)
+            await cursor.executemany(
+                PSYCOPG_INSERT_BOOKS if encoded.books else PSYCOPG_INSERT, rows
+            )
 
 
 async def psycopg_fetch(
@@ -640,6 +700,11 @@ def main() -> None:
     parser.add_argument(
         "--size", action="store_true", help="print the bytes per portfolio-day stored"
     )
+    parser.add_argument(
+        "--books",
+        action="store_true",
+        help="give every portfolio its books (cost basis, gains, income, fees, taxes)",
+    )
     args = parser.parse_args()
     backends = {b.strip() for b in args.backends.split(",") if b.strip()}
     if not backends <= {"sqlite", "postgres", "psycopg"}:
@@ -647,11 +712,12 @@ def main() -> None:
     if not 1 <= args.days <= args.snapshots:
         parser.error("--days must be between 1 and --snapshots")
 
-    snapshots = build(args.snapshots, args.positions, args.days, args.seed)
+    snapshots = build(args.snapshots, args.positions, args.days, args.seed, books=args.books)
     n = len(snapshots)
     print(
         f"{n} snapshots x {args.positions} positions: one portfolio over {args.days} days, "
         f"{n - args.days} portfolios on one day"
+        + (", every one with its books" if args.books else "")
     )
     if "sqlite" in backends:
         times = asyncio.run(

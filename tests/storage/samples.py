@@ -9,6 +9,7 @@ from decimal import Decimal
 from hypothesis import strategies as st
 
 from portfolio_snapshots import PortfolioSnapshot, PositionValuation
+from portfolio_snapshots.history import CashBalance
 
 DAY = dt.date(2026, 11, 27)
 NOW = dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC)
@@ -46,6 +47,42 @@ def rich_snapshot(
         Decimal("-0.00"),
         Decimal("250.00"),
         stale=True,
+    )
+
+
+def booked_snapshot(
+    pid: uuid.UUID = PID, day: dt.date = DAY, cash: str = "1000.50"
+) -> PortfolioSnapshot:
+    """Return `rich_snapshot` with books: accounting fields (some None), cash in 3 currencies."""
+    rich = rich_snapshot(pid, day, cash)
+    aapl, sap, zzz = rich.positions
+    positions = (
+        aapl._replace(
+            cost_basis=Decimal("1500.00"),
+            unrealized_gain=Decimal("399.50"),
+            realized_gain=Decimal("-0.00"),
+            dividends=Decimal("3.2E+1"),
+        ),
+        sap._replace(realized_gain=Decimal("12.5")),
+        zzz._replace(cost_basis=Decimal(0), unrealized_gain=Decimal("0.00")),
+    )
+    balances = (
+        CashBalance("USD", Decimal(cash), Decimal(cash)),
+        CashBalance("EUR", Decimal("-10.00"), Decimal("-10.90"), Decimal("1.09000000")),
+        CashBalance("JPY", Decimal(1500), Decimal("9.75"), Decimal("0.0065"), stale=True),
+    )
+    total_cash = sum((b.value for b in balances), Decimal(0))
+    return rich.replace(
+        positions=positions,
+        cash_balance=total_cash,
+        total_value=total_cash + rich.holdings_value,
+        realized_gain=Decimal("12.5"),
+        dividends=Decimal("3.2E+1"),
+        interest=Decimal("0.01"),
+        fees=Decimal(0),
+        taxes=Decimal("-1.50"),
+        net_transfers=Decimal("1E+3"),
+        cash_balances=balances,
     )
 
 

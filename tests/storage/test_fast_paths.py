@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-import itertools
 import threading
 import uuid
 from decimal import Decimal
@@ -30,11 +29,11 @@ from portfolio_snapshots import (
     PortfolioSnapshot,
     PositionValuation,
 )
-from portfolio_snapshots._domain import POSITION_WIDTH
 from portfolio_snapshots.adapters._sql_codec import (
     PricePlan,
     dedupe_sorted,
     flat_positions_from_json,
+    has_books,
     positions_json,
 )
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
@@ -49,7 +48,14 @@ from storage.pg_server import (
     psycopg_url,
     search_path,
 )
-from storage.samples import DAY, PID, odd_decimals, plain_snapshot, rich_snapshot
+from storage.samples import (
+    DAY,
+    PID,
+    booked_snapshot,
+    odd_decimals,
+    plain_snapshot,
+    rich_snapshot,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -66,21 +72,29 @@ position_lists = st.lists(
         price_currency=st.none() | st.sampled_from(["USD", "EUR", 'Q"\\']),
         fx_rate=st.none() | odd_decimals,
         stale=st.booleans(),
+        cost_basis=st.none() | odd_decimals,
+        unrealized_gain=st.none() | odd_decimals,
+        realized_gain=st.none() | odd_decimals,
+        dividends=st.none() | odd_decimals,
     ),
     max_size=6,
 )
 
 
-def flat(positions: Sequence[PositionValuation]) -> tuple[object, ...]:
-    """Return `positions` as `PortfolioSnapshot.flat_positions` holds them."""
-    return tuple(itertools.chain.from_iterable(p[:POSITION_WIDTH] for p in positions))
+def flat(positions: Sequence[PositionValuation]) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """Return `positions` as `PortfolioSnapshot` holds them: flat, then their flat books."""
+    snapshot = PortfolioSnapshot(PID, DAY, "USD", Decimal(0), Decimal(0), Decimal(0), positions)
+    return snapshot.flat_positions, snapshot.position_books
 
 
 @given(st.lists(position_lists, min_size=1, max_size=4))
 def test_version_1_positions_decode_to_the_positions_encoded(
     batch: list[list[PositionValuation]],
 ) -> None:
-    """Version 1's JSON positions (still read, and written for odd tickers) round-trip."""
+    """Version 1's JSON positions (still read, and written for odd tickers) round-trip.
+
+    Their accounting fields too, which the JSON form keeps for the positions that have any.
+    """
     for positions in batch:
         assert flat_positions_from_json(positions_json(positions)) == flat(positions)
 
@@ -89,7 +103,7 @@ def test_version_1_positions_decode_to_the_positions_encoded(
 def test_calculated_snapshots_encode_and_decode_as_version_1(snapshot: PortfolioSnapshot) -> None:
     """Calculator-made positions decode from version 1's text to the very same values."""
     encoded = positions_json(snapshot.positions)
-    assert flat_positions_from_json(encoded) == snapshot.flat_positions
+    assert flat_positions_from_json(encoded) == (snapshot.flat_positions, snapshot.position_books)
 
 
 @pytest.mark.parametrize(
@@ -149,12 +163,23 @@ def database(
         asyncio.run(drop_test_schema(dsn, schema))
 
 
+def flipped(s: PortfolioSnapshot) -> PortfolioSnapshot:
+    """Return a snapshot of the same key without books if `s` has them, else one with them."""
+    make = plain_snapshot if has_books(s) else booked_snapshot
+    return make(s.portfolio_id, s.snapshot_date, "7.00")
+
+
 async def stored_rows(
     store: SqlAlchemySnapshotStore, batch: Sequence[PortfolioSnapshot], fence: int | None
 ) -> list[tuple[object, ...]]:
-    """Empty the table, write `batch` then its first rows again; return every stored row."""
+    """Empty the table, write `batch` then its first rows again; return every stored row.
+
+    Before `batch`, each key is written with books if `batch` has none for it, and without
+    if it has: so `batch` replaces rows of the other kind.
+    """
     async with store.engine.begin() as conn:
         await conn.execute(text("DELETE FROM ps_snapshots"))
+    await store.upsert_many([flipped(s) for s in batch], fence=fence)
     await store.upsert_many(batch, fence=fence)
     await store.upsert_many(batch[1:7], fence=fence)  # identical rows: skipped
     return await all_rows(store)
@@ -215,11 +240,20 @@ def core_twin(store: SqlAlchemySnapshotStore) -> SqlAlchemySnapshotStore:
 def test_the_driver_upsert_stores_what_the_core_upsert_stores(
     database: tuple[str, dict[str, object]],
 ) -> None:
-    """Both write paths, fenced and not, in one statement or several, store identical rows."""
+    """Both write paths, fenced and not, in one statement or several, store identical rows.
+
+    Snapshots with books are mixed in, alone or several in a statement of 25, so the streamed
+    write switches between the statements with and without books several times.
+    """
     url, connect_args = database
     days = [DAY - dt.timedelta(days=n) for n in range(3)]
     rich = [rich_snapshot(uuid.UUID(int=n), day, f"{n}.50") for n in range(5) for day in days]
-    many = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(100, 1300)]
+    many = [
+        (booked_snapshot if n % 97 == 0 or 600 <= n < 640 else plain_snapshot)(
+            uuid.UUID(int=n), DAY, f"{n}.00"
+        )
+        for n in range(100, 1300)
+    ]
     batch = [*rich, *many, rich[0].replace(cash_balance=Decimal("-0.00"))]  # a key twice
 
     async def main() -> None:
@@ -247,13 +281,12 @@ def test_batches_of_every_size_store_what_the_core_upsert_stores(
     """Batches filling statements exactly, partly, or with one row left over, NULLs mixed in.
 
     On PostgreSQL a statement carries 25 snapshots, the first through SQLAlchemy and the rest
-    streamed; a lone NULL amount travels as an empty string between separators.
+    streamed; a lone NULL amount travels as an empty string between separators. Snapshots
+    with books are mixed in.
     """
     url, connect_args = database
-    batch = [
-        (rich_snapshot if n % 3 else plain_snapshot)(uuid.UUID(int=n), DAY, f"{n}.25")
-        for n in range(size)
-    ]
+    kinds = (booked_snapshot, plain_snapshot, rich_snapshot, rich_snapshot, booked_snapshot)
+    batch = [kinds[n % 5](uuid.UUID(int=n), DAY, f"{n}.25") for n in range(size)]
 
     async def main() -> None:
         async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
@@ -330,12 +363,17 @@ def interrupt_at_statement(
     encoded: list[int] = []
 
     def interrupting(
-        self: DriverUpsert, part: Sequence[PortfolioSnapshot], fence: int, plan: PricePlan
+        self: DriverUpsert,
+        part: Sequence[PortfolioSnapshot],
+        fence: int,
+        plan: PricePlan,
+        *,
+        books: bool,
     ) -> tuple[object, ...]:
         encoded.append(len(part))
         if len(encoded) == number:
             interrupt()
-        return encode(self, part, fence, plan)
+        return encode(self, part, fence, plan, books=books)
 
     monkeypatch.setattr(DriverUpsert, "columns", interrupting)
     return encoded

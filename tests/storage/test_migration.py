@@ -19,7 +19,7 @@ from portfolio_snapshots import PortfolioSnapshot, SqliteSnapshotStore
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, metadata
 from portfolio_snapshots.adapters.sqlalchemy._schema import MIGRATIONS, schema_version_table
 from storage.pg_server import fresh_schema
-from storage.samples import version_1_samples
+from storage.samples import booked_snapshot, version_1_samples
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -96,6 +96,43 @@ def test_sqlite_store_migrates_a_version_1_file_in_place(tmp_path: Path) -> None
             "SELECT count(*) FROM ps_snapshots WHERE positions LIKE '[{%'"
         ).fetchone()[0]
     assert json_rows == 0
+
+
+def expect_no_books(got: Sequence[PortfolioSnapshot | None]) -> None:
+    """Check every snapshot read from version 1's rows has no books: None, never zero."""
+    for snapshot in got:
+        assert snapshot is not None
+        assert snapshot.values[10:] == (None,) * 8 + ((), ())
+        assert all(p[8:] == (None,) * 4 for p in snapshot.positions)
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "sqlalchemy"])
+def test_a_migrated_file_reads_no_books_and_stores_them(tmp_path: Path, store_kind: str) -> None:
+    """Migrated snapshots read with every accounting field None; new ones store their books."""
+    db = tmp_path / "v1.db"
+    shutil.copyfile(VERSION_1_FILE, db)
+    written = version_1_samples()
+    booked = booked_snapshot(written[0].portfolio_id, written[0].snapshot_date)
+    added = booked_snapshot(uuid.UUID(int=7), written[0].snapshot_date)
+
+    async def body() -> tuple[list[PortfolioSnapshot | None], list[PortfolioSnapshot | None]]:
+        store: SqliteSnapshotStore | SqlAlchemySnapshotStore
+        if store_kind == "sqlite":
+            store = await SqliteSnapshotStore.open(db)
+        else:
+            store = await SqlAlchemySnapshotStore.open(f"sqlite+aiosqlite:///{db}")
+        async with store:
+            before = await read_all(store, written)
+            await store.upsert_many([booked, added], fence=7)
+            after = [
+                await store.get_snapshot(s.portfolio_id, s.snapshot_date) for s in (booked, added)
+            ]
+            return before, after
+
+    before, after = asyncio.run(body())
+    expect_equal(before, written)
+    expect_no_books(before)
+    assert after == [booked, added]
 
 
 def test_migrated_rows_keep_their_fences(tmp_path: Path) -> None:
@@ -224,4 +261,5 @@ def test_sqlalchemy_store_migrates_a_version_1_postgres_database(pg_dsn: str) ->
 
     got, version, json_rows = asyncio.run(body())
     expect_equal(got, written)
+    expect_no_books(got)
     assert (version, json_rows) == (2, 0)

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from sqlalchemy.pool import NullPool
 
 from portfolio_snapshots import PortfolioSnapshot, PositionValuation, SqliteSnapshotStore
+from portfolio_snapshots._domain import ACCOUNTING_FIELD_NAMES
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.history import CashBalance, DailyTotals
 from portfolio_snapshots.testing.strategies import snapshots
 from storage.pg_server import (
     asyncpg_url,
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 #: Positions no calculator makes: any ticker (separators, brackets, control characters), any
-#: amounts and exponents, one ticker twice at two prices.
+#: amounts and exponents, one ticker twice at two prices, accounting fields any or None.
 odd_positions = st.lists(
     st.builds(
         PositionValuation,
@@ -50,15 +52,33 @@ odd_positions = st.lists(
         price_currency=st.none() | st.sampled_from(["USD", "EUR", 'Q"\\']),
         fx_rate=st.none() | odd_decimals,
         stale=st.booleans(),
+        cost_basis=st.none() | odd_decimals,
+        unrealized_gain=st.none() | odd_decimals,
+        realized_gain=st.none() | odd_decimals,
+        dividends=st.none() | odd_decimals,
     ),
     max_size=6,
+)
+#: Cash balances no calculator makes: any currency text (separators, brackets, control
+#: characters), any amounts, rates or none.
+odd_cash_balances = st.lists(
+    st.builds(
+        CashBalance,
+        currency=st.text(max_size=4) | st.sampled_from(["USD", "E|R", "G;P", "[X", "\x1f"]),
+        amount=odd_decimals,
+        value=odd_decimals,
+        fx_rate=st.none() | odd_decimals,
+        stale=st.booleans(),
+    ),
+    max_size=4,
 )
 
 
 @st.composite
 def odd_snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
-    """A snapshot with odd positions (its totals need not add up: stores do not check)."""
+    """A snapshot with odd positions and books (nothing need add up: stores do not check)."""
     positions = draw(odd_positions)
+    maybe = st.none() | odd_decimals
     return PortfolioSnapshot(
         draw(st.uuids()),
         draw(st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1))),
@@ -70,6 +90,8 @@ def odd_snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
         draw(st.none() | odd_decimals),
         draw(st.none() | odd_decimals),
         draw(st.booleans()),
+        **{name: draw(maybe) for name in ACCOUNTING_FIELD_NAMES},
+        cash_balances=draw(odd_cash_balances),
     )
 
 
@@ -154,30 +176,39 @@ def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opened]:
 
 
 def test_every_store_reads_back_what_it_wrote(opened: Opened) -> None:
-    """Any batch of snapshots reads back equal, texts included, by get and list, on each store."""
+    """Any batch of snapshots reads back equal, texts included, by get and list, on each store.
+
+    Books (accounting fields and cash balances) included; and `list_totals` reads each
+    snapshot's totals as `DailyTotals.of` takes them, texts included.
+    """
 
     @given(batches)
     def check(batch: list[PortfolioSnapshot]) -> None:
-        async def body() -> tuple[list[PortfolioSnapshot | None], list[PortfolioSnapshot]]:
+        async def body() -> tuple[
+            list[PortfolioSnapshot | None], list[PortfolioSnapshot], list[DailyTotals]
+        ]:
             store = await opened.open()
             async with contextlib.AsyncExitStack() as stack:
                 stack.push_async_callback(store.close)
                 await store.upsert_many(batch)
                 got = [await store.get_snapshot(s.portfolio_id, s.snapshot_date) for s in want]
-                listed = [
-                    row
-                    for s in want
-                    for row in await store.list_snapshots(
-                        s.portfolio_id, s.snapshot_date, s.snapshot_date
-                    )
-                ]
-            return got, listed
+                listed: list[PortfolioSnapshot] = []
+                totals: list[DailyTotals] = []
+                for s in want:
+                    key = (s.portfolio_id, s.snapshot_date, s.snapshot_date)
+                    listed += await store.list_snapshots(*key)
+                    totals += await store.list_totals(*key)
+                    totals += await store.totals_on(s.snapshot_date, [s.portfolio_id])
+            return got, listed, totals
 
         want = list({(s.portfolio_id, s.snapshot_date): s for s in batch}.values())
-        got, listed = asyncio.run(body())
+        got, listed, totals = asyncio.run(body())
         assert got == want
         assert listed == want
         assert [texts(s) for s in listed] == [texts(s) for s in want]
         assert [None if s is None else texts(s) for s in got] == [texts(s) for s in want]
+        want_totals = [DailyTotals.of(s) for s in want for _ in range(2)]
+        assert totals == want_totals
+        assert repr(totals) == repr(want_totals)
 
     check()

@@ -47,7 +47,7 @@ from storage.pg_server import (
     psycopg_url,
     search_path,
 )
-from storage.samples import DAY, NOW, PID, plain_snapshot, rich_snapshot
+from storage.samples import DAY, NOW, PID, booked_snapshot, plain_snapshot, rich_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -205,17 +205,29 @@ def test_list_snapshots_is_served_by_the_primary_key(target: Target) -> None:
 
 
 def test_money_columns_are_text(target: Target) -> None:
-    """Amounts are stored as decimal text, never as floating point."""
+    """Amounts are stored as decimal text, never as floating point, accounting fields too."""
     target.run(lambda store: store.upsert_many([rich_snapshot()]))
     if target.dialect == "sqlite":
         kinds = target.rows("SELECT DISTINCT typeof(cash_balance) FROM ps_snapshots")
     else:
         kinds = target.rows(
             "SELECT DISTINCT data_type FROM information_schema.columns WHERE table_schema = "
-            "current_schema() AND table_name = 'ps_snapshots' AND column_name LIKE '%value'"
+            "current_schema() AND table_name = 'ps_snapshots' AND (column_name LIKE '%value' "
+            "OR column_name IN ('cost_basis', 'realized_gain', 'fees', 'net_transfers', "
+            "'cash_balances'))"
         )
     assert kinds == [("text",)]
     assert target.rows("SELECT cash_balance FROM ps_snapshots") == [("1000.50",)]
+    target.run(lambda store: store.upsert_many([booked_snapshot()]))
+    if target.dialect == "sqlite":
+        kinds = target.rows(
+            "SELECT DISTINCT typeof(realized_gain) || typeof(taxes) || typeof(cash_balances) "
+            "FROM ps_snapshots"
+        )
+        assert kinds == [("texttexttext",)]
+    assert target.rows("SELECT taxes, net_transfers, cost_basis FROM ps_snapshots") == [
+        ("-1.50", "1E+3", None)
+    ]
 
 
 def test_schema_version_and_idempotent_reopen(target: Target) -> None:
@@ -281,9 +293,15 @@ def test_fencing(target: Target) -> None:
     assert target.rows("SELECT fence FROM ps_snapshots") == [(0,)]
 
 
-def test_identical_row_is_not_rewritten(target: Target) -> None:
-    """Upserting a row identical to the stored one (fence included) leaves the row untouched."""
-    snap = rich_snapshot()
+@pytest.mark.parametrize("make", [rich_snapshot, booked_snapshot])
+def test_identical_row_is_not_rewritten(
+    target: Target, make: Callable[..., PortfolioSnapshot]
+) -> None:
+    """Upserting a row identical to the stored one (fence included) leaves the row untouched.
+
+    With books or without; a change of a book alone rewrites it.
+    """
+    snap = make()
     target.run(lambda store: store.upsert_many([snap], fence=2))
     if target.dialect == "sqlite":
         target.rows("CREATE TABLE updates (n INTEGER)")
@@ -303,6 +321,10 @@ def test_identical_row_is_not_rewritten(target: Target) -> None:
     target.run(lambda store: store.upsert_many([snap], fence=2))
     assert version() == before
     target.run(lambda store: store.upsert_many([snap.replace(stale=False)], fence=2))
+    assert version() != before
+    before = version()
+    taxed = snap.replace(stale=False, taxes=Decimal("0.01"))
+    target.run(lambda store: store.upsert_many([taxed], fence=2))
     assert version() != before
 
 
@@ -691,10 +713,16 @@ def test_existing_keys_in_many_chunks(target: Target) -> None:
     target.run(body)
 
 
-def test_both_stores_share_an_sqlite_file(tmp_path: Path) -> None:
-    """A file written by SqliteSnapshotStore reads and upserts the same keys through SQLAlchemy."""
+@pytest.mark.parametrize("make", [rich_snapshot, booked_snapshot])
+def test_both_stores_share_an_sqlite_file(
+    tmp_path: Path, make: Callable[..., PortfolioSnapshot]
+) -> None:
+    """A file written by SqliteSnapshotStore reads and upserts the same keys through SQLAlchemy.
+
+    Books included: each store reads what the other wrote.
+    """
     file = tmp_path / "shared.db"
-    snap = rich_snapshot()
+    snap = make()
 
     async def main() -> None:
         async with await SqliteSnapshotStore.open(file) as native:
@@ -703,19 +731,25 @@ def test_both_stores_share_an_sqlite_file(tmp_path: Path) -> None:
         async with await SqlAlchemySnapshotStore.open(f"sqlite+aiosqlite:///{file}") as alchemy:
             assert await alchemy.get_snapshot(PID, DAY) == snap
             assert await alchemy.existing_keys([(PID, DAY)]) == {(PID, DAY)}
-            await alchemy.upsert_many([plain_snapshot(PID, DAY)], fence=2)
+            await alchemy.upsert_many(
+                [plain_snapshot(PID, DAY), make(PID, DAY + dt.timedelta(days=1))], fence=2
+            )
             assert await alchemy.acquire("k", "b", TTL, NOW) is None
             assert lease is not None
             await alchemy.release(lease)
         async with await SqliteSnapshotStore.open(file) as native:
             assert await native.get_snapshot(PID, DAY) == plain_snapshot(PID, DAY)
+            assert await native.get_snapshot(PID, DAY + dt.timedelta(days=1)) == make(
+                PID, DAY + dt.timedelta(days=1)
+            )
 
     asyncio.run(main())
     conn = sqlite3.connect(file)
     try:
-        assert conn.execute("SELECT portfolio_id, fence FROM ps_snapshots").fetchall() == [
-            (str(PID), 2)
-        ]
+        assert conn.execute(
+            "SELECT portfolio_id, fence FROM ps_snapshots WHERE snapshot_date = ?",
+            (DAY.isoformat(),),
+        ).fetchall() == [(str(PID), 2)]
     finally:
         conn.close()
 

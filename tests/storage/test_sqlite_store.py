@@ -23,11 +23,13 @@ from portfolio_snapshots import (
 from portfolio_snapshots.adapters._sql_codec import SCHEMA_VERSION
 from portfolio_snapshots.adapters.sqlite import _MIGRATIONS
 from portfolio_snapshots.errors import DatabaseBusyError, LeaseLostError, SchemaVersionError
-from storage.samples import DAY, NOW, PID, plain_snapshot, rich_snapshot
+from storage.samples import DAY, NOW, PID, booked_snapshot, plain_snapshot, rich_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
+
+    from portfolio_snapshots import PortfolioSnapshot
 
 TTL = dt.timedelta(minutes=5)
 T = TypeVar("T")
@@ -216,10 +218,16 @@ def test_fencing(tmp_path: Path) -> None:
     assert query(db, "SELECT fence FROM ps_snapshots") == [(0,)]
 
 
-def test_identical_row_is_not_rewritten(tmp_path: Path) -> None:
-    """Writing a row identical to the stored one, fence included, performs no update."""
+@pytest.mark.parametrize("make", [rich_snapshot, booked_snapshot])
+def test_identical_row_is_not_rewritten(
+    tmp_path: Path, make: Callable[..., PortfolioSnapshot]
+) -> None:
+    """Writing a row identical to the stored one, fence included, performs no update.
+
+    With books or without; a change of a book alone, or its clearing, rewrites it.
+    """
     db = tmp_path / "s.db"
-    snap = rich_snapshot()
+    snap = make()
     run(db, lambda store: store.upsert_many([snap], fence=2))
     conn = sqlite3.connect(db)
     with conn:
@@ -234,9 +242,11 @@ def test_identical_row_is_not_rewritten(tmp_path: Path) -> None:
         await store.upsert_many([snap], fence=2)  # identical: skipped
         await store.upsert_many([snap], fence=3)  # newer fence: rewritten
         await store.upsert_many([snap.replace(stale=False)], fence=3)  # rewritten
+        await store.upsert_many([snap.replace(stale=False, fees=Decimal(1))], fence=3)  # rewritten
+        await store.upsert_many([snap.replace(stale=False)], fence=3)  # its books: rewritten
 
     run(db, body)
-    assert query(db, "SELECT count(*) FROM updates") == [(2,)]
+    assert query(db, "SELECT count(*) FROM updates") == [(4,)]
 
 
 def test_non_decimal_money_is_refused(tmp_path: Path) -> None:

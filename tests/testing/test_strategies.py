@@ -1,10 +1,11 @@
 import asyncio
 import datetime as dt
 import re
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portfolio_snapshots import (
@@ -107,6 +108,68 @@ def test_snapshots_hold_the_invariants(snapshot: PortfolioSnapshot) -> None:
         assert position.market_value.as_tuple().exponent == -2
     for flow in (snapshot.net_contributions, snapshot.external_flow):
         assert flow is None or is_finite_decimal(flow)
+
+
+@given(ps.snapshots())
+def test_snapshots_hold_the_accounting_invariants(snapshot: PortfolioSnapshot) -> None:
+    """Gains are value minus cost basis, per position and in total; cash sums its currencies."""
+    for position in snapshot.positions:
+        if position.cost_basis is None:
+            assert position.unrealized_gain is None
+        else:
+            assert position.unrealized_gain == position.market_value - position.cost_basis
+    costs = [p.cost_basis for p in snapshot.positions]
+    if snapshot.cost_basis is None:
+        assert snapshot.unrealized_gain is None
+        assert not costs or None in costs
+    else:
+        known = [c for c in costs if c is not None]
+        assert len(known) == len(costs)
+        assert snapshot.cost_basis == sum(known, Decimal(0))
+        assert snapshot.unrealized_gain == snapshot.holdings_value - snapshot.cost_basis
+    for amount in snapshot.values[10:18]:
+        assert amount is None or is_finite_decimal(amount)
+    if snapshot.cash_balances:
+        assert len(snapshot.cash_balances) >= 2
+        own, *foreign = snapshot.cash_balances
+        assert (own.currency, own.fx_rate) == (snapshot.currency, None)
+        assert own.amount == own.value
+        assert all(b.currency != snapshot.currency and b.fx_rate for b in foreign)
+        assert snapshot.cash_balance == sum((b.value for b in snapshot.cash_balances), Decimal(0))
+        assert snapshot.stale or not any(b.stale for b in snapshot.cash_balances)
+
+
+#: The kinds of books the strategy must reach, each recognised by a predicate.
+BOOK_KINDS: dict[str, Callable[[PortfolioSnapshot], bool]] = {
+    "no books": lambda s: s.values[10:] == (None,) * 8 + ((), ()),
+    "total cost basis": lambda s: s.cost_basis is not None and len(s.positions) > 1,
+    "cost basis of some": (
+        lambda s: s.cost_basis is None and any(p.cost_basis is not None for p in s.positions)
+    ),
+    "realized unknown, fees known": lambda s: s.realized_gain is None and s.fees is not None,
+    "two foreign currencies": lambda s: len(s.cash_balances) > 2,
+    "a stale rate": lambda s: any(b.stale for b in s.cash_balances),
+}
+
+
+def test_snapshots_reach_every_kind_of_books() -> None:
+    """In a few hundred examples the strategy draws snapshots without books and with each kind."""
+    seen: set[str] = set()
+
+    @settings(max_examples=300, derandomize=True, database=None)
+    @given(ps.snapshots())
+    def draw(snapshot: PortfolioSnapshot) -> None:
+        seen.update(kind for kind, found in BOOK_KINDS.items() if found(snapshot))
+
+    draw()
+    assert sorted(seen) == sorted(BOOK_KINDS)
+
+
+@given(ps.snapshots(with_accounting=False))
+def test_snapshots_without_accounting_have_no_books(snapshot: PortfolioSnapshot) -> None:
+    """``with_accounting=False`` leaves every accounting field None and cash in one currency."""
+    assert snapshot.values[10:] == (None,) * 8 + ((), ())
+    assert all(p[8:] == (None,) * 4 for p in snapshot.positions)
 
 
 @given(ps.snapshots(currency="JPY", with_flows=False, dates=st.just(AS_OF)))

@@ -8,11 +8,13 @@ Schema version 2 stores the prices a day's snapshots were valued with once per d
 *variant* in ``ps_prices`` (a variant is one distinct (price, price date, currency, FX rate,
 stale) of that ticker on that day: a split adjusted for one portfolio only, or a close
 converted into two base currencies, makes a second one), and a snapshot's positions as one
-compact text (`compact_positions`): per position its ticker, quantity and market value, and
-the variant of its price when it is not 0. Version 1 kept every position as a JSON object with
-its price spelled out (`positions_json`); version 2 still reads that form, and writes it for
-the rare snapshot whose tickers the compact form cannot hold. Nothing here imports a database
-driver.
+compact text: per position its ticker, quantity and market value, the variant of its price
+when it is not 0, and the position's accounting fields (cost basis, unrealized and realized
+gain, dividends) when it has any. Version 1 kept every position as a JSON object with its
+price spelled out (`positions_json`); version 2 still reads that form, and writes it for the
+rare snapshot whose tickers the compact form cannot hold. A snapshot's own accounting fields
+are columns of their own (`book_texts`), its cash per currency one compact text
+(`cash_balances_text`). Nothing here imports a database driver.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Final, TypeVar
 from uuid import UUID
 
-from portfolio_snapshots._domain import POSITION_WIDTH, PositionValuation, RunRecord, RunState
+from portfolio_snapshots._domain import (
+    ACCOUNTING_FIELD_NAMES,
+    POSITION_WIDTH,
+    CashBalance,
+    PositionValuation,
+    RunRecord,
+    RunState,
+)
 from portfolio_snapshots._errors import DatabaseAccessError, DatabaseBusyError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -62,6 +71,17 @@ NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()], tuple
     (),
     (),
 )
+#: The columns of ``ps_snapshots`` holding a snapshot's *books*: its accounting fields
+#: (decimal text, in the order of `ACCOUNTING_FIELD_NAMES`) and its cash balances (text, see
+#: `cash_balances_text`). NULL for a snapshot without them, which a write leaves out. The
+#: positions' accounting fields (`PortfolioSnapshot.position_books`) go in the positions text.
+BOOK_COLUMNS: Final = (*ACCOUNTING_FIELD_NAMES, "cash_balances")
+#: The `BOOK_COLUMNS` of a snapshot without books, as `PortfolioSnapshot.values` holds them.
+_NO_COLUMN_BOOKS: Final = NO_BOOKS[:-1]
+#: The accounting fields of a position, in the order of `PortfolioSnapshot.position_books`.
+POSITION_BOOK_FIELDS: Final = ("cost_basis", "unrealized_gain", "realized_gain", "dividends")
+_BOOKS_WIDTH: Final = len(POSITION_BOOK_FIELDS)
+_NO_POSITION_BOOKS: Final = (None,) * _BOOKS_WIDTH
 
 _TAKEN_OVER: Final = "the lease was taken over by another holder"
 _EXPIRED: Final = "the lease expired before it was renewed"
@@ -94,7 +114,8 @@ def optional_decimal(text: str | None) -> Decimal | None:
 def positions_json(positions: Sequence[PositionValuation]) -> str:
     """Encode a snapshot's positions as compact JSON, amounts as decimal strings.
 
-    Fields at their defaults (no price currency, no FX rate, not stale) are left out.
+    Fields at their defaults (no price currency, no FX rate, not stale, accounting fields
+    None) are left out.
     """
     items: list[dict[str, object]] = []
     for p in positions:
@@ -111,26 +132,42 @@ def positions_json(positions: Sequence[PositionValuation]) -> str:
             item["fx_rate"] = decimal_text(p.fx_rate, "fx_rate")
         if p.stale:
             item["stale"] = True
+        for name, amount in zip(POSITION_BOOK_FIELDS, p[8:], strict=True):
+            if amount is not None:
+                item[name] = decimal_text(amount, name)
         items.append(item)
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
 
 
-def _reference_json(flat: tuple[object, ...]) -> str:
-    """Encode flat positions with `positions_json`, for values off the fast path."""
+def _reference_json(flat: tuple[object, ...], books: tuple[object, ...]) -> str:
+    """Encode flat positions and their books with `positions_json`, off the fast path."""
     width = POSITION_WIDTH
-    fields = [flat[i : i + width] for i in range(0, len(flat), width)]
-    return positions_json([PositionValuation(*f) for f in fields])  # type: ignore[arg-type]
+    count = len(flat) // width
+    fields = [flat[i * width : (i + 1) * width] for i in range(count)]
+    if books:
+        tails = [books[i * _BOOKS_WIDTH : (i + 1) * _BOOKS_WIDTH] for i in range(count)]
+    else:
+        tails = [_NO_POSITION_BOOKS] * count
+    return positions_json(
+        [PositionValuation(*f, *t) for f, t in zip(fields, tails, strict=True)]  # type: ignore[arg-type]
+    )
 
 
-def flat_positions_from_json(text: str) -> tuple[object, ...]:
-    """Decode what `positions_json` wrote into the flat form of `PortfolioSnapshot.from_flat`.
+def flat_positions_from_json(text: str) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """Decode what `positions_json` wrote into the flat forms of `PortfolioSnapshot.from_flat`.
 
     The stores read positions only this way: no `PositionValuation` is built per position.
+
+    Returns:
+        The positions' flat fields, and their flat accounting fields (`position_books`:
+        empty when no position has any).
     """
     items: list[dict[str, object]] = json.loads(text)
     flat: list[object] = []
     extend = flat.extend
+    books: list[object] = []
     date = dt.date.fromisoformat
+    get_books = _books_of_item
     for item in items:
         fx_rate = item.get("fx_rate")
         price_currency = item.get("price_currency")
@@ -146,7 +183,21 @@ def flat_positions_from_json(text: str) -> tuple[object, ...]:
                 item.get("stale") is True,
             )
         )
-    return tuple(flat)
+        books.extend(get_books(item))
+    return tuple(flat), _position_books_or_none(books)
+
+
+def _position_books_or_none(books: list[object]) -> tuple[object, ...]:
+    """Return `books` as `position_books` holds them: empty when every field is None."""
+    return () if books.count(None) == len(books) else tuple(books)
+
+
+def _books_of_item(item: Mapping[str, object]) -> tuple[Decimal | None, ...]:
+    """Read a JSON position's accounting fields (absent: None)."""
+    return tuple(
+        None if (text := item.get(name)) is None else Decimal(str(text))
+        for name in POSITION_BOOK_FIELDS
+    )
 
 
 # --- schema version 2: prices once per day, positions compact ---------------------------------
@@ -285,7 +336,8 @@ class PricePlan:
             flat = s.values[6]
             if len(flat) % width or not flat or not compact(flat[::width]):
                 continue  # no positions, or written as JSON with the prices inline
-            parts: list[str] | None = []
+            # Positions with accounting fields (rare) are encoded by encode().
+            parts: list[str] | None = None if s.values[19] else []
             for i in range(0, len(flat), width):
                 ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
                     i : i + width
@@ -355,7 +407,7 @@ class PricePlan:
                 new[day, ticker, content] = variant
         return rows
 
-    def encode(self, s: PortfolioSnapshot) -> str:  # noqa: C901 - the hot loop of a write
+    def encode(self, s: PortfolioSnapshot) -> str:  # noqa: C901, PLR0912 - a write's hot loop
         """Return the compact positions of `s` (or, for odd tickers, their JSON).
 
         Raises:
@@ -369,8 +421,9 @@ class PricePlan:
         if not flat:
             return "[]"
         catalog = self._catalog
+        books = s.values[19]
         if len(flat) % width or not catalog.compact(flat[::width]):
-            return _reference_json(flat)
+            return _reference_json(flat, books)
         day = s.values[1]
         known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
         stored = catalog._seen  # noqa: SLF001
@@ -378,7 +431,7 @@ class PricePlan:
         memo = self._memo
         parts: list[str] = []
         append = parts.append
-        for i in range(0, len(flat), width):
+        for n, i in enumerate(range(0, len(flat), width)):
             ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
                 i : i + width
             ]
@@ -410,13 +463,53 @@ class PricePlan:
                 tail = f"{_FIELD}{variant}" if variant else ""
                 if type(price) is Decimal:
                     memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
-            append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
+            own = books[n * _BOOKS_WIDTH : (n + 1) * _BOOKS_WIDTH] if books else None
+            if not own or own == _NO_POSITION_BOOKS:
+                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
+            else:
+                # The variant's field is written (empty for 0) when accounting fields follow.
+                text = _position_books_text(own)
+                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail or _FIELD}{_FIELD}{text}")
         return _RECORD.join(parts)
 
     def commit(self) -> None:
         """Record the plan's prices as stored: call once its transaction committed."""
         self._catalog._known.update(self._new)  # noqa: SLF001 - the plan is the catalog's helper
         self._catalog._seen.update(self._memo)  # noqa: SLF001
+
+
+def _position_books_text(books: Sequence[object]) -> str:
+    """Return a position's accounting fields as compact text: ``|``-separated, None empty.
+
+    Trailing empty fields are left out (decimal text is never empty, so the text is not).
+
+    Raises:
+        InvalidInputError: A field is neither None nor a Decimal.
+    """
+    cost, gain, realized, dividends = books
+    if not (
+        (cost is None or type(cost) is Decimal)
+        and (gain is None or type(gain) is Decimal)
+        and (realized is None or type(realized) is Decimal)
+        and (dividends is None or type(dividends) is Decimal)
+    ):
+        # Refuses what is not a Decimal, naming the field; a subclass passes, as its text.
+        return _FIELD.join(
+            "" if amount is None else decimal_text(amount, name)  # type: ignore[arg-type]
+            for name, amount in zip(POSITION_BOOK_FIELDS, books, strict=True)
+        ).rstrip(_FIELD)
+    return (
+        f"{'' if cost is None else cost!s}{_FIELD}{'' if gain is None else gain!s}{_FIELD}"
+        f"{'' if realized is None else realized!s}{_FIELD}"
+        f"{'' if dividends is None else dividends!s}"
+    ).rstrip(_FIELD)
+
+
+def _position_books(fields: list[str]) -> list[Decimal | None]:
+    """Read the accounting fields of a compact position split into `fields` (five or more)."""
+    texts = fields[4 : 4 + _BOOKS_WIDTH]
+    texts += [""] * (_BOOKS_WIDTH - len(texts))
+    return [Decimal(t) if t else None for t in texts]
 
 
 def referenced_prices(texts: Iterable[tuple[dt.date, str]]) -> set[PriceDay]:
@@ -453,13 +546,17 @@ PositionPrice = tuple[Decimal, dt.date, str | None, Decimal | None, bool]
 
 def flat_positions_from_text(
     text: str, day: dt.date, prices: Mapping[tuple[dt.date, str, int], PositionPrice]
-) -> tuple[object, ...]:
-    """Decode a stored positions text (compact, or version 1's JSON) into the flat form.
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """Decode a stored positions text (compact, or version 1's JSON) into the flat forms.
 
     Args:
         text: The ``positions`` column.
         day: The snapshot date.
         prices: The stored prices, by (snapshot date, ticker, variant).
+
+    Returns:
+        The positions' flat fields, and their flat accounting fields (`position_books`:
+        empty when no position has any).
 
     Raises:
         KeyError: A position refers to a price that is not stored (a damaged database).
@@ -468,11 +565,12 @@ def flat_positions_from_text(
         return flat_positions_from_json(text)
     flat: list[object] = []
     extend = flat.extend
-    for position in text.split(_RECORD):
+    books: list[object] | None = None
+    for n, position in enumerate(text.split(_RECORD)):
         fields = position.split(_FIELD)
         ticker = fields[0]
-        # Fields after the variant are for later versions of the position (see storage.md).
-        variant = int(fields[3]) if len(fields) > 3 and fields[3] else 0  # noqa: PLR2004
+        count = len(fields)
+        variant = int(fields[3]) if count > 3 and fields[3] else 0  # noqa: PLR2004
         price, price_date, currency, fx_rate, stale = prices[day, ticker, variant]
         extend(
             (
@@ -486,7 +584,154 @@ def flat_positions_from_text(
                 stale,
             )
         )
-    return tuple(flat)
+        # The position's accounting fields follow the variant; fields after those are for
+        # later versions of the position (see storage.md).
+        if count > 4:  # noqa: PLR2004
+            if books is None:
+                books = list(_NO_POSITION_BOOKS * n)
+            books += _position_books(fields)
+        elif books is not None:
+            books += _NO_POSITION_BOOKS
+    return tuple(flat), () if books is None else _position_books_or_none(books)
+
+
+# --- a snapshot's books: accounting fields and cash per currency ------------------------------
+
+
+def has_books(s: PortfolioSnapshot) -> bool:
+    """Whether `s` has an accounting field or cash balances, which the short write leaves out.
+
+    The stores write a snapshot without them (the common one) with the statement of the
+    columns they always wrote, so its write costs nothing more; its book columns are NULL.
+    """
+    return s.values[10:19] != _NO_COLUMN_BOOKS
+
+
+def book_texts(s: PortfolioSnapshot) -> tuple[str | None, ...]:
+    """Return the `BOOK_COLUMNS` of `s`: its accounting fields' texts, then its cash balances'.
+
+    Raises:
+        InvalidInputError: A field is neither None nor a Decimal, or a cash balance is not a
+            `CashBalance` of Decimal amounts.
+    """
+    values = s.values
+    return (
+        *(
+            optional_decimal_text(amount, name)
+            for name, amount in zip(ACCOUNTING_FIELD_NAMES, values[10:18], strict=True)
+        ),
+        cash_balances_text(values[18]),
+    )
+
+
+def books_from_columns(
+    columns: Sequence[object],
+) -> tuple[
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    Decimal | None,
+    tuple[CashBalance, ...],
+]:
+    """Read a snapshot's books from its `BOOK_COLUMNS` as text (none at all: no books)."""
+    if not any(c is not None for c in columns):
+        return _NO_COLUMN_BOOKS
+    cb, ug, rg, dv, it, fe, tx, nt, cash = columns
+    return (
+        None if cb is None else Decimal(str(cb)),
+        None if ug is None else Decimal(str(ug)),
+        None if rg is None else Decimal(str(rg)),
+        None if dv is None else Decimal(str(dv)),
+        None if it is None else Decimal(str(it)),
+        None if fe is None else Decimal(str(fe)),
+        None if tx is None else Decimal(str(tx)),
+        None if nt is None else Decimal(str(nt)),
+        cash_balances_from_text(None if cash is None else str(cash)),
+    )
+
+
+def cash_balances_text(balances: Sequence[CashBalance]) -> str | None:
+    """Return the ``cash_balances`` column of a snapshot's balances: None when there are none.
+
+    Compact text, as positions: ``USD|100.00|100.00;EUR|50.00|54.13|1.0825``, one balance
+    after another (``;``), each its currency, amount and value, then its FX rate and ``1`` for
+    a stale rate, trailing empty fields left out. When a currency holds ``|`` or ``;``, a
+    control character, or starts with ``[``, the balances go as a JSON array of objects
+    instead, which readers tell by its first character.
+
+    Raises:
+        InvalidInputError: A balance is not a `CashBalance`, or an amount, value or rate is
+            not a Decimal.
+    """
+    if not balances:
+        return None
+    rows: list[tuple[object, str, str, str | None, bool]] = []
+    compact = True
+    for balance in balances:
+        if not isinstance(balance, CashBalance):
+            raise InvalidInputError(
+                f"cash_balances must hold CashBalance values, got {type(balance).__name__}"
+            )
+        currency, amount, value, fx_rate, stale = balance
+        rows.append(
+            (
+                currency,
+                decimal_text(amount, "cash_balances.amount"),
+                decimal_text(value, "cash_balances.value"),
+                optional_decimal_text(fx_rate, "cash_balances.fx_rate"),
+                bool(stale),
+            )
+        )
+        compact = compact and _compact_ticker(currency)
+    if not compact:
+        items = [
+            {"currency": c, "amount": a, "value": v, "fx_rate": r, "stale": st}
+            for c, a, v, r, st in rows
+        ]
+        try:
+            return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+        except TypeError as exc:
+            raise InvalidInputError(f"cash_balances cannot be stored: {exc}") from exc
+    return _RECORD.join(
+        f"{c}{_FIELD}{a}{_FIELD}{v}{_FIELD}{r or ''}{_FIELD}{'1' if st else ''}".rstrip(_FIELD)
+        for c, a, v, r, st in rows
+    )
+
+
+def cash_balances_from_text(text: str | None) -> tuple[CashBalance, ...]:
+    """Read what `cash_balances_text` wrote (NULL: no balances)."""
+    if text is None:
+        return ()
+    if text.startswith("["):
+        items: list[dict[str, object]] = json.loads(text)
+        return tuple(
+            CashBalance(
+                item["currency"],  # type: ignore[arg-type]
+                Decimal(str(item["amount"])),
+                Decimal(str(item["value"])),
+                None if item.get("fx_rate") is None else Decimal(str(item["fx_rate"])),
+                item.get("stale") is True,
+            )
+            for item in items
+        )
+    balances = []
+    for balance in text.split(_RECORD):
+        fields = balance.split(_FIELD)
+        n = len(fields)
+        balances.append(
+            CashBalance(
+                fields[0],
+                Decimal(fields[1]),
+                Decimal(fields[2]),
+                Decimal(fields[3]) if n > 3 and fields[3] else None,  # noqa: PLR2004
+                n > 4 and fields[4] == "1",  # noqa: PLR2004
+            )
+        )
+    return tuple(balances)
 
 
 def _price_day(item: tuple[PriceDay, object]) -> PriceDay:

@@ -13,7 +13,7 @@ Schema (version 2)::
                        net_contributions TEXT NULL, external_flow TEXT NULL,
                        stale INTEGER, positions TEXT (compact), fence INTEGER,
                        cost_basis, unrealized_gain, realized_gain, dividends, interest,
-                       fees, taxes TEXT NULL, cash_balances TEXT NULL (kept for later fields),
+                       fees, taxes, net_transfers TEXT NULL, cash_balances TEXT NULL,
                        PRIMARY KEY (portfolio_id, snapshot_date)) WITHOUT ROWID
     ps_prices         (snapshot_date TEXT, ticker TEXT, variant INTEGER, price TEXT,
                        price_date TEXT, price_currency TEXT NULL, fx_rate TEXT NULL,
@@ -25,9 +25,11 @@ Schema (version 2)::
     ps_fence_counter  (id = 1, value): the last fence handed out
     ps_schema_version (id = 1, version)
 
-A position is stored as its ticker, quantity and market value, and the variant of its price
-row in ``ps_prices`` (see `portfolio_snapshots.adapters._sql_codec`). Opening a version-1 file
-migrates it in place, in one transaction.
+A position is stored as its ticker, quantity and market value, the variant of its price row
+in ``ps_prices``, and its accounting fields when it has any (see
+`portfolio_snapshots.adapters._sql_codec`). A snapshot's accounting fields and cash balances
+(its *books*) are NULL unless it has them: a snapshot without them is written by the statement
+of the other columns only. Opening a version-1 file migrates it in place, in one transaction.
 
 Decimals are TEXT (``str(Decimal)``), dates ISO 8601 text, UUIDs their hyphenated text, times
 fixed-width ISO 8601 UTC text. The primary key of ``ps_snapshots`` is the index that serves
@@ -54,7 +56,7 @@ from portfolio_snapshots._errors import (
     SchemaVersionError,
 )
 from portfolio_snapshots.adapters._sql_codec import (
-    NO_BOOKS,
+    BOOK_COLUMNS,
     SCHEMA_VERSION,
     PositionPrice,
     PriceCatalog,
@@ -62,12 +64,15 @@ from portfolio_snapshots.adapters._sql_codec import (
     PriceDay,
     PricePlan,
     as_utc,
+    book_texts,
+    books_from_columns,
     chunks,
     decimal_text,
     dedupe_sorted,
     flat_positions_from_json,
     flat_positions_from_text,
     from_utc_text,
+    has_books,
     lease_lost_detail,
     optional_decimal,
     optional_decimal_text,
@@ -141,7 +146,7 @@ _V2_COLUMNS: Final = (
     "total_value TEXT NOT NULL, net_contributions TEXT, external_flow TEXT, "
     "stale INTEGER NOT NULL, positions TEXT NOT NULL, fence INTEGER NOT NULL DEFAULT 0, "
     "cost_basis TEXT, unrealized_gain TEXT, realized_gain TEXT, dividends TEXT, interest TEXT, "
-    "fees TEXT, taxes TEXT, cash_balances TEXT"
+    "fees TEXT, taxes TEXT, net_transfers TEXT, cash_balances TEXT"
 )
 _VERSION_2: Final = (
     """
@@ -178,7 +183,7 @@ def _to_version_2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     catalog = PriceCatalog()
     reader = conn.execute(
-        f"SELECT {_SNAPSHOT_COLUMNS}, fence FROM ps_snapshots "  # noqa: S608 - constant columns
+        f"SELECT {_V1_COLUMNS}, fence FROM ps_snapshots "  # noqa: S608 - constant columns
         "ORDER BY portfolio_id, snapshot_date"
     )
     while rows := reader.fetchmany(_MIGRATION_CHUNK):
@@ -211,21 +216,40 @@ _CONTENT = (
     "positions",
     "fence",
 )
-_DIFFERS = " OR ".join(f"ps_snapshots.{c} IS NOT excluded.{c}" for c in _CONTENT)
-_UPSERT = f"""
-    INSERT INTO ps_snapshots (portfolio_id, snapshot_date, {", ".join(_CONTENT)})
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET
-        {", ".join(f"{c} = excluded.{c}" for c in _CONTENT)}
-    WHERE ({_DIFFERS})
-"""  # noqa: S608 - only constant column names are interpolated
-# A fenced write leaves alone the rows written under a newer lease.
-_UPSERT_FENCED = _UPSERT + " AND ps_snapshots.fence <= excluded.fence"
 
-_SNAPSHOT_COLUMNS = (
+
+def _upsert_sql(*, books: bool) -> str:
+    """The upsert of snapshots with their books, or of those without (books set NULL)."""
+    written = (*_CONTENT, *BOOK_COLUMNS) if books else _CONTENT
+    differs = [f"ps_snapshots.{c} IS NOT excluded.{c}" for c in written]
+    updates = [f"{c} = excluded.{c}" for c in written]
+    if not books:
+        # Replacing a row that had books clears them; a row without any is left alone.
+        differs += [f"ps_snapshots.{c} IS NOT NULL" for c in BOOK_COLUMNS]
+        updates += [f"{c} = NULL" for c in BOOK_COLUMNS]
+    marks = ", ".join("?" * (len(written) + 2))
+    return f"""
+    INSERT INTO ps_snapshots (portfolio_id, snapshot_date, {", ".join(written)})
+    VALUES ({marks})
+    ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET
+        {", ".join(updates)}
+    WHERE ({" OR ".join(differs)})
+"""  # noqa: S608 - only constant column names are interpolated
+
+
+# A fenced write leaves alone the rows written under a newer lease.
+_FENCED = " AND ps_snapshots.fence <= excluded.fence"
+_UPSERT = _upsert_sql(books=False)
+_UPSERT_FENCED = _UPSERT + _FENCED
+_UPSERT_BOOKS = _upsert_sql(books=True)
+_UPSERT_BOOKS_FENCED = _UPSERT_BOOKS + _FENCED
+
+# The columns a read of version 1's table selects, and of version 2's.
+_V1_COLUMNS = (
     "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
     "positions, net_contributions, external_flow, stale"
 )
+_SNAPSHOT_COLUMNS = f"{_V1_COLUMNS}, {', '.join(BOOK_COLUMNS)}"
 
 
 class _Write:
@@ -314,8 +338,16 @@ def _snapshot_row(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[ob
     )
 
 
-def _snapshot_of(row: Sequence[object], flat: tuple[object, ...]) -> PortfolioSnapshot:
-    pid, day, currency, cash, holdings, total, _, net, flow, stale = row
+def _snapshot_of(
+    row: Sequence[object], positions: tuple[tuple[object, ...], tuple[object, ...]]
+) -> PortfolioSnapshot:
+    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS`, or of `_V1_COLUMNS` (no books).
+
+    `positions` are the flat positions and their flat books, as `flat_positions_from_text`
+    decodes them.
+    """
+    pid, day, currency, cash, holdings, total, _, net, flow, stale = row[:10]
+    flat, position_books = positions
     return PortfolioSnapshot.from_values(
         (
             UUID(str(pid)),
@@ -328,7 +360,8 @@ def _snapshot_of(row: Sequence[object], flat: tuple[object, ...]) -> PortfolioSn
             optional_decimal(None if net is None else str(net)),
             optional_decimal(None if flow is None else str(flow)),
             bool(stale),
-            *NO_BOOKS,
+            *books_from_columns(row[10:]),
+            position_books,
         )
     )
 
@@ -433,8 +466,16 @@ def _upsert(
     plan = catalog.plan(ordered)
     with _Write(conn):
         _write_prices(conn, plan)
-        rows = [_snapshot_row(s, stored_fence, plan) for s in ordered]
-        conn.executemany(_UPSERT if fence is None else _UPSERT_FENCED, rows)
+        rows = [_snapshot_row(s, stored_fence, plan) for s in ordered if not has_books(s)]
+        if rows:
+            conn.executemany(_UPSERT if fence is None else _UPSERT_FENCED, rows)
+        if len(rows) < len(ordered):
+            booked = [
+                (*_snapshot_row(s, stored_fence, plan), *book_texts(s))
+                for s in ordered
+                if has_books(s)
+            ]
+            conn.executemany(_UPSERT_BOOKS if fence is None else _UPSERT_BOOKS_FENCED, booked)
     plan.commit()
 
 
@@ -467,14 +508,16 @@ def _list(
         conn.execute("COMMIT")
 
 
-_TOTALS_COLUMNS = (
-    "portfolio_id, snapshot_date, currency, total_value, cash_balance, holdings_value, "
-    "net_contributions, stale"
+# What a totals read selects after the key: the fields of `DailyTotals`, in its order.
+_TOTALS_FIELDS = (
+    "currency, total_value, cash_balance, holdings_value, net_contributions, stale, "
+    f"external_flow, {', '.join(BOOK_COLUMNS[:-1])}"
 )
+_TOTALS_COLUMNS = f"portfolio_id, snapshot_date, {_TOTALS_FIELDS}"
 
 
 def _daily_totals(row: tuple[object, ...]) -> DailyTotals:
-    pid, day, currency, total, cash, holdings, net, stale = row
+    pid, day, currency, total, cash, holdings, net, stale, *optional = row
     return DailyTotals(
         UUID(str(pid)),
         dt.date.fromisoformat(str(day)),
@@ -484,6 +527,7 @@ def _daily_totals(row: tuple[object, ...]) -> DailyTotals:
         Decimal(str(holdings)),
         optional_decimal(None if net is None else str(net)),
         bool(stale),
+        *(optional_decimal(None if x is None else str(x)) for x in optional),
     )
 
 
@@ -491,8 +535,7 @@ def _list_totals(
     conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
 ) -> list[DailyTotals]:
     rows = conn.execute(
-        "SELECT snapshot_date, currency, total_value, cash_balance, holdings_value, "
-        "net_contributions, stale FROM ps_snapshots "
+        f"SELECT snapshot_date, {_TOTALS_FIELDS} FROM ps_snapshots "  # noqa: S608 - constant
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
         (str(portfolio_id), start.isoformat(), end.isoformat()),
     ).fetchall()
@@ -508,8 +551,34 @@ def _list_totals(
             number(holdings),
             None if net is None else number(net),
             stale == 1,
+            None if flow is None else number(flow),
+            None if cb is None else number(cb),
+            None if ug is None else number(ug),
+            None if rg is None else number(rg),
+            None if dv is None else number(dv),
+            None if it is None else number(it),
+            None if fe is None else number(fe),
+            None if tx is None else number(tx),
+            None if nt is None else number(nt),
         )
-        for day, currency, total, cash, holdings, net, stale in rows
+        for (
+            day,
+            currency,
+            total,
+            cash,
+            holdings,
+            net,
+            stale,
+            flow,
+            cb,
+            ug,
+            rg,
+            dv,
+            it,
+            fe,
+            tx,
+            nt,
+        ) in rows
     ]
 
 

@@ -35,7 +35,7 @@ from portfolio_snapshots import (
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import SNAPSHOT_FIELD_NAMES
 from portfolio_snapshots.errors import LeaseLostError
-from portfolio_snapshots.history import DailyTotals, SnapshotTotals
+from portfolio_snapshots.history import CashBalance, DailyTotals, SnapshotTotals
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -140,6 +140,95 @@ def _snapshot(
     )
 
 
+def _money(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _booked(
+    portfolio_id: uuid.UUID = _P1,
+    day: dt.date = _DAY,
+    *,
+    costs: Sequence[str | None] = ("300.00", "2500", None),
+    realized: str | None = "-12.50",
+    income: tuple[str | None, str | None] = ("4.10", "0.03"),
+    fees_taxes: tuple[str | None, str | None] = ("9.99", "1.2E+1"),
+    net_transfers: str | None = "0",
+    foreign_cash: bool = True,
+) -> PortfolioSnapshot:
+    """Build a snapshot with books, as the calculator makes them, its totals adding up.
+
+    Three positions (one in EUR at a stale rate) whose cost bases are `costs` (None: not
+    known, and then the snapshot's cost basis is not known either), realized gains and
+    dividends per position, the snapshot's accounting fields, and, with `foreign_cash`, cash
+    in USD, EUR (at a rate) and GBP (overdrawn, at a stale rate).
+    """
+    priced = [
+        _position("AAPL", "2", "190.10"),
+        _position(
+            "ASML",
+            "3",
+            "912.30",
+            price_date=_day(-3),
+            price_currency="EUR",
+            fx_rate="1.0825",
+            stale=True,
+        ),
+        _position("VOO", "1.25", "500.01"),
+    ]
+    own_dividends = ("0.96", None, "0")
+    own_realized = ("12.5", "-25.00", None)
+    positions = []
+    with decimal.localcontext(exact_context()):
+        for p, cost, dividend, gain in zip(priced, costs, own_dividends, own_realized, strict=True):
+            basis = _money(cost)
+            positions.append(
+                p._replace(
+                    cost_basis=basis,
+                    unrealized_gain=None if basis is None else p.market_value - basis,
+                    realized_gain=_money(gain),
+                    dividends=_money(dividend),
+                )
+            )
+        balances: tuple[CashBalance, ...] = ()
+        cash = Decimal("100.00")
+        if foreign_cash:
+            cent = Decimal("0.01")
+            eur = Decimal("50.00") * Decimal("1.0825")
+            gbp = Decimal("-20.5") * Decimal("1.27")
+            balances = (
+                CashBalance("USD", cash, cash),
+                CashBalance("EUR", Decimal("50.00"), eur.quantize(cent), Decimal("1.0825")),
+                CashBalance(
+                    "GBP", Decimal("-20.5"), gbp.quantize(cent), Decimal("1.27"), stale=True
+                ),
+            )
+            cash = sum((b.value for b in balances), Decimal(0))
+        holdings = sum((p.market_value for p in positions), Decimal("0.00"))
+        known = [p.cost_basis for p in positions if p.cost_basis is not None]
+        cost_basis = sum(known, Decimal("0.00")) if len(known) == len(positions) else None
+        return PortfolioSnapshot(
+            portfolio_id,
+            day,
+            "USD",
+            cash,
+            holdings,
+            cash + holdings,
+            positions,
+            Decimal("5000.00"),
+            Decimal("-250.00"),
+            stale=True,
+            cost_basis=cost_basis,
+            unrealized_gain=None if cost_basis is None else holdings - cost_basis,
+            realized_gain=_money(realized),
+            dividends=_money(income[0]),
+            interest=_money(income[1]),
+            fees=_money(fees_taxes[0]),
+            taxes=_money(fees_taxes[1]),
+            net_transfers=_money(net_transfers),
+            cash_balances=balances,
+        )
+
+
 def _differences(got: object, want: PortfolioSnapshot) -> list[str]:
     """Name each field where `got` differs from `want`, or how its type is wrong."""
     if not isinstance(got, PortfolioSnapshot):
@@ -155,6 +244,8 @@ def _differences(got: object, want: PortfolioSnapshot) -> list[str]:
             else:
                 for i, (gp, wp) in enumerate(zip(g, w, strict=True)):
                     problems.extend(_position_differences(i, gp, wp))
+        elif name == "cash_balances":
+            problems.extend(_balance_differences(g, w))
         elif _unlike(g, w):
             problems.append(f"{name}: read back {g!r}, wrote {w!r}")
     return problems
@@ -176,6 +267,24 @@ def _position_differences(index: int, got: object, want: PositionValuation) -> l
         for name, g, w in zip(PositionValuation._fields, got, want, strict=True)
         if _unlike(g, w)
     ]
+
+
+def _balance_differences(got: object, want: tuple[CashBalance, ...]) -> list[str]:
+    if not isinstance(got, tuple):
+        return [f"cash_balances: expected a tuple, got {got!r}"]
+    if len(got) != len(want):
+        return [f"cash_balances: got {len(got)}, wrote {len(want)}: {got!r}"]
+    problems = []
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if not isinstance(g, CashBalance):
+            problems.append(f"cash_balances[{i}]: expected a CashBalance, got {g!r}")
+            continue
+        problems.extend(
+            f"cash_balances[{i}].{name}: read back {gf!r}, wrote {wf!r}"
+            for name, gf, wf in zip(CashBalance._fields, g, w, strict=True)
+            if _unlike(gf, wf)
+        )
+    return problems
 
 
 def _expect_same(got: object, want: PortfolioSnapshot, context: str) -> None:
@@ -540,6 +649,91 @@ class SnapshotRepositoryContract:
             )
             empty = await repo.totals_on(_DAY, [])
             _expect(len(empty) == 0, f"totals_on with no ids returned {empty!r}")
+
+        self._run(body)
+
+    def test_accounting_fields_and_cash_balances_round_trip(self) -> None:
+        """Cost basis, gains, income, fees, taxes and cash per currency read back as written.
+
+        Each known or not (None), per snapshot and per position, by `get_snapshot` and
+        `list_snapshots`, beside a snapshot without any.
+        """
+
+        async def body(repo: SnapshotRepository) -> None:
+            written = [
+                _booked(_P1, _day(0)),
+                _booked(
+                    _P1,
+                    _day(1),
+                    costs=("0.00", "-1E+2", "700"),
+                    realized=None,
+                    income=(None, "0"),
+                    fees_taxes=("0.00", None),
+                    net_transfers="-1500.75",
+                    foreign_cash=False,
+                ),
+                _booked(
+                    _P1, _day(2), costs=(None, None, None), realized="0E-2", income=(None, None)
+                ),
+                _snapshot(_P1, _day(3), positions=[_position("AAPL", "1", "190")]),
+            ]
+            await repo.upsert_many(written)
+            for snap in written:
+                got = await repo.get_snapshot(snap.portfolio_id, snap.snapshot_date)
+                _expect_same(got, snap, "get_snapshot")
+            listed = await repo.list_snapshots(_P1, _day(0), _day(3))
+            _expect(len(listed) == len(written), f"listed {len(listed)} of {len(written)}")
+            for got, snap in zip(listed, written, strict=True):
+                _expect_same(got, snap, "list_snapshots")
+
+        self._run(body)
+
+    def test_replacing_a_snapshot_replaces_its_accounting_fields(self) -> None:
+        """A snapshot without books written over one with them clears them, and the reverse."""
+
+        async def body(repo: SnapshotRepository) -> None:
+            booked = _booked()
+            plain = _snapshot(cash="3.00", positions=[_position("AAPL", "2", "190.10")])
+            other = _booked(costs=("1", "2", "3"), foreign_cash=False, net_transfers=None)
+            for fence, snap in enumerate([booked, plain, booked, other, booked], 1):
+                await repo.upsert_many([snap], fence=fence)
+                _expect_same(
+                    await repo.get_snapshot(_P1, _DAY), snap, f"after the write with fence {fence}"
+                )
+            if isinstance(repo, SnapshotTotals):
+                await repo.upsert_many([plain])
+                got = await repo.list_totals(_P1, _DAY, _DAY)
+                want = [DailyTotals.of(plain)]
+                _expect(
+                    _same_totals(got, want),
+                    f"after books were cleared, list_totals returned {got!r}, not {want!r}",
+                )
+
+        self._run(body)
+
+    def test_totals_carry_the_accounting_fields(self) -> None:
+        """A store offering `SnapshotTotals` reads each accounting field into `DailyTotals`.
+
+        By `list_totals` and by `totals_on`, the day's flow included, None where not known.
+        """
+
+        async def body(repo: SnapshotRepository) -> None:
+            if not isinstance(repo, SnapshotTotals):
+                raise unittest.SkipTest("the repository does not offer SnapshotTotals")
+            mine = [
+                _booked(_P1, _day(0)),
+                _booked(_P1, _day(1), costs=("5", "6", "7.000"), fees_taxes=(None, "-3.5")),
+                _snapshot(_P1, _day(2), external_flow="1E+3"),
+                _booked(_P1, _day(3), realized=None, income=(None, None), net_transfers=None),
+            ]
+            theirs = [_booked(_P2, _day(1), costs=("1", "1", "1")), _snapshot(_P3, _day(1))]
+            await repo.upsert_many([*mine, *theirs])
+            got = await repo.list_totals(_P1, _day(0), _day(3))
+            want = [DailyTotals.of(s) for s in mine]
+            _expect(_same_totals(got, want), f"list_totals returned {got!r}, not {want!r}")
+            got = await repo.totals_on(_day(1), [_P3, _P2, _P1])
+            want = [DailyTotals.of(s) for s in (mine[1], theirs[0], theirs[1])]
+            _expect(_same_totals(got, want), f"totals_on returned {got!r}, not {want!r}")
 
         self._run(body)
 

@@ -3,7 +3,9 @@
 This module needs Hypothesis (``pip install hypothesis``); the rest of
 `portfolio_snapshots.testing` does not. Every amount is a finite `Decimal`, with a varying
 number of decimal places, so tests meet trailing zeros and long fractions alike. Snapshots are
-produced by `SnapshotCalculator`, so they hold every invariant a stored snapshot holds.
+produced by `SnapshotCalculator`, so they hold every invariant a stored snapshot holds, the
+accounting ones included (cost basis, gains, income, fees and taxes, cash in several
+currencies: each sometimes known, sometimes None).
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ except ImportError as error:  # pragma: no cover - exercised without hypothesis 
     ) from error
 
 from portfolio_snapshots import Portfolio, PriceQuote, SnapshotCalculator
+from portfolio_snapshots._calculator import PriceTable
 from portfolio_snapshots._decimal import exact_context
 from portfolio_snapshots._domain import DEFAULT_CURRENCY
 from portfolio_snapshots._splits import scale
-from portfolio_snapshots.history import Transaction, TransactionKind
+from portfolio_snapshots.history import Accounting, FxQuote, Transaction, TransactionKind
 
 if TYPE_CHECKING:
     from collections.abc import Collection
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
 
     from portfolio_snapshots import PortfolioSnapshot
 
@@ -267,19 +273,28 @@ def snapshots(
     dates: st.SearchStrategy[dt.date] | None = None,
     currency: str = DEFAULT_CURRENCY,
     with_flows: bool = True,
+    with_accounting: bool = True,
     calculator: SnapshotCalculator | None = None,
 ) -> st.SearchStrategy[PortfolioSnapshot]:
-    """Return a strategy for valid snapshots, valued by `SnapshotCalculator.value_portfolio`.
+    """Return a strategy for valid snapshots, valued by `SnapshotCalculator`.
 
     Every example keeps the snapshot invariants: positions sorted by ticker with no zero
     quantity, ``holdings_value`` the sum of their market values, ``total_value`` equal to
-    ``cash_balance + holdings_value``.
+    ``cash_balance + holdings_value``. With `with_accounting`, the portfolio valued sometimes
+    has `Accounting` (cost basis of all, some or none of its tickers; realized gain, income,
+    fees, taxes and transfers each known or None; gains and dividends per ticker) and cash in
+    other currencies, valued at a day's FX rate, now and then a carried-forward (stale) one;
+    so ``unrealized_gain == market_value - cost_basis`` for each position and in total
+    whenever the cost basis is known, and ``cash_balance`` is the sum of the `cash_balances`'
+    values whenever there are any.
 
     Args:
         ids: Portfolio ids (random UUIDs by default).
         dates: Snapshot dates (`snapshot_dates` by default).
         currency: The portfolios' currency.
         with_flows: Whether `net_contributions` and `external_flow` may be set (else None).
+        with_accounting: Whether the accounting fields and cash balances may be set (else
+            None and empty, as for a portfolio repository that knows only holdings and cash).
         calculator: The calculator (a default one by default).
 
     Returns:
@@ -297,9 +312,70 @@ def snapshots(
         held = draw(base)
         held = dataclasses.replace(held, net_contributions=draw(flow), external_flow=draw(flow))
         table = draw(price_tables(held.holdings, day, currency=currency, max_age_days=5))
-        return calc.value_portfolio(held, table, day)
+        if not with_accounting:
+            return calc.value_portfolio(held, table, day)
+        foreign = draw(st.none() | _foreign_cash(currency))
+        carry = draw(st.booleans())
+        # beyond the default max_price_age of 7 days only when carried forward (stale)
+        ages = st.integers(0, min(10 if carry else 5, (day - dt.date.min).days))
+        rates = {
+            (code, currency): FxQuote(
+                code, currency, draw(_fx_rates), day - dt.timedelta(days=draw(ages))
+            )
+            for code in foreign or ()
+        }
+        held = dataclasses.replace(
+            held,
+            foreign_cash=foreign,
+            accounting=draw(st.none() | _accountings(sorted(held.holdings))),
+        )
+        priced = PriceTable(table, day, carry_forward=carry, fx_rates=rates)
+        valued, failed = calc.value_many([held], priced)
+        if failed:  # pragma: no cover - every input drawn here is valid
+            raise failed[0][1]
+        return valued[0]
 
     return draw_snapshot()
+
+
+_FOREIGN_CURRENCIES = ("EUR", "GBP", "JPY", "CHF")
+_fx_rates = _decimals(Decimal("0.001"), Decimal(1000), 6, positive=True)
+
+
+def _foreign_cash(currency: str) -> st.SearchStrategy[dict[str, Decimal]]:
+    """Cash in one to three currencies other than `currency`, overdrawn ones included."""
+    return st.dictionaries(
+        st.sampled_from([c for c in _FOREIGN_CURRENCIES if c != currency]),
+        cash_balances(min_value=Decimal(-10_000), max_value=Decimal(1_000_000)),
+        min_size=1,
+        max_size=3,
+    )
+
+
+@st.composite
+def _accountings(draw: st.DrawFn, tickers: list[str]) -> Accounting:
+    """A portfolio's books: each part known or None, per-ticker parts for some tickers."""
+    cost = _decimals(Decimal(0), Decimal(1_000_000), 2)
+    signed = _decimals(Decimal(-1_000_000), Decimal(1_000_000), 2)
+
+    def per_ticker(amount: st.SearchStrategy[Decimal]) -> st.SearchStrategy[dict[str, Decimal]]:
+        every = st.fixed_dictionaries(dict.fromkeys(tickers, amount))
+        return every | st.dictionaries(st.sampled_from(tickers), amount) if tickers else every
+
+    def maybe(strategy: st.SearchStrategy[_T]) -> _T | None:
+        return draw(st.none() | strategy)
+
+    return Accounting(
+        cost_basis=maybe(per_ticker(cost)),
+        realized_gain=maybe(signed),
+        dividends=maybe(cost),
+        interest=maybe(cost),
+        fees=maybe(cost),
+        taxes=maybe(signed),
+        net_transfers=maybe(signed),
+        position_realized=maybe(per_ticker(signed)),
+        position_dividends=maybe(per_ticker(cost)),
+    )
 
 
 # --- transaction ledgers -------------------------------------------------------------

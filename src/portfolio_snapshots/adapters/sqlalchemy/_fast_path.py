@@ -6,24 +6,34 @@ it can: on PostgreSQL (asyncpg or psycopg) as ``unnest`` statements of
 `ROWS_PER_STREAMED_STATEMENT` snapshots streamed through the driver's own ``executemany``, on
 SQLite (aiosqlite) as an ``executemany`` of rows. The values bound are those Core would bind;
 the store falls back to Core when this module cannot promise that.
+
+A snapshot without books (accounting fields and cash balances, see
+`portfolio_snapshots.adapters._sql_codec.has_books`) is written by the statement of the columns
+it has, with the parameters of a store that knew no books (the conflict clause also clears the
+books of a row it replaces); one with books by the statement of every column.
 """
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from sqlalchemy import Text
+
 from portfolio_snapshots._errors import DatabaseUnavailableError, InvalidInputError
-from portfolio_snapshots.adapters._sql_codec import chunks
+from portfolio_snapshots.adapters._sql_codec import BOOK_COLUMNS, book_texts, chunks, has_books
 from portfolio_snapshots.adapters.sqlalchemy._schema import (
     DecimalText,
+    booked_columns,
     checked_decimal,
     written_columns,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
+    from sqlalchemy import Column
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.dialects import sqlite as sqlite_dialect
     from sqlalchemy.engine.default import DefaultDialect
@@ -61,15 +71,16 @@ class DriverUpsert:
     currency and stale columns travel as arrays; the amounts and positions, text that never
     holds the control character `_SEPARATOR`, travel as one string a column, joined by it and
     split by the server (``string_to_array``), which spares the driver's per-element array
-    encoding; the fence is the same for every row and travels once.
+    encoding; the fence is the same for every row and travels once. A statement's snapshots
+    are all written with their books, or all without: `write` sends a batch's snapshots in
+    key order, a run of statements of one kind after the other.
     """
 
-    __slots__ = ("_day", "_fenced", "_fresh", "_pid", "_plain", "_stale", "streamed")
+    __slots__ = ("_day", "_fresh", "_pid", "_sql", "_stale", "streamed")
 
-    def __init__(  # noqa: PLR0917 - each piece compile() worked out
+    def __init__(
         self,
-        plain: str,
-        fenced: str,
+        sql: Mapping[tuple[bool, bool], str],
         pid: Callable[[Any], Any] | None,
         day: Callable[[Any], Any] | None,
         stale: object,
@@ -77,8 +88,7 @@ class DriverUpsert:
         *,
         streamed: bool,
     ) -> None:
-        self._plain = plain
-        self._fenced = fenced
+        self._sql = dict(sql)
         self._pid = pid
         self._day = day
         self._stale = stale
@@ -90,20 +100,29 @@ class DriverUpsert:
     def compile(
         cls,
         dialect: Dialect,
-        plain: postgresql.Insert | sqlite_dialect.Insert,
-        fenced: postgresql.Insert | sqlite_dialect.Insert,
+        statements: Mapping[tuple[bool, bool], postgresql.Insert | sqlite_dialect.Insert],
     ) -> DriverUpsert | None:
-        """Compile the two upserts for `dialect`, or return None if Core must bind them."""
+        """Compile the upserts for `dialect`, or return None if Core must bind them.
+
+        Args:
+            dialect: The engine's dialect.
+            statements: The four upserts, by (fenced, with books): those with books bind
+                `booked_columns` (books as text), the others `written_columns`.
+        """
         streamed = dialect.name == "postgresql"
         if streamed and dialect.driver not in _STREAMING_DRIVERS:
             return None
         if streamed and dialect.driver == "psycopg":
             # psycopg takes positional ``%s`` parameters as well as the named ones Core uses.
             dialect = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
-        compiled = [statement.compile(dialect=dialect) for statement in (plain, fenced)]
-        names = [c.name for c in written_columns]
-        if any(not c.positional or c.positiontup != names for c in compiled):
-            return None
+        sql: dict[tuple[bool, bool], str] = {}
+        for (fenced, books), statement in statements.items():
+            columns = booked_columns if books else written_columns
+            compiled = statement.compile(dialect=dialect)
+            if not compiled.positional or compiled.positiontup != [c.name for c in columns]:
+                return None
+            text = compiled.string
+            sql[fenced, books] = _unnest_upsert(text, dialect, columns) if streamed else text
         processors = {
             c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
             for c in written_columns
@@ -111,13 +130,11 @@ class DriverUpsert:
         }
         if any(processors[c] is not None for c in ("currency", "positions", "fence")):
             return None
+        if Text().dialect_impl(dialect).bind_processor(dialect) is not None:
+            return None  # the books are bound as text, as they are
         stale = processors["stale"]
-        sql = [c.string for c in compiled]
-        if streamed:
-            sql = [_unnest_upsert(text, dialect) for text in sql]
         return cls(
-            sql[0],
-            sql[1],
+            sql,
             processors["portfolio_id"],
             processors["snapshot_date"],
             True if stale is None else stale(True),  # noqa: FBT003 - the bound value of True
@@ -147,23 +164,36 @@ class DriverUpsert:
                 nothing of the batch is stored.
             DatabaseUnavailableError: The connection was lost while statements streamed.
         """
-        sql = self._plain if fence is None else self._fenced
+        fenced = fence is not None
         stored_fence = 0 if fence is None else fence
         if self.streamed:  # encoded as they are sent
+            # Statements of snapshots without books (all of a run that knows none) and with
+            # books, in the batch's key order: a run of one kind, then one of the other.
             parts = chunks(ordered, ROWS_PER_STREAMED_STATEMENT)
-            statements = (self.columns(p, stored_fence, plan) for p in parts)
             async with engine.begin() as conn:
                 await write_prices(conn)
-                await _stream(conn, sql, statements)
+                for books, run in itertools.groupby(parts, key=_any_books):
+                    statements = (self.columns(p, stored_fence, plan, books=books) for p in run)
+                    await _stream(conn, self._sql[fenced, books], statements)
             return
         async with engine.begin() as conn:
             await write_prices(conn)
-            rows = [self.row(s, stored_fence, plan) for s in ordered]
-            for part in chunks(rows, ROWS_PER_STATEMENT):
-                await conn.exec_driver_sql(sql, list(part))
+            rows = [self.row(s, stored_fence, plan) for s in ordered if not has_books(s)]
+            booked = (
+                [
+                    (*self.row(s, stored_fence, plan), *book_texts(s))
+                    for s in ordered
+                    if has_books(s)
+                ]
+                if len(rows) < len(ordered)
+                else []
+            )
+            for books, kind in ((False, rows), (True, booked)):
+                for part in chunks(kind, ROWS_PER_STATEMENT):
+                    await conn.exec_driver_sql(self._sql[fenced, books], list(part))
 
     def row(self, s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[object, ...]:
-        """Return the driver's parameters for `s`, in the statement's order.
+        """Return the driver's parameters for `s` without its books, in the statement's order.
 
         Raises:
             InvalidInputError: An amount is not a Decimal.
@@ -198,9 +228,15 @@ class DriverUpsert:
         )
 
     def columns(
-        self, part: Sequence[PortfolioSnapshot], fence: int, plan: PricePlan
+        self, part: Sequence[PortfolioSnapshot], fence: int, plan: PricePlan, *, books: bool
     ) -> tuple[object, ...]:
         """Return the parameters of one statement writing `part`, in the statement's order.
+
+        Args:
+            part: The snapshots of the statement.
+            fence: The fence stored.
+            plan: The batch's prices, which encodes the positions.
+            books: Whether the statement writes the snapshots' books too.
 
         Raises:
             InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`.
@@ -208,7 +244,7 @@ class DriverUpsert:
         pid, day, currency, cash, holdings, total, _, net, flow, stale = zip(
             *[s.values[:10] for s in part], strict=True
         )
-        return (
+        without_fence = (
             list(pid) if self._pid is None else list(map(self._pid, pid)),
             list(day) if self._day is None else list(map(self._day, day)),
             list(currency),
@@ -220,16 +256,31 @@ class DriverUpsert:
             [self._stale if s else self._fresh for s in stale],
             # Compact positions hold no control character, JSON ones only escaped: no check.
             _SEPARATOR.join([plan.encode(s) for s in part]),
-            fence,
         )
+        if not books:
+            return (*without_fence, fence)
+        texts = zip(*[book_texts(s) for s in part], strict=True)
+        joined = [
+            _joined(["" if t is None else t for t in column], name, part)
+            for name, column in zip(BOOK_COLUMNS, texts, strict=True)
+        ]
+        return (*without_fence, *joined, fence)  # the fence last, as `_unnest_upsert` takes it
+
+
+def _any_books(part: Sequence[PortfolioSnapshot]) -> bool:
+    """Whether a snapshot of `part` has books: the statement then writes them for all."""
+    return any(map(has_books, part))
 
 
 #: Joins the values of a text column into one parameter (see `DriverUpsert`): the ASCII unit
 #: separator, which decimal text never holds and JSON text holds only escaped.
 _SEPARATOR: Final = "\x1f"
-#: Columns sent joined by `_SEPARATOR`; an empty string between separators stands for NULL.
+#: Columns sent joined by `_SEPARATOR`; an empty string between separators stands for NULL
+#: (decimal text, compact positions and cash balances are never empty).
 _JOINED: Final = frozenset(
-    c.name for c in written_columns if isinstance(c.type, DecimalText) or c.name == "positions"
+    c.name
+    for c in booked_columns
+    if isinstance(c.type, DecimalText) or c.name in {"positions", *BOOK_COLUMNS}
 )
 _DECIMAL: Final = frozenset({Decimal})
 _OPTIONAL_DECIMAL: Final = frozenset({Decimal, type(None)})
@@ -275,21 +326,23 @@ def _joined(texts: Iterable[str], field: str, part: Sequence[PortfolioSnapshot])
     return joined
 
 
-def _unnest_upsert(compiled: str, dialect: Dialect) -> str:
+def _unnest_upsert(compiled: str, dialect: Dialect, columns: Sequence[Column[Any]]) -> str:
     """Turn the compiled one-row upsert into one taking a statement's `columns`.
 
     ``INSERT INTO t (a, b, fence) VALUES ($1, $2, $3) ON CONFLICT ...`` becomes ``INSERT INTO
     t (a, b, fence) SELECT a, b, fence FROM unnest($1::type[], string_to_array($2::text,
     chr(31), '')) WITH ORDINALITY AS batch (a, b, ord) CROSS JOIN (SELECT $3::BIGINT) AS
     constant (fence) ORDER BY ord ON CONFLICT ...``, keeping Core's own conflict clause; the
-    columns in `_JOINED` come as joined text. The parameters appear in the columns' order, so
-    the statement also suits positional ``%s`` parameters (psycopg).
+    columns in `_JOINED` come as joined text. The parameters are numbered in the order they
+    appear, the columns' order with the fence last, so the statement also suits positional
+    ``%s`` parameters (psycopg).
     """
     head, rest = compiled.split(" VALUES ", 1)
     _, conflict = rest.split(" ON CONFLICT ", 1)
-    names = [c.name for c in written_columns]
+    names = [c.name for c in columns]
     sources: dict[str, str] = {}
-    for i, c in enumerate(written_columns, 1):
+    in_order = sorted(columns, key=lambda c: c.name == "fence")  # stable: the fence last
+    for i, c in enumerate(in_order, 1):
         parameter = "%s" if dialect.paramstyle == "format" else f"${i}"
         sql_type = c.type.compile(dialect=dialect)
         if c.name in _JOINED:

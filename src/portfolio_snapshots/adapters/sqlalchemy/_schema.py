@@ -49,9 +49,9 @@ from portfolio_snapshots._errors import (
     SchemaVersionError,
 )
 from portfolio_snapshots.adapters._sql_codec import (
+    BOOK_COLUMNS,
     FENCE_COUNTER_TABLE,
     LEASES_TABLE,
-    NO_BOOKS,
     PRICES_TABLE,
     RUNS_TABLE,
     SCHEMA_VERSION,
@@ -201,20 +201,6 @@ _NAMING: Final = {
 }
 metadata: Final = MetaData(naming_convention=_NAMING)
 
-#: Columns of ``ps_snapshots`` that version 2 keeps for fields to come (cost basis, gains,
-#: income, fees and taxes, per-currency cash): NULL until a version of the library writes them,
-#: so adding those fields needs no migration (see docs/storage.md).
-RESERVED_COLUMNS: Final = (
-    "cost_basis",
-    "unrealized_gain",
-    "realized_gain",
-    "dividends",
-    "interest",
-    "fees",
-    "taxes",
-    "cash_balances",
-)
-
 
 def _snapshot_columns() -> list[Column[Any]]:
     """The columns of ``ps_snapshots`` at version 2, made afresh for each table built."""
@@ -230,8 +216,9 @@ def _snapshot_columns() -> list[Column[Any]]:
         Column("stale", Boolean(), nullable=False),
         Column("positions", Text(), nullable=False),
         Column("fence", BigInteger(), nullable=False, server_default="0"),
-        *(Column(name, DecimalText(), nullable=True) for name in RESERVED_COLUMNS[:-1]),
-        Column(RESERVED_COLUMNS[-1], Text(), nullable=True),
+        # The snapshot's books (`BOOK_COLUMNS`): NULL when it has none.
+        *(Column(name, DecimalText(), nullable=True) for name in BOOK_COLUMNS[:-1]),
+        Column(BOOK_COLUMNS[-1], Text(), nullable=True),
     ]
 
 
@@ -244,8 +231,10 @@ snapshots_table: Final = Table(
     sqlite_with_rowid=False,
     comment=_SNAPSHOTS_COMMENT,
 )
-#: The columns a write of version 2 fills, in the order of the upsert's parameters.
-written_columns: Final = tuple(c for c in snapshots_table.columns if c.name not in RESERVED_COLUMNS)
+#: The columns a write of a snapshot without books fills, in the order of its parameters.
+written_columns: Final = tuple(c for c in snapshots_table.columns if c.name not in BOOK_COLUMNS)
+#: The columns a write of a snapshot with books fills: every column, books last.
+booked_columns: Final = tuple(snapshots_table.columns)
 prices_table: Final = Table(
     PRICES_TABLE,
     metadata,
@@ -527,7 +516,7 @@ _v1_metadata: Final = MetaData(naming_convention=_NAMING)
 _v1_snapshots_table: Final = Table(
     SNAPSHOTS_TABLE,
     _v1_metadata,
-    *_snapshot_columns()[: -len(RESERVED_COLUMNS)],
+    *_snapshot_columns()[: -len(BOOK_COLUMNS)],
     comment=_SNAPSHOTS_COMMENT,
 )
 #: Version-1 rows moved per statement by the migration to version 2.
@@ -572,22 +561,21 @@ def _migrate_to_2(conn: Connection) -> None:
             break
         last = (rows[-1]["portfolio_id"], rows[-1]["snapshot_date"])
         snapshots = [
-            PortfolioSnapshot.from_values(
-                (
-                    r["portfolio_id"],
-                    r["snapshot_date"],
-                    r["currency"],
-                    r["cash_balance"],
-                    r["holdings_value"],
-                    r["total_value"],
-                    flat_positions_from_json(r["positions"]),
-                    r["net_contributions"],
-                    r["external_flow"],
-                    bool(r["stale"]),
-                    *NO_BOOKS,
-                )
+            PortfolioSnapshot.from_flat(
+                r["portfolio_id"],
+                r["snapshot_date"],
+                r["currency"],
+                r["cash_balance"],
+                r["holdings_value"],
+                r["total_value"],
+                flat,
+                r["net_contributions"],
+                r["external_flow"],
+                bool(r["stale"]),
+                position_books=books,
             )
             for r in rows
+            for flat, books in [flat_positions_from_json(r["positions"])]
         ]
         plan = catalog.plan(snapshots)
         new_prices = plan.resolve(stored_prices(conn, plan.missing))

@@ -10,18 +10,31 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Self, cast
 
-from sqlalchemy import Text, and_, bindparam, delete, or_, select, tuple_, type_coerce, update
+from sqlalchemy import (
+    Text,
+    and_,
+    bindparam,
+    delete,
+    null,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from portfolio_snapshots._domain import DailyTotals, Lease, PortfolioSnapshot, RunRecord, RunState
 from portfolio_snapshots._errors import DatabaseBusyError, LeaseLostError, RunKeyConflictError
 from portfolio_snapshots.adapters._sql_codec import (
-    NO_BOOKS,
+    BOOK_COLUMNS,
     PositionPrice,
     PriceCatalog,
     PricePlan,
     as_utc,
+    book_texts,
+    books_from_columns,
     chunks,
     dedupe_sorted,
     flat_positions_from_text,
@@ -34,6 +47,7 @@ from portfolio_snapshots.adapters._sql_codec import (
 )
 from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
 from portfolio_snapshots.adapters.sqlalchemy._schema import (
+    booked_columns,
     checked_decimal,
     checked_dialect,
     create_schema,
@@ -61,9 +75,11 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-#: The columns an upsert replaces: all it writes but the key.
+#: The columns an upsert of a snapshot without books replaces: all it writes but the key.
 _CONTENT: Final = tuple(c.name for c in written_columns if not c.primary_key)
-#: The columns a read selects, in the order `_snapshot` takes them.
+#: The same for a snapshot with books.
+_BOOKED_CONTENT: Final = tuple(c.name for c in booked_columns if not c.primary_key)
+#: The columns a read selects, in the order `_snapshot` takes them: the books as their text.
 _SNAPSHOT_COLUMNS: Final = (
     snapshots_table.c.portfolio_id,
     snapshots_table.c.snapshot_date,
@@ -75,6 +91,7 @@ _SNAPSHOT_COLUMNS: Final = (
     snapshots_table.c.net_contributions,
     snapshots_table.c.external_flow,
     snapshots_table.c.stale,
+    *(type_coerce(snapshots_table.c[name], Text()) for name in BOOK_COLUMNS),
 )
 
 
@@ -88,13 +105,15 @@ _TOTALS_COLUMNS: Final = (
     snapshots_table.c.holdings_value,
     snapshots_table.c.net_contributions,
     snapshots_table.c.stale,
+    snapshots_table.c.external_flow,
+    *(snapshots_table.c[name] for name in BOOK_COLUMNS[:-1]),
 )
 
 
 def _daily_totals(row: Sequence[Any]) -> DailyTotals:
     """Build totals from a row of `_TOTALS_COLUMNS` (types already processed)."""
-    pid, day, currency, total, cash, holdings, net, stale = row
-    return DailyTotals(pid, day, currency, total, cash, holdings, net, bool(stale))
+    pid, day, currency, total, cash, holdings, net, stale, *optional = row
+    return DailyTotals(pid, day, currency, total, cash, holdings, net, bool(stale), *optional)
 
 
 def _optional_checked(value: Decimal | None, field: str) -> Decimal | None:
@@ -102,8 +121,12 @@ def _optional_checked(value: Decimal | None, field: str) -> Decimal | None:
 
 
 def _snapshot_params(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> dict[str, object]:
-    """Return the Core parameters of `s`, for writes that `DriverUpsert` cannot take."""
+    """Return the Core parameters of `s`, books included, for writes `DriverUpsert` cannot take.
+
+    The books go as their texts (`book_texts`), bound as text: the same the driver gets.
+    """
     return {
+        **dict(zip(BOOK_COLUMNS, book_texts(s), strict=True)),
         "portfolio_id": s.portfolio_id,
         "snapshot_date": s.snapshot_date,
         "currency": s.currency,
@@ -118,11 +141,31 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> dict[
     }
 
 
-def _snapshot(row: Sequence[Any], flat: tuple[object, ...]) -> PortfolioSnapshot:
-    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed)."""
-    pid, day, currency, cash, holdings, total, _, net, flow, stale = row
+def _snapshot(
+    row: Sequence[Any], positions: tuple[tuple[object, ...], tuple[object, ...]]
+) -> PortfolioSnapshot:
+    """Build a snapshot from a row of `_SNAPSHOT_COLUMNS` (types already processed).
+
+    `positions` are the flat positions and their flat books, as `flat_positions_from_text`
+    decodes them.
+    """
+    pid, day, currency, cash, holdings, total, _, net, flow, stale = row[:10]
+    flat, position_books = positions
     return PortfolioSnapshot.from_values(
-        (pid, day, currency, cash, holdings, total, flat, net, flow, bool(stale), *NO_BOOKS)
+        (
+            pid,
+            day,
+            currency,
+            cash,
+            holdings,
+            total,
+            flat,
+            net,
+            flow,
+            bool(stale),
+            *books_from_columns(row[10:]),
+            position_books,
+        )
     )
 
 
@@ -204,9 +247,13 @@ class SqlAlchemySnapshotStore:
         self._engine = engine
         self._where = database_name(engine.url)  # for messages; never the password
         self._owns_engine = False
-        self._upsert_plain = self._upsert_statement(fenced=False)
-        self._upsert_fenced = self._upsert_statement(fenced=True)
-        self._driver = DriverUpsert.compile(engine.dialect, self._upsert_plain, self._upsert_fenced)
+        # By (fenced, with books): a snapshot without books is written without those columns.
+        self._upserts = {
+            (fenced, books): self._upsert_statement(fenced=fenced, books=books)
+            for fenced in (False, True)
+            for books in (False, True)
+        }
+        self._driver = DriverUpsert.compile(engine.dialect, self._upserts)
         # The prices known to be stored (encoding runs between awaits, on the loop).
         self._prices = PriceCatalog()
         c = snapshots_table.c
@@ -221,6 +268,8 @@ class SqlAlchemySnapshotStore:
                 ),
                 type_coerce(c.net_contributions, Text()),
                 c.stale,
+                type_coerce(c.external_flow, Text()),
+                *(type_coerce(c[name], Text()) for name in BOOK_COLUMNS[:-1]),
             )
             .where(
                 c.portfolio_id == bindparam("pid", type_=c.portfolio_id.type),
@@ -302,17 +351,34 @@ class SqlAlchemySnapshotStore:
         """Close the store (see `close`)."""
         await self.close()
 
-    def _upsert_statement(self, *, fenced: bool) -> postgresql.Insert | sqlite_dialect.Insert:
-        # Only the columns version 2 writes: the reserved ones stay NULL.
+    def _upsert_statement(
+        self, *, fenced: bool, books: bool
+    ) -> postgresql.Insert | sqlite_dialect.Insert:
+        """The upsert of snapshots with their books, or of those without (books set NULL).
+
+        Books are bound as their texts (`book_texts`).
+        """
+        columns = booked_columns if books else written_columns
+        content = _BOOKED_CONTENT if books else _CONTENT
         ins = dialect_insert(self._dialect, snapshots_table).values(
-            {c.name: bindparam(c.name, type_=c.type) for c in written_columns}
+            {
+                c.name: bindparam(c.name, type_=Text() if c.name in BOOK_COLUMNS else c.type)
+                for c in columns
+            }
         )
         excluded = ins.excluded
-        differs = or_(*(snapshots_table.c[c].is_distinct_from(excluded[c]) for c in _CONTENT))
-        where = and_(snapshots_table.c.fence <= excluded.fence, differs) if fenced else differs
+        table = snapshots_table.c
+        changes = [table[c].is_distinct_from(excluded[c]) for c in content]
+        updates: dict[str, Any] = {c: excluded[c] for c in content}
+        if not books:
+            # Replacing a row that had books clears them; a row without any is left alone.
+            changes += [table[c].is_not(None) for c in BOOK_COLUMNS]
+            updates.update(dict.fromkeys(BOOK_COLUMNS, null()))
+        differs = or_(*changes)
+        where = and_(table.fence <= excluded.fence, differs) if fenced else differs
         return ins.on_conflict_do_update(
-            index_elements=[snapshots_table.c.portfolio_id, snapshots_table.c.snapshot_date],
-            set_={c: excluded[c] for c in _CONTENT},
+            index_elements=[table.portfolio_id, table.snapshot_date],
+            set_=updates,
             where=where,
         )
 
@@ -358,7 +424,8 @@ class SqlAlchemySnapshotStore:
             plan.commit()
             return
         stored_fence = 0 if fence is None else fence
-        statement = self._upsert_plain if fence is None else self._upsert_fenced
+        # Core binds every snapshot with its books (NULL when it has none): the slow path.
+        statement = self._upserts[fence is not None, True]
         with translated(self._where):
             async with self._engine.begin() as conn:
                 await write_prices(conn)
@@ -490,8 +557,34 @@ class SqlAlchemySnapshotStore:
                 number(holdings),
                 None if net is None else number(net),
                 bool(stale),
+                None if flow is None else number(flow),
+                None if cb is None else number(cb),
+                None if ug is None else number(ug),
+                None if rg is None else number(rg),
+                None if dv is None else number(dv),
+                None if it is None else number(it),
+                None if fe is None else number(fe),
+                None if tx is None else number(tx),
+                None if nt is None else number(nt),
             )
-            for day, currency, total, cash, holdings, net, stale in rows
+            for (
+                day,
+                currency,
+                total,
+                cash,
+                holdings,
+                net,
+                stale,
+                flow,
+                cb,
+                ug,
+                rg,
+                dv,
+                it,
+                fe,
+                tx,
+                nt,
+            ) in rows
         ]
 
     async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
