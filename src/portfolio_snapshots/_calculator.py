@@ -101,8 +101,8 @@ _ACCOUNTING_AMOUNTS = (
     "net_transfers",
 )
 _ACCOUNTING_MAPPINGS = ("cost_basis", "position_realized", "position_dividends")
-# How many checked `Accounting` values a calculator remembers (then it forgets them all).
-_CHECKED_BOOKS = 4096
+# How many `Accounting` values a calculator remembers (then it forgets them all).
+_KNOWN_BOOKS = 4096
 
 
 class SnapshotCalculator:
@@ -114,7 +114,7 @@ class SnapshotCalculator:
         default_minor_unit: Decimal places for currencies not listed (2 by default).
     """
 
-    __slots__ = ("_checked_books", "_default_places", "_places", "_units")
+    __slots__ = ("_default_places", "_known_books", "_places", "_units")
 
     def __init__(
         self, *, minor_units: Mapping[str, int] | None = None, default_minor_unit: int = 2
@@ -127,7 +127,7 @@ class SnapshotCalculator:
         self._places = places
         self._default_places = default_minor_unit
         self._units: dict[str, tuple[Decimal, Decimal]] = {}
-        self._checked_books: dict[int, Accounting] = {}
+        self._known_books: dict[int, _KnownBooks] = {}
 
     def minor_unit(self, currency: str) -> int:
         """Return the number of decimal places amounts in `currency` are rounded to."""
@@ -412,7 +412,7 @@ class SnapshotCalculator:
         books, position_books = (
             (_UNKNOWN_BOOKS, _NO_POSITION_BOOKS)
             if accounting is None
-            else _books(pid, day, flat, total, accounting, self._checked_books)
+            else _books(pid, day, flat, total, accounting, self._known_books)
         )
         return _from_values(
             (
@@ -744,48 +744,35 @@ def _books(  # noqa: PLR0917 - the valuation's own arguments
     flat: list[object],
     holdings: Decimal,
     accounting: Accounting,
-    checked: dict[int, Accounting],
+    known: dict[int, _KnownBooks],
 ) -> tuple[_Books, tuple[object, ...]]:
     """Return the snapshot's eight accounting fields and its positions' (`position_books`).
 
-    Each `Accounting` value is checked whole the first time it is seen, then remembered in
-    `checked` (by identity; it is immutable): a ledger hands the same books for every day
-    without a transaction, so a backfill checks them once, not once a day.
+    Each `Accounting` value is checked whole the first time it is seen, and what it says of
+    the tickers held (each one's cost basis, realized gain and dividends) is looked up then
+    and remembered in `known`, by identity (it is immutable): a ledger hands the same books
+    for every day without a transaction, so a backfill checks and looks them up once, and on
+    each other day computes only the unrealized gains.
     """
-    if checked.get(id(accounting)) is not accounting:
-        _check_books(pid, day, accounting)
-        if len(checked) >= _CHECKED_BOOKS:
-            checked.clear()
-        checked[id(accounting)] = accounting
-    costs, realized, dividends = (
-        accounting.cost_basis,
-        accounting.position_realized,
-        accounting.position_dividends,
-    )
-    cost_total: Decimal | None = None if costs is None else _ZERO
-    position_books: list[object] = []
-    extend = position_books.extend
-    for i in range(0, len(flat), POSITION_WIDTH):
-        ticker: str = flat[i]  # type: ignore[assignment]
-        cost = unrealized = None
-        if costs is not None:
-            cost = costs.get(ticker)
-            if cost is None:
-                cost_total = None
-            else:
-                unrealized = flat[i + 4] - cost  # type: ignore[operator]
-                if cost_total is not None:
-                    cost_total += cost
-        extend(
-            (
-                cost,
-                unrealized,
-                None if realized is None else realized.get(ticker, _ZERO),
-                None if dividends is None else dividends.get(ticker, _ZERO),
-            )
-        )
+    tickers: tuple[str, ...] = tuple(flat[::POSITION_WIDTH])  # type: ignore[arg-type]
+    entry = known.get(id(accounting))
+    if entry is None or entry[0] is not accounting or entry[1] != tickers:
+        if entry is None or entry[0] is not accounting:
+            _check_books(pid, day, accounting)
+        entry = _look_up_books(accounting, tickers)
+        if len(known) >= _KNOWN_BOOKS:
+            known.clear()
+        known[id(accounting)] = entry
+    _, _, costs, rest, cost_total = entry
     if cost_total is not None and not _NEGATIVE_LIMIT < cost_total < _LIMIT:
         raise _bad_book(pid, day, "cost_basis", None, cost_total)
+    position_books: tuple[object, ...] = ()
+    if rest is not None:
+        books: list[object] = []
+        extend = books.extend
+        for cost, value, (gained, paid) in zip(costs, flat[4::POSITION_WIDTH], rest, strict=True):
+            extend((cost, None if cost is None else value - cost, gained, paid))  # type: ignore[operator]
+        position_books = tuple(books)
     return (
         cost_total,
         None if cost_total is None else holdings - cost_total,
@@ -795,7 +782,45 @@ def _books(  # noqa: PLR0917 - the valuation's own arguments
         accounting.fees,
         accounting.taxes,
         accounting.net_transfers,
-    ), (tuple(position_books) if costs or realized or dividends else ())
+    ), position_books
+
+
+#: What a calculator remembers of one `Accounting` value for the tickers of a snapshot: the
+#: value itself, the tickers, each one's cost basis (or None), each one's (realized gain,
+#: dividends) (None when the books have nothing per position), and the cost basis in total.
+_KnownBooks: TypeAlias = tuple[
+    Accounting,
+    tuple[str, ...],
+    tuple["Decimal | None", ...],
+    "tuple[tuple[Decimal | None, Decimal | None], ...] | None",
+    "Decimal | None",
+]
+
+
+def _look_up_books(accounting: Accounting, tickers: tuple[str, ...]) -> _KnownBooks:
+    """Look up the (checked) books' figures of `tickers`, in order."""
+    costs_of, realized, dividends = (
+        accounting.cost_basis,
+        accounting.position_realized,
+        accounting.position_dividends,
+    )
+    costs: tuple[Decimal | None, ...] = (
+        tuple(costs_of.get(t) for t in tickers) if costs_of is not None else (None,) * len(tickers)
+    )
+    total: Decimal | None = None
+    if costs_of is not None and None not in costs:
+        with decimal.localcontext(EXACT):
+            total = sum((c for c in costs if c is not None), _ZERO)
+    rest = None
+    if costs_of is not None or realized is not None or dividends is not None:
+        rest = tuple(
+            (
+                None if realized is None else realized.get(t, _ZERO),
+                None if dividends is None else dividends.get(t, _ZERO),
+            )
+            for t in tickers
+        )
+    return accounting, tickers, costs, rest, total
 
 
 def _check_books(pid: UUID, day: dt.date, accounting: Accounting) -> None:
