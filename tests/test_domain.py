@@ -37,11 +37,12 @@ def test_positions_read_back_as_position_valuations() -> None:
 
 
 def test_position_books_are_kept_apart_and_read_back_on_each_position() -> None:
-    """A position's cost basis and gains live in `position_books` and come back on it."""
-    held = A._replace(cost_basis=Decimal(2), unrealized_gain=Decimal(1))
+    """A position's books live in `position_books`; its unrealized gain is derived on reading."""
+    held = A._replace(cost_basis=Decimal(2), unrealized_gain=A.market_value - 2)
     snap = snapshot(positions=(held, B))
     assert snap.positions == (held, B)
-    assert snap.position_books == (Decimal(2), Decimal(1), None, None, None, None, None, None)
+    assert snap.position_books == (Decimal(2), None, None, None, None, None)
+    assert snap.position("A") == held
     assert snap.flat_positions == (*A[:8], *B[:8])
 
 

@@ -412,7 +412,7 @@ class SnapshotCalculator:
         books, position_books = (
             (_UNKNOWN_BOOKS, _NO_POSITION_BOOKS)
             if accounting is None
-            else _books(pid, day, flat, total, accounting, self._known_books)
+            else _books(pid, day, flat, holdings, total, accounting, self._known_books)
         )
         return _from_values(
             (
@@ -742,85 +742,82 @@ def _books(  # noqa: PLR0917 - the valuation's own arguments
     pid: UUID,
     day: dt.date,
     flat: list[object],
-    holdings: Decimal,
+    holdings: Mapping[str, Decimal],
+    holdings_value: Decimal,
     accounting: Accounting,
     known: dict[int, _KnownBooks],
 ) -> tuple[_Books, tuple[object, ...]]:
     """Return the snapshot's eight accounting fields and its positions' (`position_books`).
 
     Each `Accounting` value is checked whole the first time it is seen, and what it says of
-    the tickers held (each one's cost basis, realized gain and dividends) is looked up then
-    and remembered in `known`, by identity (it is immutable): a ledger hands the same books
-    for every day without a transaction, so a backfill checks and looks them up once, and on
-    each other day computes only the unrealized gains.
+    the tickers held (each one's cost basis, realized gain and dividends: the snapshot's
+    `position_books`, and the cost basis in total) is looked up then and remembered in
+    `known`, by identity (the value is immutable), with the holdings it was looked up for.
+    A ledger hands the same books and holdings for every day without a transaction, so a
+    backfill checks and looks them up once; each other day costs a subtraction.
     """
-    tickers: tuple[str, ...] = tuple(flat[::POSITION_WIDTH])  # type: ignore[arg-type]
     entry = known.get(id(accounting))
-    if entry is None or entry[0] is not accounting or entry[1] != tickers:
+    if entry is None or entry[0] is not accounting or entry[1] is not holdings:
+        tickers = tuple(flat[::POSITION_WIDTH])
         if entry is None or entry[0] is not accounting:
             _check_books(pid, day, accounting)
-        entry = _look_up_books(accounting, tickers)
+        entry = _look_up_books(pid, day, accounting, holdings, tickers)  # type: ignore[arg-type]
         if len(known) >= _KNOWN_BOOKS:
             known.clear()
         known[id(accounting)] = entry
-    _, _, costs, rest, cost_total = entry
-    if cost_total is not None and not _NEGATIVE_LIMIT < cost_total < _LIMIT:
-        raise _bad_book(pid, day, "cost_basis", None, cost_total)
-    position_books: tuple[object, ...] = ()
-    if rest is not None:
-        books: list[object] = []
-        extend = books.extend
-        for cost, value, (gained, paid) in zip(costs, flat[4::POSITION_WIDTH], rest, strict=True):
-            extend((cost, None if cost is None else value - cost, gained, paid))  # type: ignore[operator]
-        position_books = tuple(books)
+    cost = entry[4]
     return (
-        cost_total,
-        None if cost_total is None else holdings - cost_total,
+        cost,
+        None if cost is None else holdings_value - cost,
         accounting.realized_gain,
         accounting.dividends,
         accounting.interest,
         accounting.fees,
         accounting.taxes,
         accounting.net_transfers,
-    ), position_books
+    ), entry[3]
 
 
-#: What a calculator remembers of one `Accounting` value for the tickers of a snapshot: the
-#: value itself, the tickers, each one's cost basis (or None), each one's (realized gain,
-#: dividends) (None when the books have nothing per position), and the cost basis in total.
+#: What a calculator remembers of one `Accounting` value: the value itself, the holdings and
+#: tickers it was looked up for, the snapshot's `position_books` for them, and their cost
+#: basis in total (None when one is unknown).
 _KnownBooks: TypeAlias = tuple[
-    Accounting,
-    tuple[str, ...],
-    tuple["Decimal | None", ...],
-    "tuple[tuple[Decimal | None, Decimal | None], ...] | None",
-    "Decimal | None",
+    Accounting, "Mapping[str, Decimal]", tuple[str, ...], tuple[object, ...], "Decimal | None"
 ]
 
 
-def _look_up_books(accounting: Accounting, tickers: tuple[str, ...]) -> _KnownBooks:
+def _look_up_books(
+    pid: UUID,
+    day: dt.date,
+    accounting: Accounting,
+    holdings: Mapping[str, Decimal],
+    tickers: tuple[str, ...],
+) -> _KnownBooks:
     """Look up the (checked) books' figures of `tickers`, in order."""
     costs_of, realized, dividends = (
         accounting.cost_basis,
         accounting.position_realized,
         accounting.position_dividends,
     )
-    costs: tuple[Decimal | None, ...] = (
-        tuple(costs_of.get(t) for t in tickers) if costs_of is not None else (None,) * len(tickers)
-    )
-    total: Decimal | None = None
-    if costs_of is not None and None not in costs:
-        with decimal.localcontext(EXACT):
-            total = sum((c for c in costs if c is not None), _ZERO)
-    rest = None
-    if costs_of is not None or realized is not None or dividends is not None:
-        rest = tuple(
+    books: list[object] = []
+    total: Decimal | None = None if costs_of is None else _ZERO
+    for t in tickers:
+        cost = None if costs_of is None else costs_of.get(t)
+        if cost is None:
+            total = None
+        elif total is not None:
+            total = EXACT.add(total, cost)
+        books.extend(
             (
+                cost,
                 None if realized is None else realized.get(t, _ZERO),
                 None if dividends is None else dividends.get(t, _ZERO),
             )
-            for t in tickers
         )
-    return accounting, tickers, costs, rest, total
+    if total is not None and not _NEGATIVE_LIMIT < total < _LIMIT:
+        raise _bad_book(pid, day, "cost_basis", None, total)
+    position_books = () if books.count(None) == len(books) else tuple(books)
+    return accounting, holdings, tickers, position_books, total
 
 
 def _check_books(pid: UUID, day: dt.date, accounting: Accounting) -> None:

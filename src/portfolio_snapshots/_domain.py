@@ -20,6 +20,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias, cast
 from uuid import UUID
 
+from portfolio_snapshots._decimal import EXACT
+
 DEFAULT_CURRENCY = "USD"
 
 #: Quote currencies in a minor unit, as exchanges and data vendors name them, with the ISO 4217
@@ -205,9 +207,11 @@ class CashBalance(NamedTuple):
 #: Fields per position in `PortfolioSnapshot.flat_positions`: the valuation's, the first eight
 #: of `PositionValuation` (ticker to stale).
 POSITION_WIDTH = 8
-#: Fields per position in `PortfolioSnapshot.position_books`: the last four of
-#: `PositionValuation` (cost basis, unrealized gain, realized gain, dividends).
-POSITION_BOOKS_WIDTH = 4
+#: Fields per position in `PortfolioSnapshot.position_books`: its cost basis, realized gain
+#: and dividends. The unrealized gain is not kept: it is ``market_value - cost_basis``,
+#: computed when the position is read, so the books of a day without a transaction are the
+#: same objects as the day before's.
+POSITION_BOOKS_WIDTH = 3
 _NO_POSITION_BOOKS = (None, None, None, None)
 
 #: A snapshot's `values`: its fields in the constructor's order, positions flattened.
@@ -303,9 +307,10 @@ class PortfolioSnapshot:
         flat_positions: The positions' valuation fields, position after position
             (`POSITION_WIDTH` each, ticker to stale), the form adapters store.
         position_books: The positions' accounting fields, position after position
-            (`POSITION_BOOKS_WIDTH` each: cost basis, unrealized gain, realized gain,
-            dividends), or empty when no position has any (the common snapshot, which
-            then carries nothing for them).
+            (`POSITION_BOOKS_WIDTH` each: cost basis, realized gain, dividends; the
+            unrealized gain is computed from the cost basis when a position is read), or
+            empty when no position has any (the common snapshot, which then carries
+            nothing for them).
         net_contributions: Deposits minus withdrawals to date, when the ledger is known.
         external_flow: The day's deposits minus withdrawals, when the ledger is known.
         stale: Whether any position or cash balance was valued with a carried-forward price
@@ -513,14 +518,14 @@ class PortfolioSnapshot:
     def positions(self) -> tuple[PositionValuation, ...]:
         """The valued positions, sorted by ticker."""
         flat, books = self.values[6], self.values[19]
-        return tuple(_position(flat, books, n) for n in range(len(flat) // POSITION_WIDTH))
+        return tuple(position_at(flat, books, n) for n in range(len(flat) // POSITION_WIDTH))
 
     def position(self, ticker: str) -> PositionValuation | None:
         """Return the position in `ticker`, or None when the snapshot holds none."""
         flat = self.values[6]
         for n in range(len(flat) // POSITION_WIDTH):
             if flat[n * POSITION_WIDTH] == ticker:
-                return _position(flat, self.values[19], n)
+                return position_at(flat, self.values[19], n)
         return None
 
     def as_dict(self) -> dict[str, object]:
@@ -624,28 +629,37 @@ class PortfolioSnapshot:
 def _split_positions(
     positions: Iterable[PositionValuation],
 ) -> tuple[tuple[object, ...], tuple[object, ...]]:
-    """Return the flat valuation fields and the flat accounting fields (empty when none)."""
+    """Return the flat valuation fields and the flat accounting fields (empty when none).
+
+    A position's unrealized gain is not kept (`position_at` computes it from its market
+    value and cost basis).
+    """
     rows: tuple[object, ...] = tuple(positions)
-    width = POSITION_WIDTH + POSITION_BOOKS_WIDTH
+    width = POSITION_WIDTH + 4
     if any(not isinstance(p, tuple) or len(p) != width for p in rows):
         raise ValueError("positions must be PositionValuation values")
     valid = cast("tuple[PositionValuation, ...]", rows)
     flat = tuple(itertools.chain.from_iterable(p[:POSITION_WIDTH] for p in valid))
-    books = tuple(itertools.chain.from_iterable(p[POSITION_WIDTH:] for p in valid))
+    books = tuple(
+        itertools.chain.from_iterable((p.cost_basis, p.realized_gain, p.dividends) for p in valid)
+    )
     if all(field is None for field in books):
         books = ()
     return flat, books
 
 
-def _position(flat: tuple[object, ...], books: tuple[object, ...], n: int) -> PositionValuation:
-    """Build position `n` of a snapshot from its flat fields."""
+def position_at(flat: tuple[object, ...], books: tuple[object, ...], n: int) -> PositionValuation:
+    """Build position `n` of a snapshot from its flat fields and books.
+
+    Its unrealized gain is ``market_value - cost_basis``, exact, when the cost basis is known.
+    """
     i = n * POSITION_WIDTH
-    tail = (
-        books[n * POSITION_BOOKS_WIDTH : (n + 1) * POSITION_BOOKS_WIDTH]
-        if books
-        else _NO_POSITION_BOOKS
-    )
-    return _new_position(PositionValuation, flat[i : i + POSITION_WIDTH] + tail)
+    fields = flat[i : i + POSITION_WIDTH]
+    if not books:
+        return _new_position(PositionValuation, fields + _NO_POSITION_BOOKS)
+    cost, realized, dividends = books[n * POSITION_BOOKS_WIDTH : (n + 1) * POSITION_BOOKS_WIDTH]
+    gain = None if cost is None else EXACT.subtract(fields[4], cost)  # type: ignore[arg-type]
+    return _new_position(PositionValuation, (*fields, cost, gain, realized, dividends))
 
 
 def _text(value: Decimal | None) -> str | None:

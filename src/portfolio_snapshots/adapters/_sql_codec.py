@@ -9,7 +9,7 @@ Schema version 2 stores the prices a day's snapshots were valued with once per d
 stale) of that ticker on that day: a split adjusted for one portfolio only, or a close
 converted into two base currencies, makes a second one), and a snapshot's positions as one
 compact text: per position its ticker, quantity and market value, the variant of its price
-when it is not 0, and the position's accounting fields (cost basis, unrealized and realized
+when it is not 0, and the position's accounting fields (cost basis, realized
 gain, dividends) when it has any. Version 1 kept every position as a JSON object with its
 price spelled out (`positions_json`); version 2 still reads that form, and writes it for the
 rare snapshot whose tickers the compact form cannot hold. A snapshot's own accounting fields
@@ -32,6 +32,7 @@ from portfolio_snapshots._domain import (
     PositionValuation,
     RunRecord,
     RunState,
+    position_at,
 )
 from portfolio_snapshots._errors import DatabaseAccessError, DatabaseBusyError, InvalidInputError
 
@@ -78,8 +79,9 @@ NO_BOOKS: tuple[None, None, None, None, None, None, None, None, tuple[()], tuple
 BOOK_COLUMNS: Final = (*ACCOUNTING_FIELD_NAMES, "cash_balances")
 #: The `BOOK_COLUMNS` of a snapshot without books, as `PortfolioSnapshot.values` holds them.
 _NO_COLUMN_BOOKS: Final = NO_BOOKS[:-1]
-#: The accounting fields of a position, in the order of `PortfolioSnapshot.position_books`.
-POSITION_BOOK_FIELDS: Final = ("cost_basis", "unrealized_gain", "realized_gain", "dividends")
+#: The accounting fields of a position, in the order of `PortfolioSnapshot.position_books`
+#: (its unrealized gain is not stored: it is its market value minus its cost basis).
+POSITION_BOOK_FIELDS: Final = ("cost_basis", "realized_gain", "dividends")
 _BOOKS_WIDTH: Final = len(POSITION_BOOK_FIELDS)
 _NO_POSITION_BOOKS: Final = (None,) * _BOOKS_WIDTH
 
@@ -132,7 +134,9 @@ def positions_json(positions: Sequence[PositionValuation]) -> str:
             item["fx_rate"] = decimal_text(p.fx_rate, "fx_rate")
         if p.stale:
             item["stale"] = True
-        for name, amount in zip(POSITION_BOOK_FIELDS, p[8:], strict=True):
+        for name, amount in zip(
+            POSITION_BOOK_FIELDS, (p.cost_basis, p.realized_gain, p.dividends), strict=True
+        ):
             if amount is not None:
                 item[name] = decimal_text(amount, name)
         items.append(item)
@@ -141,16 +145,7 @@ def positions_json(positions: Sequence[PositionValuation]) -> str:
 
 def _reference_json(flat: tuple[object, ...], books: tuple[object, ...]) -> str:
     """Encode flat positions and their books with `positions_json`, off the fast path."""
-    width = POSITION_WIDTH
-    count = len(flat) // width
-    fields = [flat[i * width : (i + 1) * width] for i in range(count)]
-    if books:
-        tails = [books[i * _BOOKS_WIDTH : (i + 1) * _BOOKS_WIDTH] for i in range(count)]
-    else:
-        tails = [_NO_POSITION_BOOKS] * count
-    return positions_json(
-        [PositionValuation(*f, *t) for f, t in zip(fields, tails, strict=True)]  # type: ignore[arg-type]
-    )
+    return positions_json([position_at(flat, books, n) for n in range(len(flat) // POSITION_WIDTH)])
 
 
 def flat_positions_from_json(text: str) -> tuple[tuple[object, ...], tuple[object, ...]]:
@@ -486,10 +481,9 @@ def _position_books_text(books: Sequence[object]) -> str:
     Raises:
         InvalidInputError: A field is neither None nor a Decimal.
     """
-    cost, gain, realized, dividends = books
+    cost, realized, dividends = books
     if not (
         (cost is None or type(cost) is Decimal)
-        and (gain is None or type(gain) is Decimal)
         and (realized is None or type(realized) is Decimal)
         and (dividends is None or type(dividends) is Decimal)
     ):
@@ -499,7 +493,7 @@ def _position_books_text(books: Sequence[object]) -> str:
             for name, amount in zip(POSITION_BOOK_FIELDS, books, strict=True)
         ).rstrip(_FIELD)
     return (
-        f"{'' if cost is None else cost!s}{_FIELD}{'' if gain is None else gain!s}{_FIELD}"
+        f"{'' if cost is None else cost!s}{_FIELD}"
         f"{'' if realized is None else realized!s}{_FIELD}"
         f"{'' if dividends is None else dividends!s}"
     ).rstrip(_FIELD)
