@@ -153,9 +153,7 @@ def test_a_backfill_and_single_backfills_fan_out_and_merge(
     ids = portfolio_ids(30)[:5]
     each = on_dask.backfill_each(client, FACTORY, [*ids, ids[0]], start, DAY, only_missing=True)
     assert (each.kind, each.succeeded, each.skipped, len(each.parts)) == ("backfill", 0, 15, 5)
-    assert [p.key for p in each.parts] == [
-        f"backfill:{i}:{start}:{DAY}:only-missing" for i in ids
-    ]
+    assert [p.key for p in each.parts] == [f"backfill:{i}:{start}:{DAY}:only-missing" for i in ids]
     assert stored(config, 30) == 30
 
 
