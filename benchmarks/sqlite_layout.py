@@ -3,16 +3,16 @@
 To run:
     python benchmarks/sqlite_layout.py [--rows 1000000] [--batch 500] [--seed 1]
 
-Writes rows shaped as `SqliteSnapshotStore` writes them at schema version 2 (a hyphenated
-UUID, an ISO date, decimal text totals, ten compact positions of about 21 characters) with
+Writes rows shaped as `SqliteSnapshotStore` writes them at schema version 2 (a portfolio id,
+an ISO date, decimal text totals, ten compact positions of about 21 characters) with
 ``sqlite3``'s own ``executemany``, one transaction per batch of random portfolio ids (as a
 daily run over a host's portfolios arrives), into three layouts, each in a fresh WAL file:
 
-- ``without_rowid``: the store's layout, ``PRIMARY KEY (portfolio_id, snapshot_date)``
-  ``WITHOUT ROWID`` (rows kept in key order in one B-tree);
+- ``without_rowid``: ``PRIMARY KEY (portfolio_id, snapshot_date)`` ``WITHOUT ROWID`` (rows
+  kept in key order in one B-tree), the id as its hyphenated text;
 - ``rowid``: an ordinary table (rows appended in rowid order) and a unique index on
   ``(portfolio_id, snapshot_date)``;
-- ``without_rowid_blob``: the store's layout with the id as a 16-byte blob.
+- ``without_rowid_blob``: the same with the id as a 16-byte blob, the store's layout.
 
 It prints, per layout, the microseconds per row of each tenth of the rows (flat or growing
 with the table) and the bytes per row of the file after a checkpoint.

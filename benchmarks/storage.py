@@ -291,7 +291,7 @@ def encoded(s: PortfolioSnapshot, positions: str, *, native: bool, books: bool =
     With `books`, the texts of the snapshot's books follow (`book_texts`).
     """
     row = (
-        s.portfolio_id if native else str(s.portfolio_id),
+        s.portfolio_id if native else s.portfolio_id.bytes,
         s.snapshot_date if native else s.snapshot_date.isoformat(),
         s.currency,
         str(s.cash_balance),
@@ -389,7 +389,7 @@ async def sqlite_bare_write(conn: sqlite3.Connection, encoded: Encoded) -> None:
         conn.execute("COMMIT")
 
 
-async def sqlite_bare_read(conn: sqlite3.Connection, sql: str, key: tuple[str, str, str]) -> None:
+async def sqlite_bare_read(conn: sqlite3.Connection, sql: str, key: tuple[bytes, str, str]) -> None:
     """Fetch the range, rows as sqlite3 returns them."""
     conn.execute(sql, key).fetchall()
 
@@ -412,7 +412,7 @@ async def bench_sqlite(
     freeze_input()
     snapshot_batches = batches(snapshots, batch)
     pid, start = snapshots[0].portfolio_id, END - dt.timedelta(days=days - 1)
-    key = (str(pid), start.isoformat(), END.isoformat())
+    key = (pid.bytes, start.isoformat(), END.isoformat())
     with tempfile.TemporaryDirectory(prefix="portfolio-snapshots-bench-") as directory:
         for r in range(rounds):
             bare_file = Path(directory) / f"bare-{r}.db"

@@ -479,8 +479,8 @@ def _stored_days(db: Path) -> dict[str, list[str]]:
             "SELECT portfolio_id, snapshot_date FROM ps_snapshots ORDER BY 1, 2"
         ).fetchall()
     days: dict[str, list[str]] = {}
-    for pid, day in rows:
-        days.setdefault(pid, []).append(day)
+    for pid, day in rows:  # the store keeps each id as its 16 bytes
+        days.setdefault(str(uuid.UUID(bytes=pid)), []).append(day)
     return days
 
 

@@ -66,6 +66,16 @@ def schema_of(path: Path) -> tuple[int, list[str]]:
     return int(version), tables
 
 
+def stored_ids(path: Path) -> list[bytes]:
+    """Return the portfolio id of every row of the file, in key order (16-byte blobs)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute(
+            "SELECT portfolio_id, typeof(portfolio_id) FROM ps_snapshots ORDER BY 1, snapshot_date"
+        ).fetchall()
+    assert {kind for _, kind in rows} == {"blob"}
+    return [pid for pid, _ in rows]
+
+
 def test_the_fixture_is_a_version_1_file() -> None:
     """The committed fixture holds version 1's schema and JSON positions, as version 1 wrote."""
     version, tables = schema_of(VERSION_1_FILE)
@@ -96,6 +106,7 @@ def test_sqlite_store_migrates_a_version_1_file_in_place(tmp_path: Path) -> None
             "SELECT count(*) FROM ps_snapshots WHERE positions LIKE '[{%'"
         ).fetchone()[0]
     assert json_rows == 0
+    assert stored_ids(db) == sorted(s.portfolio_id.bytes for s in written)
 
 
 def expect_no_books(got: Sequence[PortfolioSnapshot | None]) -> None:
@@ -174,6 +185,7 @@ def test_sqlalchemy_store_migrates_a_version_1_sqlite_file(tmp_path: Path) -> No
             "SELECT count(*) FROM ps_snapshots WHERE positions LIKE '[{%'"
         ).fetchone()[0]
     assert json_rows == 0
+    assert stored_ids(db) == sorted(s.portfolio_id.bytes for s in written)
 
 
 def test_migrated_totals_read_as_the_snapshots(tmp_path: Path) -> None:

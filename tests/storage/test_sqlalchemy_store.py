@@ -475,6 +475,25 @@ def test_non_decimal_money_is_refused(target: Target) -> None:
     assert target.rows("SELECT count(*) FROM ps_snapshots") == [(0,)]
 
 
+def test_ids_are_uuids_or_16_bytes_and_a_non_uuid_id_is_refused(target: Target) -> None:
+    """Portfolio ids are UUIDs on PostgreSQL, 16-byte blobs on SQLite; a str id is refused."""
+    target.run(lambda store: store.upsert_many([plain_snapshot(PID, DAY)]))
+    if target.dialect == "sqlite":
+        kinds = target.rows("SELECT typeof(portfolio_id), length(portfolio_id) FROM ps_snapshots")
+        assert kinds == [("blob", 16)]
+    else:
+        kinds = target.rows(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = 'ps_snapshots' AND column_name = 'portfolio_id'"
+        )
+        assert kinds == [("uuid",)]
+    named = plain_snapshot(uuid.uuid4(), DAY)
+    named = named.replace(portfolio_id=str(named.portfolio_id))
+    with pytest.raises(InvalidInputError, match="portfolio_id must be a UUID"):
+        target.run(lambda store: store.upsert_many([named]))
+    assert target.rows("SELECT count(*) FROM ps_snapshots") == [(1,)]
+
+
 def test_wal_mode_on_sqlite(tmp_path: Path) -> None:
     """create_schema switches an SQLite file to WAL journaling."""
     file = tmp_path / "s.db"
@@ -645,6 +664,7 @@ def test_public_names_report_the_public_module() -> None:
         "DecimalText",
         "SqlAlchemySnapshotStore",
         "UtcDateTime",
+        "UuidKey",
         "UuidText",
         "create_month_partitions",
         "create_schema",
@@ -749,7 +769,7 @@ def test_both_stores_share_an_sqlite_file(
         assert conn.execute(
             "SELECT portfolio_id, fence FROM ps_snapshots WHERE snapshot_date = ?",
             (DAY.isoformat(),),
-        ).fetchall() == [(str(PID), 2)]
+        ).fetchall() == [(PID.bytes, 2)]
     finally:
         conn.close()
 

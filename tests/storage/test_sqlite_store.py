@@ -120,7 +120,7 @@ def test_one_row_per_key(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute(
                 "INSERT INTO ps_snapshots SELECT * FROM ps_snapshots WHERE portfolio_id = ?",
-                (str(PID),),
+                (PID.bytes,),
             )
     finally:
         conn.close()
@@ -134,7 +134,7 @@ def test_list_snapshots_uses_the_primary_key(tmp_path: Path) -> None:
         db,
         "EXPLAIN QUERY PLAN SELECT * FROM ps_snapshots "
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
-        str(PID),
+        PID.bytes,
         "2026-01-01",
         "2026-12-31",
     )
@@ -257,6 +257,23 @@ def test_non_decimal_money_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError):
         run(db, lambda store: store.upsert_many([plain_snapshot(uuid.uuid4(), DAY), bad]))
     assert query(db, "SELECT count(*) FROM ps_snapshots") == [(0,)]
+
+
+def test_ids_are_stored_as_their_16_bytes_and_a_non_uuid_id_is_refused(tmp_path: Path) -> None:
+    """Portfolio ids are 16-byte blobs in key order; an id that is not a UUID is refused."""
+    db = tmp_path / "s.db"
+    ids = [uuid.UUID(int=n) for n in (2**127 + 5, 7, 2**64, 3)]
+    run(db, lambda store: store.upsert_many([plain_snapshot(pid, DAY) for pid in ids]))
+    assert query(db, "SELECT typeof(portfolio_id), length(portfolio_id) FROM ps_snapshots") == [
+        ("blob", 16)
+    ] * len(ids)
+    assert query(db, "SELECT portfolio_id FROM ps_snapshots ORDER BY portfolio_id") == [
+        (pid.bytes,) for pid in sorted(ids)
+    ]
+    named = plain_snapshot(PID, DAY).replace(portfolio_id=str(PID))
+    with pytest.raises(InvalidInputError, match="portfolio_id must be a UUID"):
+        run(db, lambda store: store.upsert_many([named]))
+    assert query(db, "SELECT count(*) FROM ps_snapshots") == [(len(ids),)]
 
 
 def test_concurrent_writers_of_the_same_keys(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ and writers wait up to ``busy_timeout`` for each other).
 
 Schema (version 2)::
 
-    ps_snapshots      (portfolio_id TEXT, snapshot_date TEXT, currency TEXT,
+    ps_snapshots      (portfolio_id BLOB (16 bytes), snapshot_date TEXT, currency TEXT,
                        cash_balance TEXT, holdings_value TEXT, total_value TEXT,
                        net_contributions TEXT NULL, external_flow TEXT NULL,
                        stale INTEGER, positions TEXT (compact), fence INTEGER,
@@ -31,7 +31,8 @@ in ``ps_prices``, and its accounting fields when it has any (see
 (its *books*) are NULL unless it has them: a snapshot without them is written by the statement
 of the other columns only. Opening a version-1 file migrates it in place, in one transaction.
 
-Decimals are TEXT (``str(Decimal)``), dates ISO 8601 text, UUIDs their hyphenated text, times
+Decimals are TEXT (``str(Decimal)``), dates ISO 8601 text, portfolio ids their 16 bytes
+(``UUID.bytes``, whose order is the UUIDs' order; version 1 kept their hyphenated text), times
 fixed-width ISO 8601 UTC text. The primary key of ``ps_snapshots`` is the index that serves
 `list_snapshots` and `existing_dates` (a range scan on ``(portfolio_id, snapshot_date)``).
 """
@@ -51,6 +52,7 @@ from uuid import UUID
 from portfolio_snapshots._domain import DailyTotals, Lease, PortfolioSnapshot, RunRecord, RunState
 from portfolio_snapshots._errors import (
     DatabaseBusyError,
+    InvalidInputError,
     LeaseLostError,
     RunKeyConflictError,
     SchemaVersionError,
@@ -163,7 +165,7 @@ _VERSION_2: Final = (
     ) WITHOUT ROWID
     """,
     (
-        "CREATE TABLE ps_snapshots_v2 (portfolio_id TEXT NOT NULL, "
+        "CREATE TABLE ps_snapshots_v2 (portfolio_id BLOB NOT NULL, "
         f"snapshot_date TEXT NOT NULL, {_V2_COLUMNS}, "
         "PRIMARY KEY (portfolio_id, snapshot_date)) WITHOUT ROWID"
     ),
@@ -321,10 +323,28 @@ def _close_all(holder: list[sqlite3.Connection]) -> None:
     holder.clear()
 
 
+def _id(portfolio_id: object) -> bytes:
+    """Return the stored form of a portfolio id: its 16 bytes.
+
+    Raises:
+        InvalidInputError: The id is not a `UUID`.
+    """
+    if not isinstance(portfolio_id, UUID):
+        raise InvalidInputError(
+            f"portfolio_id must be a UUID, got {type(portfolio_id).__name__}: {portfolio_id!r}"
+        )
+    return portfolio_id.bytes
+
+
+def _uuid(stored: object) -> UUID:
+    """Read a stored portfolio id: 16 bytes, or version 1's hyphenated text."""
+    return UUID(bytes=stored) if isinstance(stored, bytes) else UUID(str(stored))
+
+
 def _snapshot_row(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[object, ...]:
     pid, day, currency, cash, holdings, total, _, net, flow, stale = s.values[:10]
     return (
-        str(pid),
+        _id(pid),
         day.isoformat(),
         currency,
         decimal_text(cash, "cash_balance"),
@@ -350,7 +370,7 @@ def _snapshot_of(
     flat, position_books = positions
     return PortfolioSnapshot.from_values(
         (
-            UUID(str(pid)),
+            _uuid(pid),
             dt.date.fromisoformat(str(day)),
             str(currency),
             Decimal(str(cash)),
@@ -485,7 +505,7 @@ def _get(conn: sqlite3.Connection, portfolio_id: UUID, day: dt.date) -> Portfoli
         rows = conn.execute(
             f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
             "WHERE portfolio_id = ? AND snapshot_date = ?",
-            (str(portfolio_id), day.isoformat()),
+            (_id(portfolio_id), day.isoformat()),
         ).fetchall()
         found = _read_snapshots(conn, rows)
     finally:
@@ -501,7 +521,7 @@ def _list(
         rows = conn.execute(
             f"SELECT {_SNAPSHOT_COLUMNS} FROM ps_snapshots "  # noqa: S608 - constant columns
             "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
-            (str(portfolio_id), start.isoformat(), end.isoformat()),
+            (_id(portfolio_id), start.isoformat(), end.isoformat()),
         ).fetchall()
         return _read_snapshots(conn, rows)
     finally:
@@ -519,7 +539,7 @@ _TOTALS_COLUMNS = f"portfolio_id, snapshot_date, {_TOTALS_FIELDS}"
 def _daily_totals(row: tuple[object, ...]) -> DailyTotals:
     pid, day, currency, total, cash, holdings, net, stale, *optional = row
     return DailyTotals(
-        UUID(str(pid)),
+        _uuid(pid),
         dt.date.fromisoformat(str(day)),
         str(currency),
         Decimal(str(total)),
@@ -537,7 +557,7 @@ def _list_totals(
     rows = conn.execute(
         f"SELECT snapshot_date, {_TOTALS_FIELDS} FROM ps_snapshots "  # noqa: S608 - constant
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
-        (str(portfolio_id), start.isoformat(), end.isoformat()),
+        (_id(portfolio_id), start.isoformat(), end.isoformat()),
     ).fetchall()
     # TEXT columns come back as str: the chart's hot loop, with everything bound locally.
     date, number, make = dt.date.fromisoformat, Decimal, DailyTotals
@@ -593,7 +613,7 @@ def _totals_on(
             rows = conn.execute(
                 f"SELECT {_TOTALS_COLUMNS} FROM ps_snapshots "  # noqa: S608 - placeholders
                 f"WHERE snapshot_date = ? AND portfolio_id IN ({marks})",
-                (day.isoformat(), *(str(p) for p in chunk)),
+                (day.isoformat(), *(_id(p) for p in chunk)),
             ).fetchall()
             found.extend(_daily_totals(r) for r in rows)
     finally:
@@ -608,7 +628,7 @@ def _dates(
     rows = conn.execute(
         "SELECT snapshot_date FROM ps_snapshots "
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ?",
-        (str(portfolio_id), start.isoformat(), end.isoformat()),
+        (_id(portfolio_id), start.isoformat(), end.isoformat()),
     ).fetchall()
     return frozenset(dt.date.fromisoformat(r[0]) for r in rows)
 
@@ -628,7 +648,7 @@ def _keys(
                 rows = conn.execute(
                     "SELECT snapshot_date FROM ps_snapshots "  # noqa: S608 - only placeholders
                     f"WHERE portfolio_id = ? AND snapshot_date IN ({marks})",
-                    (str(pid), *(d.isoformat() for d in chunk)),
+                    (_id(pid), *(d.isoformat() for d in chunk)),
                 ).fetchall()
                 found.update((pid, dt.date.fromisoformat(r[0])) for r in rows)
     finally:

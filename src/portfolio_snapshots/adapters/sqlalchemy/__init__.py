@@ -28,6 +28,7 @@ from portfolio_snapshots._public import publish as _publish
 from portfolio_snapshots.adapters.sqlalchemy._schema import (
     DecimalText,
     UtcDateTime,
+    UuidKey,
     UuidText,
     create_month_partitions,
     create_schema,
@@ -39,6 +40,7 @@ __all__ = [
     "DecimalText",
     "SqlAlchemySnapshotStore",
     "UtcDateTime",
+    "UuidKey",
     "UuidText",
     "create_month_partitions",
     "create_schema",
