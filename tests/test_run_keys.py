@@ -149,7 +149,7 @@ def test_the_default_keys_are_the_ones_the_runs_use() -> None:
     assert asyncio.run(job.backfill(A, start, end)).key == job.backfill_key(A, start, end)
     missing = asyncio.run(job.backfill(A, start, end, only_missing=True))
     assert missing.key == job.backfill_key(A, start, end, only_missing=True)
-    assert missing.key.endswith(":only-missing")
+    assert (missing.key or "").endswith(":only-missing")
     assert asyncio.run(job.backfill_all(start, end)).key == job.backfill_all_key(start, end)
 
 
