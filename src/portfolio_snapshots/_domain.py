@@ -97,8 +97,8 @@ class Accounting:
         realized_gain: Gains realized by sales to date, all tickers (negative for a loss).
         dividends: Dividends received to date.
         interest: Interest received to date.
-        fees: Fees paid to date, trade fees included, less refunds.
-        taxes: Taxes paid to date, less refunds.
+        fees: Fees paid to date, trade fees included.
+        taxes: Taxes paid to date, less tax refunds (`TAX_REFUND`).
         net_transfers: The value of the units transferred in minus transferred out to date
             (`TRANSFER_IN` and `TRANSFER_OUT`): a flow for returns, not a contribution of cash.
         position_realized: Per ticker, gains realized by its sales to date. Read-only.
