@@ -22,13 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 from portfolio_snapshots._domain import (
     ACCOUNTING_FIELD_NAMES,
     POSITION_WIDTH,
     CashBalance,
+    DailyTotals,
     PositionValuation,
     RunRecord,
     RunState,
@@ -37,7 +38,7 @@ from portfolio_snapshots._domain import (
 from portfolio_snapshots._errors import DatabaseAccessError, DatabaseBusyError, InvalidInputError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from portfolio_snapshots._domain import PortfolioSnapshot
 
@@ -730,6 +731,60 @@ def cash_balances_from_text(text: str | None) -> tuple[CashBalance, ...]:
 
 def _price_day(item: tuple[PriceDay, object]) -> PriceDay:
     return item[0]
+
+
+def totals_of_rows(
+    portfolio_id: UUID, rows: Iterable[Sequence[Any]], date: Callable[[Any], dt.date]
+) -> list[DailyTotals]:
+    """Build the `DailyTotals` of one portfolio from a totals read's rows, by the chart's loop.
+
+    Args:
+        portfolio_id: The portfolio the rows are of.
+        rows: ``(snapshot_date, currency, total_value, cash_balance, holdings_value,
+            net_contributions, stale, external_flow, *accounting fields)``, amounts as their
+            decimal text (the order of `DailyTotals` after the key).
+        date: Reads the driver's snapshot date (text on SQLite, a date elsewhere).
+    """
+    number, make = Decimal, DailyTotals  # the hot loop, with everything bound locally
+    return [
+        make(
+            portfolio_id,
+            date(day),
+            currency,
+            number(total),
+            number(cash),
+            number(holdings),
+            None if net is None else number(net),
+            bool(stale),
+            None if flow is None else number(flow),
+            None if cb is None else number(cb),
+            None if ug is None else number(ug),
+            None if rg is None else number(rg),
+            None if dv is None else number(dv),
+            None if it is None else number(it),
+            None if fe is None else number(fe),
+            None if tx is None else number(tx),
+            None if nt is None else number(nt),
+        )
+        for (
+            day,
+            currency,
+            total,
+            cash,
+            holdings,
+            net,
+            stale,
+            flow,
+            cb,
+            ug,
+            rg,
+            dv,
+            it,
+            fe,
+            tx,
+            nt,
+        ) in rows
+    ]
 
 
 def report_json(report: Mapping[str, object]) -> str:

@@ -85,6 +85,7 @@ from portfolio_snapshots.adapters._sql_codec import (
     report_json,
     run_record,
     sqlite_error,
+    totals_of_rows,
     utc_text,
 )
 
@@ -559,47 +560,7 @@ def _list_totals(
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
         (_id(portfolio_id), start.isoformat(), end.isoformat()),
     ).fetchall()
-    # TEXT columns come back as str: the chart's hot loop, with everything bound locally.
-    date, number, make = dt.date.fromisoformat, Decimal, DailyTotals
-    return [
-        make(
-            portfolio_id,
-            date(day),
-            currency,
-            number(total),
-            number(cash),
-            number(holdings),
-            None if net is None else number(net),
-            stale == 1,
-            None if flow is None else number(flow),
-            None if cb is None else number(cb),
-            None if ug is None else number(ug),
-            None if rg is None else number(rg),
-            None if dv is None else number(dv),
-            None if it is None else number(it),
-            None if fe is None else number(fe),
-            None if tx is None else number(tx),
-            None if nt is None else number(nt),
-        )
-        for (
-            day,
-            currency,
-            total,
-            cash,
-            holdings,
-            net,
-            stale,
-            flow,
-            cb,
-            ug,
-            rg,
-            dv,
-            it,
-            fe,
-            tx,
-            nt,
-        ) in rows
-    ]
+    return totals_of_rows(portfolio_id, rows, dt.date.fromisoformat)
 
 
 def _totals_on(

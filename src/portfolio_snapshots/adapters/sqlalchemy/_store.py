@@ -7,7 +7,6 @@ the driver-level upsert of `_fast_path` when it applies, through Core otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 from sqlalchemy import (
@@ -44,6 +43,7 @@ from portfolio_snapshots.adapters._sql_codec import (
     report_from_json,
     report_json,
     run_record,
+    totals_of_rows,
 )
 from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
 from portfolio_snapshots.adapters.sqlalchemy._schema import (
@@ -68,6 +68,7 @@ from portfolio_snapshots.adapters.sqlalchemy._schema import (
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Collection, Sequence
+    from decimal import Decimal
     from types import TracebackType
     from uuid import UUID
 
@@ -139,6 +140,10 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> dict[
         "positions": plan.encode(s),
         "fence": fence,
     }
+
+
+def _same(day: dt.date) -> dt.date:
+    return day
 
 
 def _snapshot(
@@ -545,47 +550,7 @@ class SqlAlchemySnapshotStore:
         with translated(self._where):
             async with self._engine.connect() as conn:
                 rows = cast("Sequence[tuple[Any, ...]]", (await conn.execute(query)).all())
-        # Amounts come back as their text: the chart's hot loop, with everything bound locally.
-        number, make = Decimal, DailyTotals
-        return [
-            make(
-                portfolio_id,
-                day,
-                currency,
-                number(total),
-                number(cash),
-                number(holdings),
-                None if net is None else number(net),
-                bool(stale),
-                None if flow is None else number(flow),
-                None if cb is None else number(cb),
-                None if ug is None else number(ug),
-                None if rg is None else number(rg),
-                None if dv is None else number(dv),
-                None if it is None else number(it),
-                None if fe is None else number(fe),
-                None if tx is None else number(tx),
-                None if nt is None else number(nt),
-            )
-            for (
-                day,
-                currency,
-                total,
-                cash,
-                holdings,
-                net,
-                stale,
-                flow,
-                cb,
-                ug,
-                rg,
-                dv,
-                it,
-                fe,
-                tx,
-                nt,
-            ) in rows
-        ]
+        return totals_of_rows(portfolio_id, rows, _same)
 
     async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
         """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
