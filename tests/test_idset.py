@@ -128,9 +128,10 @@ def test_update_adds_every_id_of_the_other_set_and_leaves_it_as_it_was() -> None
     assert 0 not in second
 
 
-def test_what_is_no_128_bit_id_is_not_in_the_set_and_cannot_be_added() -> None:
+@pytest.mark.parametrize("packing", [False, True], ids=["recent", "packed"])
+def test_what_is_no_128_bit_id_is_not_in_the_set_and_cannot_be_added(packing: bool) -> None:
     """Negative, too large or not an int: never a member; `add` refuses the ints."""
-    ids = IdSet()
+    ids = tiny() if packing else IdSet()
     ids.add(TOP)
     assert -1 not in ids
     assert 1 << 128 not in ids

@@ -23,7 +23,7 @@ sequential) and whatever their hashes (the hash of the 16 bytes, salted per proc
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, repeat
 from struct import iter_unpack
 from typing import Final
 
@@ -97,7 +97,7 @@ class IdSet:
                 msg = f"{name} must be a power of two, got {value}"
                 raise InvalidInputError(msg)
         self._recent: set[bytes] = set()
-        self._pending = bytearray()  # the recent ids in order, once the filter exists
+        self._pending = bytearray()  # the recent ids' bytes in order, once there is a filter
         self._recent_limit = recent_limit
         self._tables: list[list[bytearray]] = []
         self._next_buckets = first_buckets
@@ -126,11 +126,11 @@ class IdSet:
         """
         if type(number) is not int or not 0 <= number < 1 << 128:
             return False
-        key = number.to_bytes(_KEY)
-        if key in self._recent:
+        if number in self._recent:
             return True
         if not self._packed:
             return False
+        key = number.to_bytes(_KEY)
         h = hash(key)
         bits = _PAIRS[(h >> _PAIR_SHIFT) & 31]
         return self._filter[h & self._mask] & bits == bits and self._is_packed(key, h)
@@ -147,24 +147,27 @@ class IdSet:
         Raises:
             OverflowError: `number` is negative or does not fit in 128 bits.
         """
-        key = number.to_bytes(_KEY)
         recent = self._recent
         mask = self._mask
         if mask:
+            key = number.to_bytes(_KEY)
             h = hash(key)
             filter_ = self._filter
             i = h & mask
             byte = filter_[i]
             bits = _PAIRS[(h >> _PAIR_SHIFT) & 31]
             if byte & bits == bits:
-                if key in recent or self._is_packed(key, h):
+                if number in recent or self._is_packed(key, h):
                     return False
             else:
                 filter_[i] = byte | bits
             self._pending += key
-        elif key in recent:
+        elif number in recent:
             return False
-        recent.add(key)
+        elif number >> 128:  # -1 for a negative int, more for one past 128 bits
+            msg = f"an id must be an int from 0 to 2**128 - 1, got {number}"
+            raise OverflowError(msg)
+        recent.add(number)
         if len(recent) >= self._recent_limit:
             self._pack()
         return True
@@ -176,16 +179,16 @@ class IdSet:
             other: Another set; it is left as it was.
         """
         add = self.add
-        for key in other._keys():
-            add(int.from_bytes(key))
+        for number in other._numbers():
+            add(number)
 
-    def _keys(self) -> list[bytes]:
-        """Every id of the set as its 16 bytes (for `update`, which is rare)."""
-        keys = list(self._recent)
+    def _numbers(self) -> list[int]:
+        """Every id of the set (for `update`, which is rare)."""
+        numbers = list(self._recent)
         for table in self._tables:
             for bucket in table:
-                keys.extend(key for (key,) in iter_unpack("16s", bucket))
-        return keys
+                numbers.extend(int.from_bytes(key) for (key,) in iter_unpack("16s", bucket))
+        return numbers
 
     def _is_packed(self, key: bytes, h: int) -> bool:
         """Whether `key`, whose hash is `h`, is among the packed ids."""
@@ -201,10 +204,8 @@ class IdSet:
         return False
 
     def _pack(self) -> None:
-        """Move the recent ids into the buckets of the last table."""
+        """Move the recent ids into the buckets of the last table (and the first time, a filter)."""
         recent = self._recent
-        if not self._mask:
-            self._start_filter()
         count = len(recent)
         if self._room < count:
             buckets = self._next_buckets
@@ -214,28 +215,33 @@ class IdSet:
         self._room -= count
         table = self._tables[-1]
         last = len(table) - 1
-        # The pending bytes, not the set: they lie in a row, where the set's lie anywhere.
-        for (key,) in iter_unpack("16s", self._pending):
-            table[(hash(key) >> _BUCKET_SHIFT) & last] += key
+        # The ids are read from bytes that lie in a row, not from the set's ints, which lie
+        # anywhere in memory: here a cache miss costs more than the rest of the loop.
+        if self._mask:
+            for (key,) in iter_unpack("16s", self._pending):
+                table[(hash(key) >> _BUCKET_SHIFT) & last] += key
+        else:
+            self._start_filter(count)
+            filter_, mask = self._filter, self._mask
+            pending = b"".join(map(int.to_bytes, recent, repeat(_KEY)))
+            for (key,) in iter_unpack("16s", pending):
+                h = hash(key)
+                filter_[h & mask] |= _PAIRS[(h >> _PAIR_SHIFT) & 31]
+                table[(h >> _BUCKET_SHIFT) & last] += key
         self._packed += count
         recent.clear()
         self._pending = bytearray()
         self._grow_filter()
 
-    def _start_filter(self) -> None:
-        """Make the filter at the first packing, with the bits of the recent ids."""
-        self._pending = bytearray(b"".join(self._recent))
-        if not self._filtering:
+    def _start_filter(self, unpacked: int) -> None:
+        """Make the filter, empty, at the first packing, for `unpacked` ids and more."""
+        if self._filtering:
+            self._filter = bytearray(self._filter_bytes)
+            self._mask = self._filter_bytes - 1
+            self._grow_filter(unpacked)
+        else:
             # Every bit set and never grown: every id is looked for.
             self._filter, self._mask = bytearray(b"\xff\xff"), 1
-            return
-        self._filter = bytearray(self._filter_bytes)
-        self._mask = self._filter_bytes - 1
-        self._grow_filter(len(self._recent))
-        filter_, mask = self._filter, self._mask
-        for key in self._recent:
-            h = hash(key)
-            filter_[h & mask] |= _PAIRS[(h >> _PAIR_SHIFT) & 31]
 
     def _grow_filter(self, unpacked: int = 0) -> None:
         """Double the filter until it has `_FILTER_BITS_PER_ID` bits for every id it may hold.
