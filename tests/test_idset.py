@@ -160,10 +160,10 @@ def test_tuning_out_of_range_is_refused(tuning: dict[str, int]) -> None:
         IdSet(**tuning)  # type: ignore[arg-type]
 
 
-# --- in a run: past the plain set's limit (32,768 ids), ids are packed -----------------------
+# --- in a run: past the plain set's limit (131,072 ids), ids are packed ----------------------
 
 DAY = dt.date(2026, 11, 27)
-RUN_SIZE = 40_000  # more than the plain set holds, so most of a run's ids get packed
+RUN_SIZE = 150_000  # more than the plain set holds (131,072), so the ids get packed
 
 
 def run_id(n: int) -> uuid.UUID:
@@ -192,16 +192,16 @@ class FlakyStream:
 
 @pytest.mark.parametrize(
     ("fail_at", "failed"),
-    [((), 1), ((36_000, 38_000), 0)],
+    [((), 1), ((140_000, 145_000), 0)],
     ids=["one-pass", "reopened-twice"],
 )
 def test_a_run_past_the_packing_limit_hands_each_portfolio_out_once(
     fail_at: tuple[int, ...], failed: int
 ) -> None:
-    """40,000 ids, then the 7th again: one pass fails the repeat; re-opened, all are skipped.
+    """150,000 ids, then the 7th again: one pass fails the repeat; re-opened, all are skipped.
 
-    The first pass packs the ids past the plain set's 32,768, so both the repeat and the
-    skipping are answered by the packed ids.
+    The first pass packs its ids past the plain set's 131,072, so both the repeat and the
+    skipping are answered by packed ids.
     """
     market = InMemoryMarketData()
     market.add_price("AAA", DAY, Decimal(10))
