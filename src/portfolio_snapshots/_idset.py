@@ -29,7 +29,7 @@ append to a bucket (see docs/performance.md, "Memory").
 
 from __future__ import annotations
 
-from itertools import combinations, repeat
+from itertools import combinations, islice, repeat
 from struct import iter_unpack
 from typing import TYPE_CHECKING, Final
 
@@ -228,11 +228,14 @@ class IdSet:
         self._new_table()
         self._grow()
         filter_, mask, table, shift = self._filter, self._mask, self._table, self._shift
-        # One pass over the ids' bytes in a row (the set's ints lie anywhere in memory).
-        for (key,) in iter_unpack("16s", b"".join(map(int.to_bytes, recent, repeat(_KEY)))):
-            h = hash(key)
-            filter_[h & mask] |= _PAIRS[h >> 59]
-            table[h >> shift] += key
+        # The ids' bytes, a few thousand at a time in a row: the set's ints lie anywhere in
+        # memory, and all of their bytes at once would be a spike of 50 bytes an id.
+        numbers = iter(recent)
+        while chunk := b"".join(map(int.to_bytes, islice(numbers, 4096), repeat(_KEY))):
+            for (key,) in iter_unpack("16s", chunk):
+                h = hash(key)
+                filter_[h & mask] |= _PAIRS[h >> 59]
+                table[h >> shift] += key
         recent.clear()
 
     def _new_table(self) -> None:
