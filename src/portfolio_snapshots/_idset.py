@@ -7,7 +7,7 @@ twice fails the second, and a re-opened stream skips the ids already done). A Py
 How:
 
 - Up to `recent_limit` ids, it is a plain `set` of ints: a run of that size costs what it
-  cost before, in time and memory (10 MB at the limit).
+  cost before in memory (10 MB at the limit), and in time but for a method call an id.
 - At the limit, every id is packed as its 16 bytes into buckets (`bytearray`), chosen by the
   top bits of the hash of those bytes (salted per process, whatever the ids look like), and
   the set is emptied. From then on each new id goes straight to its bucket. Buckets come in
@@ -22,9 +22,9 @@ The filter only decides whether to look; every answer comes from the ids themsel
 is no false positive and no false negative, whatever the ids (random v4, time-ordered,
 sequential).
 
-Why this and not sorted runs: in pure Python the time goes into the interpreter's steps and
-cache misses for each id, and sorting and merging runs takes more of both per id than one
-append to a bucket (see docs/performance.md, "Memory").
+Why buckets and not sorted runs: in pure Python the time goes into the interpreter's steps
+and cache misses for each id, and sorting a batch of ids, or merging runs, takes more of both
+per id than one append to a bucket (see docs/performance.md, "Memory").
 """
 
 from __future__ import annotations

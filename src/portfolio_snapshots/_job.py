@@ -880,7 +880,7 @@ class SnapshotJob:
           the last attempt's, ends the run.
         """
         before: IdSet | None = None  # ids handed out by earlier passes of a re-opened stream
-        current = IdSet()  # exact, in about 20 bytes an id (a `set` of ints takes 78)
+        current = IdSet()  # as exact as a set; past 131,072 ids, 20 bytes an id (a set: 78)
         failures = 0
         batch: list[T] = []
         while True:
