@@ -29,6 +29,7 @@ per id than one append to a bucket (see docs/performance.md, "Memory").
 
 from __future__ import annotations
 
+import sys
 from itertools import combinations, islice, repeat
 from struct import iter_unpack
 from typing import TYPE_CHECKING, Final
@@ -47,8 +48,10 @@ _TABLE_GROWTH: Final = 16  # each new table has this many times the buckets of t
 _FILTER_BYTES: Final = 1 << 19  # the filter's first size: 4 Mibit, 262,144 ids at 16 bits
 _FILTER_BITS_PER_ID: Final = 16  # the filter doubles before it has fewer bits an id
 _KEY: Final = 16  # bytes of an id
+_HASH_BITS: Final = sys.hash_info.width  # 64 (32 on a 32-bit Python)
+_PAIR_SHIFT: Final = _HASH_BITS - 5
 # The 28 pairs of bits of a byte and 4 of them again: the hash's top 5 bits, as a number from
-# -16 to 15 (``h >> 59``), index one directly.
+# -16 to 15 (``h >> _PAIR_SHIFT``), index one directly.
 _PAIRS: Final = tuple([(1 << a) | (1 << b) for a, b in combinations(range(8), 2)] * 2)[:32]
 
 
@@ -110,7 +113,7 @@ class IdSet:
         # top bits, as a signed number, which indexes the list from either end.
         self._tables: list[tuple[int, list[bytearray]]] = []
         self._table: list[bytearray] = []  # the last table, which takes the new ids
-        self._shift = 64
+        self._shift = _HASH_BITS
         self._next_buckets = first_buckets
         self._bucket_load = bucket_load
         self._packed = 0
@@ -141,7 +144,7 @@ class IdSet:
             return number in self._recent
         key = number.to_bytes(_KEY)
         h = hash(key)
-        bits = _PAIRS[h >> 59]
+        bits = _PAIRS[h >> _PAIR_SHIFT]
         return self._filter[h & self._mask] & bits == bits and self._is_packed(key, h)
 
     def add(self, number: int) -> bool:
@@ -163,7 +166,7 @@ class IdSet:
             filter_ = self._filter
             i = h & mask
             byte = filter_[i]
-            bits = _PAIRS[h >> 59]
+            bits = _PAIRS[h >> _PAIR_SHIFT]
             if byte & bits == bits:
                 if self._is_packed(key, h):
                     return False
@@ -234,7 +237,7 @@ class IdSet:
         while chunk := b"".join(map(int.to_bytes, islice(numbers, 4096), repeat(_KEY))):
             for (key,) in iter_unpack("16s", chunk):
                 h = hash(key)
-                filter_[h & mask] |= _PAIRS[h >> 59]
+                filter_[h & mask] |= _PAIRS[h >> _PAIR_SHIFT]
                 table[h >> shift] += key
         recent.clear()
 
@@ -243,7 +246,7 @@ class IdSet:
         buckets = self._next_buckets
         self._next_buckets = buckets * _TABLE_GROWTH
         self._table = [bytearray() for _ in range(buckets)]
-        self._shift = 64 - buckets.bit_length() + 1
+        self._shift = _HASH_BITS - buckets.bit_length() + 1
         self._tables.append((self._shift, self._table))
 
     def _grow(self) -> None:
