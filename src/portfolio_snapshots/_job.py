@@ -48,6 +48,7 @@ from portfolio_snapshots._events import (
     RunProgress,
     RunStarted,
 )
+from portfolio_snapshots._idset import IdSet
 from portfolio_snapshots._parsing import date_argument, portfolio_problem
 from portfolio_snapshots._ports import PortfolioDayStream, PortfolioHistory, ShardedPortfolios
 from portfolio_snapshots._pricing import Pricing
@@ -878,8 +879,8 @@ class SnapshotJob:
           failures without progress count as attempts). An error that is not transient, or
           the last attempt's, ends the run.
         """
-        before: set[int] = set()  # ids handed out by earlier passes of a re-opened stream
-        current: set[int] = set()
+        before: IdSet | None = None  # ids handed out by earlier passes of a re-opened stream
+        current = IdSet()  # as exact as a set; past 131,072 ids, 20 bytes an id (a set: 78)
         failures = 0
         batch: list[T] = []
         while True:
@@ -895,12 +896,11 @@ class SnapshotJob:
                             continue
                         portfolio_id = owned
                     number = portfolio_id.int
-                    if before and number in before:
+                    if before is not None and number in before:
                         continue
-                    if number in current:
+                    if not current.add(number):
                         run.fail(portfolio_id, day, _repeated(portfolio_id, day), 1)
                         continue
-                    current.add(number)
                     progressed = True
                     admitted = admit(item, portfolio_id)
                     if admitted is not None:
@@ -916,7 +916,11 @@ class SnapshotJob:
                 delay = self.retry.backoff(failures, self._rng)
                 run.on_retry("iter_portfolios")(failures, delay, error)
                 await self._sleep(delay)
-                before, current = (current, set()) if not before else (before | current, set())
+                if before is None:
+                    before = current
+                else:
+                    before.update(current)
+                current = IdSet()
             else:
                 if batch:
                     yield batch
