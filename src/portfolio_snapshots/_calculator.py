@@ -321,9 +321,8 @@ class SnapshotCalculator:
         ):
             _check_flows(pid, day, net_contributions, external_flow)
         exp, total = self._units.get(currency) or self._unit(currency)
-        get_price = table.good.get
+        good = table.good
         flat: list[object] = []
-        extend = flat.extend
         any_stale = False
         # Names bound to locals: this loop runs once per position of every portfolio.
         decimal_type, zero, limit = Decimal, _ZERO, _LIMIT
@@ -339,10 +338,10 @@ class SnapshotCalculator:
                 if quantity.__class__ is decimal_type and quantity.is_zero():
                     continue  # held in a quantity of zero: nothing to value
                 raise _bad_quantity(pid, day, ticker, quantity)
-            entry = get_price(ticker)
-            if entry is None:
-                raise table.error(pid, ticker)
-            price, price_date, price_currency, stale = entry
+            try:
+                price, price_date, price_currency, stale = good[ticker]
+            except KeyError:
+                raise table.error(pid, ticker) from None
             if price_currency == currency:
                 rate = None
                 value = (quantity * price).quantize(exp)
@@ -366,18 +365,7 @@ class SnapshotCalculator:
             if stale:
                 any_stale = True
             total += value
-            extend(
-                (
-                    ticker,
-                    quantity,
-                    price,
-                    price_date,
-                    value,
-                    price_currency,
-                    rate,
-                    stale,
-                )
-            )
+            flat += (ticker, quantity, price, price_date, value, price_currency, rate, stale)
         if foreign_cash is None and accounting is None:
             return _from_values(
                 (

@@ -66,6 +66,22 @@ class DatedValues(Generic[K, V]):
                 found[key] = self._values[key][i - 1]
         return found
 
+    def latest_of_all(self, as_of: dt.date) -> Iterator[V]:
+        """Yield, for every key that has one, its value dated on or before `as_of`.
+
+        Keys added while iterating are not visited; the usual key, whose newest value is in
+        force, costs a comparison.
+        """
+        # Both dicts gain their keys together (`put`), so they are in the same order: no key
+        # is hashed again.
+        for dates, values in list(zip(self._dates.values(), self._values.values(), strict=True)):
+            if dates[-1] <= as_of:
+                yield values[-1]
+            else:
+                i = bisect.bisect_right(dates, as_of)
+                if i:
+                    yield values[i - 1]
+
     def last_values(self) -> list[V]:
         """Return each key's most recent value."""
         return [values[-1] for values in self._values.values() if values]

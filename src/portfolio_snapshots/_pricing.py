@@ -161,7 +161,7 @@ class Pricing:
         if state is None:
             state = self._days[day] = _Day(self._table({}, day, None if self._fx is None else {}))
         # Zero quantities need no price, but leaving them in costs less than filtering them.
-        tickers = {t for p in portfolios for t in p.holdings}
+        tickers: set[str] = set().union(*[p.holdings for p in portfolios])
         return await self._complete(state, tickers, portfolios, fetch_prices=True)
 
     async def for_range(

@@ -71,11 +71,8 @@ class InMemoryPortfolioRepository:
 
     async def iter_portfolios(self, as_of: dt.date) -> AsyncIterator[Portfolio]:
         """Yield each portfolio that exists on `as_of`, in the state in force then."""
-        versions = self._versions
-        for portfolio_id in list(versions.keys()):
-            state = versions.latest(portfolio_id, as_of)
-            if state is not None:
-                yield state
+        for state in self._versions.latest_of_all(as_of):
+            yield state
 
     async def get_portfolio(self, portfolio_id: UUID, as_of: dt.date) -> Portfolio | None:
         """Return the portfolio's state in force on `as_of`, or None."""
@@ -133,7 +130,7 @@ _Row = tuple[object, ...]
 
 
 def _to_row(s: PortfolioSnapshot, fence: int) -> _Row:
-    return (*s.values[2:], fence)
+    return s.values[2:] + (fence,)  # noqa: RUF005 - a slice and a concatenation are faster
 
 
 def _totals(portfolio_id: UUID, day: dt.date, row: _Row) -> DailyTotals:
@@ -175,10 +172,11 @@ class InMemorySnapshotRepository:
         # Encode the whole batch before writing anything, so a bad element writes nothing.
         encoded = [(s.values[0], s.values[1], _to_row(s, token)) for s in snapshots]
         rows = self._rows
+        new: dict[dt.date, _Row] = {}
         for pid, day, row in encoded:
-            days = rows.get(pid)
-            if days is None:
-                days = rows[pid] = {}
+            days = rows.setdefault(pid, new)
+            if days is new:  # the portfolio's first snapshot (one hash of its id, not two)
+                new = {}
             if fence is not None:
                 stored = days.get(day)
                 if stored is not None and stored[-1] > fence:  # type: ignore[operator]
