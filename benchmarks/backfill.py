@@ -25,10 +25,16 @@ import asyncio
 import datetime as dt
 import gc
 import random
+import sys
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
+if __package__ in {None, ""}:  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.daily_run import round_ratios
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemorySnapshotRepository,
@@ -173,6 +179,7 @@ def scenario(
     print(f"  bare Decimal loop : {bare:8.3f} s (best of {rounds})")
     print(f"  job               : {job:8.3f} s (best of {rounds}), {stored} snapshots stored")
     print(f"  ratio             : {job / bare:8.2f}x  (target <= 5x)")
+    print(f"  per round         : {round_ratios(job_times, bare_times)}")
     print(f"  market requests   : {requests} (seed + history per batch of portfolios)")
 
 

@@ -31,6 +31,7 @@ import dataclasses
 import datetime as dt
 import gc
 import random
+import statistics
 import time
 import uuid
 from decimal import Decimal
@@ -122,6 +123,19 @@ def timed_job(
     return elapsed, len(store), market.request_count - calls_before
 
 
+def round_ratios(times: list[float], bare_times: list[float]) -> str:
+    """The median of the rounds' own ratios, and their range, in words.
+
+    Each round times the bare loop and the run a second apart, so a round's ratio is measured
+    at one speed of a shared machine, which drifts by tens of percent from minute to minute;
+    the ratio of the best times pairs two rounds that may be minutes apart.
+    """
+    ratios = sorted(t / b for t, b in zip(times, bare_times, strict=True))
+    return (
+        f"| median of rounds {statistics.median(ratios):.2f}x ({ratios[0]:.2f} to {ratios[-1]:.2f})"
+    )
+
+
 def main() -> None:
     """Parse arguments, build the world, time the sides and print the ratios."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -166,11 +180,15 @@ def main() -> None:
     print(f"{args.portfolios} portfolios x {args.positions} positions over {args.tickers} tickers")
     print(f"bare Decimal loop : {bare:8.3f} s (best of {args.rounds})")
     print(f"run_daily         : {job:8.3f} s (best of {args.rounds}), {stored} snapshots stored")
-    print(f"ratio             : {job / bare:8.2f}x  (target <= 4x)")
+    rounds = round_ratios(job_times, bare_times)
+    print(f"ratio             : {job / bare:8.2f}x  (target <= 4x) {rounds}")
     if books_times:
         books = min(books_times)
         print(f"run_daily, books  : {books:8.3f} s (best of {args.rounds}), cost basis per holding")
-        print(f"ratio, with books : {books / bare:8.2f}x  (no target: what the books cost)")
+        print(
+            f"ratio, with books : {books / bare:8.2f}x  (no target: what the books cost) "
+            f"{round_ratios(books_times, bare_times)}"
+        )
     print(
         f"get_prices calls  : {calls} per run (at most one per batch: {expected_calls} batches "
         f"of {args.batch_size}; each ticker is asked for once per run)"

@@ -7,11 +7,12 @@ series a backfill prices from.
 from __future__ import annotations
 
 import bisect
+import operator
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -42,6 +43,30 @@ class DatedValues(Generic[K, V]):
             dates.insert(i, day)
             values.insert(i, value)
 
+    def put_series(self, key: K, days: Sequence[dt.date], values: Sequence[V]) -> None:
+        """Record `values[i]` for `key` on `days[i]`, as `put` does one by one.
+
+        Days in increasing order (a history answer, the usual case) are appended in one step
+        from the first one after the key's last date; the ones before it, or days in any
+        other order, go through `put`.
+        """
+        if not all(map(operator.lt, days, days[1:])):
+            for day, value in zip(days, values, strict=True):
+                self.put(key, day, value)
+            return
+        dates = self._dates.get(key)
+        start = 0 if not dates else bisect.bisect_right(days, dates[-1])
+        for i in range(start):  # on or before the key's last date: an overlap with a seed
+            self.put(key, days[i], values[i])
+        if start == len(days):
+            return
+        if dates is None:
+            self._dates[key] = list(days)
+            self._values[key] = list(values)
+        else:
+            dates.extend(days[start:])
+            self._values[key].extend(values[start:])
+
     def latest(self, key: K, as_of: dt.date) -> V | None:
         """Return the value of `key` dated on or before `as_of`, or None."""
         dates = self._dates.get(key)
@@ -60,10 +85,10 @@ class DatedValues(Generic[K, V]):
     def latest_of_each(self, as_of: dt.date) -> dict[K, V]:
         """Return, for every key that has one, its value dated on or before `as_of`."""
         found: dict[K, V] = {}
-        for key, dates in self._dates.items():
+        for (key, dates), values in zip(self._dates.items(), self._values.values(), strict=True):
             i = bisect.bisect_right(dates, as_of)
             if i:
-                found[key] = self._values[key][i - 1]
+                found[key] = values[i - 1]
         return found
 
     def latest_of_all(self, as_of: dt.date) -> Iterator[V]:
@@ -73,8 +98,10 @@ class DatedValues(Generic[K, V]):
         force, costs a comparison.
         """
         # Both dicts gain their keys together (`put`), so they are in the same order: no key
-        # is hashed again.
-        for dates, values in list(zip(self._dates.values(), self._values.values(), strict=True)):
+        # is hashed again. Two lists, not a list of pairs: a run over a million keys then
+        # leaves no million objects for the garbage collector to walk.
+        all_dates, all_values = list(self._dates.values()), list(self._values.values())
+        for dates, values in zip(all_dates, all_values, strict=True):
             if dates[-1] <= as_of:
                 yield values[-1]
             else:

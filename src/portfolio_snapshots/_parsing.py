@@ -46,6 +46,8 @@ MAX_PLACES: Final = 18
 MAX_TICKER_LENGTH: Final = 64
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
+#: Codes `currency_problem` found well-formed, so that each is matched once per process.
+_WELL_FORMED: set[str] = set()
 
 
 def ticker_problem(value: object) -> str | None:
@@ -87,8 +89,11 @@ def amount_problem(value: object) -> str | None:
 
 def currency_problem(value: object) -> str | None:
     """Say what is wrong with `value` as an ISO 4217 code (three upper-case letters), or None."""
+    if value.__class__ is str and value in _WELL_FORMED:
+        return None  # every quote of a backfill's range asks again: one set lookup
     if type(value) is not str or _CURRENCY.fullmatch(value) is None:
         return "a currency must be an ISO 4217 code: three upper-case letters such as 'USD'"
+    _WELL_FORMED.add(value)  # at most 26 ** 3 codes
     return None
 
 

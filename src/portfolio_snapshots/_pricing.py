@@ -463,9 +463,9 @@ def _dated(before: Mapping[K, V], during: Mapping[K, Sequence[V]]) -> DatedValue
     series: DatedValues[K, V] = DatedValues()
     for key, value in before.items():
         series.put(key, _as_of(value), value)
-    for key, values in during.items():
-        for value in values:
-            series.put(key, _as_of(value), value)
+    for key, answered in during.items():
+        values = list(answered)
+        series.put_series(key, [_as_of(value) for value in values], values)
     return series
 
 

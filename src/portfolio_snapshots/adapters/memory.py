@@ -170,10 +170,11 @@ class InMemorySnapshotRepository:
         """Insert or replace `snapshots`; atomic, as the method never suspends."""
         token = 0 if fence is None else fence
         # Encode the whole batch before writing anything, so a bad element writes nothing.
-        encoded = [(s.values[0], s.values[1], _to_row(s, token)) for s in snapshots]
+        encoded = [_to_row(s, token) for s in snapshots]
         rows = self._rows
         new: dict[dt.date, _Row] = {}
-        for pid, day, row in encoded:
+        for s, row in zip(snapshots, encoded, strict=True):
+            pid, day = s.values[0], s.values[1]
             days = rows.setdefault(pid, new)
             if days is new:  # the portfolio's first snapshot (one hash of its id, not two)
                 new = {}
