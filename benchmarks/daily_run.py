@@ -2,7 +2,7 @@
 
 To run:
     python benchmarks/daily_run.py [--portfolios 100000] [--positions 10] [--tickers 2000]
-                                   [--cost-basis]
+                                   [--rounds 3] [--cost-basis] [--gc]
 
 Builds a seeded world (portfolios x positions over a ticker universe), loads the in-memory
 adapters, then times, alternately and several times in this one process:
@@ -12,8 +12,9 @@ adapters, then times, alternately and several times in this one process:
 - ``run_daily``: streaming, batching, one ``get_prices`` call per batch, validation, valuation
   into snapshot values, and the in-memory upsert.
 
-It prints the best time of each, their ratio (the figure that matters on a shared, noisy
-machine) and the number of ``get_prices`` calls: at most one per batch, and in fact fewer,
+It prints the best time of each, their ratio, the median of the rounds' own ratios (each
+round times both sides a second apart, at one speed of a shared machine whose speed drifts
+from minute to minute) and the number of ``get_prices`` calls: at most one per batch, and in fact fewer,
 since a batch asks only for the tickers no earlier batch of the run asked for. Target: ratio
 within 4x.
 
@@ -21,6 +22,10 @@ With ``--cost-basis`` a third run is timed beside them: the same portfolios, eac
 books (`Accounting`: a cost basis per holding, realized gain, income, fees and taxes) as a
 ledger-backed repository supplies them, so the job values every position's unrealized gain
 too; its ratio to the same bare loop states what the books cost.
+
+With ``--gc`` it also counts, per round and generation, the garbage collector's passes made
+while each side was timed, and the seconds they took: a run keeps every snapshot it makes
+until its batch is written, and the collector walks them.
 """
 
 from __future__ import annotations
@@ -123,6 +128,34 @@ def timed_job(
     return elapsed, len(store), market.request_count - calls_before
 
 
+class Collections:
+    """A `gc.callbacks` entry: the collections of each side and the seconds they took."""
+
+    def __init__(self) -> None:
+        self.side: str | None = None
+        self.began = 0.0
+        self.seen: dict[tuple[str, int], list[float]] = {}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        """Time each collection made while a side is being timed."""
+        if self.side is None:
+            return
+        if phase == "start":
+            self.began = time.perf_counter()
+            return
+        entry = self.seen.setdefault((self.side, info["generation"]), [0, 0.0])
+        entry[0] += 1
+        entry[1] += time.perf_counter() - self.began
+
+    def said(self, side: str, rounds: int) -> str:
+        """The side's collections per round, by generation, with their seconds."""
+        parts = []
+        for generation in (0, 1, 2):
+            count, seconds = self.seen.get((side, generation), [0, 0.0])
+            parts.append(f"gen{generation} {count / rounds:5.1f} x, {seconds / rounds:6.3f} s")
+        return " | ".join(parts) + " (per round)"
+
+
 def round_ratios(times: list[float], bare_times: list[float]) -> str:
     """The median of the rounds' own ratios, and their range, in words.
 
@@ -148,6 +181,9 @@ def main() -> None:
     parser.add_argument(
         "--cost-basis", action="store_true", help="every portfolio carries its books"
     )
+    parser.add_argument(
+        "--gc", action="store_true", help="count the collector's passes on each side and time them"
+    )
     args = parser.parse_args()
 
     portfolios, prices = build(args.portfolios, args.positions, args.tickers, args.seed)
@@ -165,12 +201,18 @@ def main() -> None:
 
     bare_times, job_times, books_times = [], [], []
     calls = stored = 0
+    collector = Collections()
+    if args.gc:
+        gc.callbacks.append(collector)
     for _ in range(args.rounds):
         gc.collect()
+        collector.side = "bare"
         start = time.perf_counter()
         bare_loop(portfolios, prices)
         bare_times.append(time.perf_counter() - start)
+        collector.side = "run_daily"
         elapsed, stored, calls = timed_job(repo, market, args.batch_size)
+        collector.side = None
         job_times.append(elapsed)
         if with_books is not None:
             books_times.append(timed_job(with_books, market, args.batch_size)[0])
@@ -189,6 +231,10 @@ def main() -> None:
             f"ratio, with books : {books / bare:8.2f}x  (no target: what the books cost) "
             f"{round_ratios(books_times, bare_times)}"
         )
+    if args.gc:
+        gc.callbacks.remove(collector)
+        for side in ("bare", "run_daily"):
+            print(f"collector, {side:9s}: {collector.said(side, args.rounds)}")
     print(
         f"get_prices calls  : {calls} per run (at most one per batch: {expected_calls} batches "
         f"of {args.batch_size}; each ticker is asked for once per run)"
