@@ -20,8 +20,9 @@ sides run one after the other, ``--rounds`` times, and each keeps its best time:
   (one query grouped per portfolio, through an asyncpg cursor), a `MarketData` reading the
   closes table, and `SqlAlchemySnapshotStore` on the same database as store, run ledger and
   lock (a run key, a lease and fenced writes, as in production). It writes schema version 2:
-  a row per snapshot with its totals and its positions in the compact form (ticker,
-  quantity, exact market value) and the day's prices once per ticker in ``ps_prices``.
+  a row per snapshot with its totals and its positions in the compact form (ticker and
+  quantity; the exact market value too when the price does not give it back) and the day's
+  prices once per ticker in ``ps_prices``.
 - **pandas**: what a data engineer might write: read the three tables out with ``COPY ... TO
   STDOUT`` into DataFrames (floats), merge holdings with closes, value each position
   (quantity times price, rounded to cents), sum per portfolio, add cash, and write the
@@ -32,8 +33,8 @@ sides run one after the other, ``--rounds`` times, and each keeps its best time:
 - **SQL, same data**: two statements in one transaction that store what the library stores,
   into tables made by the library's own schema code: the day's prices once per ticker into
   ``ps_prices``, and every snapshot into ``ps_snapshots`` with its totals as decimal text and
-  its positions as the same compact text (``string_agg`` of ticker, quantity and market value
-  per position, in ticker order), market values rounded half to even as the library rounds,
+  its positions as the same compact text (``string_agg`` of ticker and quantity per
+  position, in ticker order), market values rounded half to even as the library rounds,
   upserted fenced as the library upserts. The script checks that its rows equal the
   library's, column for column (the fence aside).
 
@@ -143,11 +144,12 @@ SET holdings_value = excluded.holdings_value, total_value = excluded.total_value
 
 # The same data as the library: the day's closes once per ticker held (variant 0: the close
 # of the day, in the portfolio's currency, not stale), then one row per snapshot whose
-# positions are the library's compact text, "ticker|quantity|market value" joined by ";" in
-# ticker order (code point order, hence COLLATE "C"). A market value is quantity x price in
-# cents, rounded half to even as the library rounds (PostgreSQL's round() goes away from zero;
-# the amounts here are positive, which the expression relies on). Run with the search path
-# naming the store's schema first, then the benchmark's tables.
+# positions are the library's compact text, "ticker|quantity" joined by ";" in ticker order
+# (code point order, hence COLLATE "C"): a market value that is quantity x price rounded to
+# cents, half to even, is left out, as the library leaves it out. The holdings' total sums
+# those values, rounded half to even as the library rounds (PostgreSQL's round() goes away
+# from zero; the amounts here are positive, which the expression relies on). Run with the
+# search path naming the store's schema first, then the benchmark's tables.
 SAME_DATA_PRICES = """
 INSERT INTO ps_prices (snapshot_date, ticker, variant, price, price_date, price_currency,
                        fx_rate, stale)
@@ -167,7 +169,7 @@ SELECT c.portfolio_id, $1::date, 'USD', c.cash::text, v.holdings::text,
 FROM bench_cash c
 JOIN (SELECT h.portfolio_id,
              sum(m.value) AS holdings,
-             string_agg(h.ticker || '|' || h.quantity::text || '|' || m.value::text, ';'
+             string_agg(h.ticker || '|' || h.quantity::text, ';'
                         ORDER BY h.ticker COLLATE "C") AS positions
       FROM bench_holdings h
       JOIN bench_closes p ON p.ticker = h.ticker

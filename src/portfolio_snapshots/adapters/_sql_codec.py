@@ -20,11 +20,13 @@ are columns of their own (`book_texts`), its cash per currency one compact text
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
+from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
     ACCOUNTING_FIELD_NAMES,
     POSITION_WIDTH,
@@ -421,6 +423,10 @@ class PricePlan:
         if len(flat) % width or not catalog.compact(flat[::width]):
             return _reference_json(flat, books)
         day = s.values[1]
+        # Every position's market value has the exponent of the holdings' total (the
+        # calculator quantizes each to the currency's unit): the unit its value is derived at.
+        unit = s.values[4]
+        derivable = type(unit) is Decimal and unit.is_finite()
         known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
         stored = catalog._seen  # noqa: SLF001
         new = self._new
@@ -459,13 +465,23 @@ class PricePlan:
                 tail = f"{_FIELD}{variant}" if variant else ""
                 if type(price) is Decimal:
                     memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
+            # A market value the reader derives from the quantity and the price, exactly as
+            # the calculator made it, is left out (an empty field): a third of the text.
+            shown = (
+                ""
+                if derivable and derived_value(quantity, price, fx_rate, unit, value) is not None
+                else value
+            )
             own = books[n * _BOOKS_WIDTH : (n + 1) * _BOOKS_WIDTH] if books else None
             if not own or own == _NO_POSITION_BOOKS:
-                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}")
+                if shown or tail:
+                    append(f"{ticker}{_FIELD}{quantity}{_FIELD}{shown}{tail}")
+                else:  # the usual position: its ticker and quantity, nothing more
+                    append(f"{ticker}{_FIELD}{quantity}")
             else:
                 # The variant's field is written (empty for 0) when accounting fields follow.
                 text = _position_books_text(own)
-                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail or _FIELD}{_FIELD}{text}")
+                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{shown}{tail or _FIELD}{_FIELD}{text}")
         return _RECORD.join(parts)
 
     def commit(self) -> None:
@@ -522,6 +538,41 @@ def referenced_prices(texts: Iterable[tuple[dt.date, str]]) -> set[PriceDay]:
     return wanted
 
 
+def derived_value(
+    quantity: object, price: object, fx_rate: object, unit: Decimal, value: object = None
+) -> Decimal | None:
+    """Return a position's market value as the calculator makes it, or None.
+
+    ``quantity x price (x fx_rate)``, exact, quantized to `unit`'s exponent half to even.
+    With `value`, None unless the result is that very value, digit for digit (same
+    exponent, same sign), so that a writer leaves out only what a reader gets back equal.
+
+    Args:
+        quantity: The position's quantity.
+        price: The price it was valued at (in its own currency).
+        fx_rate: The rate into the snapshot's currency, or None.
+        unit: A Decimal with the exponent of the snapshot's currency unit.
+        value: The value to match, or None to derive without matching.
+    """
+    if type(quantity) is not Decimal or type(price) is not Decimal:
+        return None
+    if fx_rate is not None and type(fx_rate) is not Decimal:
+        return None
+    with decimal.localcontext(EXACT):
+        gross = quantity * price if fx_rate is None else quantity * price * fx_rate
+        derived = gross.quantize(unit)
+    if value is None:
+        return derived
+    if (
+        type(value) is not Decimal
+        or derived != value
+        or not value.same_quantum(unit)
+        or value.is_signed() != derived.is_signed()
+    ):
+        return None
+    return derived
+
+
 def price_from_row(
     price: str, price_date: dt.date, currency: str | None, fx_rate: str | None, stale: object
 ) -> tuple[Decimal, dt.date, str | None, Decimal | None, bool]:
@@ -540,7 +591,10 @@ PositionPrice = tuple[Decimal, dt.date, str | None, Decimal | None, bool]
 
 
 def flat_positions_from_text(
-    text: str, day: dt.date, prices: Mapping[tuple[dt.date, str, int], PositionPrice]
+    text: str,
+    day: dt.date,
+    prices: Mapping[tuple[dt.date, str, int], PositionPrice],
+    holdings_value: Decimal,
 ) -> tuple[tuple[object, ...], tuple[object, ...]]:
     """Decode a stored positions text (compact, or version 1's JSON) into the flat forms.
 
@@ -548,6 +602,8 @@ def flat_positions_from_text(
         text: The ``positions`` column.
         day: The snapshot date.
         prices: The stored prices, by (snapshot date, ticker, variant).
+        holdings_value: The snapshot's ``holdings_value``: a market value left out of the
+            text is derived at its exponent (`derived_value`).
 
     Returns:
         The positions' flat fields, and their flat accounting fields (`position_books`:
@@ -567,13 +623,16 @@ def flat_positions_from_text(
         count = len(fields)
         variant = int(fields[3]) if count > 3 and fields[3] else 0  # noqa: PLR2004
         price, price_date, currency, fx_rate, stale = prices[day, ticker, variant]
+        quantity = Decimal(fields[1])
         extend(
             (
                 ticker,
-                Decimal(fields[1]),
+                quantity,
                 price,
                 price_date,
-                Decimal(fields[2]),
+                Decimal(fields[2])
+                if count > 2 and fields[2]  # noqa: PLR2004
+                else derived_value(quantity, price, fx_rate, holdings_value),
                 currency,
                 fx_rate,
                 stale,

@@ -458,7 +458,7 @@ def _read_snapshots(
                 )
                 _collect_prices(found, prices)
     return [
-        _snapshot_of(row, flat_positions_from_text(text, day, prices))
+        _snapshot_of(row, flat_positions_from_text(text, day, prices, Decimal(str(row[4]))))
         for row, (day, text) in zip(rows, texts, strict=True)
     ]
 

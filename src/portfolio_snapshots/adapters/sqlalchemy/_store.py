@@ -187,7 +187,7 @@ async def _read_snapshots(conn: AsyncConnection, rows: Sequence[Any]) -> list[Po
                     price, price_date, currency, fx_rate, stale
                 )
     return [
-        _snapshot(row, flat_positions_from_text(text, day, prices))
+        _snapshot(row, flat_positions_from_text(text, day, prices, row[4]))
         for row, (day, text) in zip(rows, texts, strict=True)
     ]
 

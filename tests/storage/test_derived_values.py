@@ -1,0 +1,185 @@
+"""A position's market value is left out of the stored text when its price gives it back.
+
+The SQL stores write a position as ``ticker|quantity`` when its market value is exactly
+``quantity x price (x FX rate)`` quantized to the snapshot's unit, half to even, as the
+calculator makes it, and derive it on reading; any other value (another exponent, another
+rounding, a host's own figure) is written out and read back digit for digit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import sqlite3
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portfolio_snapshots import (
+    Portfolio,
+    PortfolioSnapshot,
+    PriceQuote,
+    SnapshotCalculator,
+    SqliteSnapshotStore,
+)
+from portfolio_snapshots._calculator import PriceTable
+from portfolio_snapshots.adapters._sql_codec import derived_value
+from portfolio_snapshots.history import FxQuote
+from storage.backends import STORAGE_BACKENDS
+from storage.samples import DAY, PID
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+    from pathlib import Path
+
+    from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+
+    Factory = Callable[
+        [], AbstractAsyncContextManager[SqliteSnapshotStore | SqlAlchemySnapshotStore]
+    ]
+
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+_amounts = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(10**9), places=4)
+_rates = st.none() | st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(200), places=6)
+_units = st.sampled_from([Decimal(1), Decimal("0.01"), Decimal("0.001"), Decimal("0.0001")])
+
+
+def _calculated(quantity: Decimal, price: Decimal, rate: Decimal | None, unit: Decimal) -> Decimal:
+    with decimal.localcontext(_EXACT) as context:
+        context.rounding = decimal.ROUND_HALF_EVEN
+        gross = quantity * price if rate is None else quantity * price * rate
+        return gross.quantize(unit)
+
+
+@given(_amounts, _amounts, _rates, _units)
+def test_the_calculators_value_is_derived_back_digit_for_digit(
+    quantity: Decimal, price: Decimal, rate: Decimal | None, unit: Decimal
+) -> None:
+    """Whatever the amounts, rate and unit, the calculator's value is derived back exactly."""
+    value = _calculated(quantity, price, rate, unit)
+    derived = derived_value(quantity, price, rate, unit, value)
+    assert derived is not None
+    assert str(derived) == str(value)
+    assert str(derived_value(quantity, price, rate, unit)) == str(value)
+
+
+@given(_amounts, _amounts, _rates, _units)
+def test_any_other_value_is_not_taken_for_the_derived_one(
+    quantity: Decimal, price: Decimal, rate: Decimal | None, unit: Decimal
+) -> None:
+    """A value a unit off, at another exponent or of the other sign is not derived."""
+    value = _calculated(quantity, price, rate, unit)
+    one_unit_off = value + unit
+    finer = value.quantize(unit / 10)  # equal in amount, another exponent
+    for other in (one_unit_off, finer, -value if value else Decimal("-0").quantize(unit)):
+        assert derived_value(quantity, price, rate, unit, other) is None
+
+
+def test_values_that_are_not_decimals_are_never_derived() -> None:
+    """An int or float anywhere is never taken for a derivable amount."""
+    unit = Decimal("0.01")
+    assert derived_value(2, Decimal(1), None, unit, Decimal("2.00")) is None
+    assert derived_value(Decimal(2), 1.0, None, unit, Decimal("2.00")) is None
+    assert derived_value(Decimal(2), Decimal(1), 1.0, unit, Decimal("2.00")) is None
+    assert derived_value(Decimal(2), Decimal(1), None, unit, 2.0) is None
+
+
+def _snapshots() -> list[PortfolioSnapshot]:
+    """Return snapshots the calculator made, and one whose values no price gives back.
+
+    The calculator's: a close, a close converted from euros, yen (no minor unit) and dollars
+    to four places. The last: a host's own figures, a cent above the calculator's.
+    """
+    closes = {"AAPL": Decimal("189.95"), "SAP": Decimal("65.41"), "TINY": Decimal("0.0005")}
+    rates = {("EUR", "USD"): FxQuote("EUR", "USD", Decimal("1.0837"), DAY)}
+    holdings = {"AAPL": Decimal("10.5"), "SAP": Decimal("3.3"), "TINY": Decimal(7)}
+    made = []
+    for currency, calculator in (
+        ("USD", SnapshotCalculator()),
+        ("JPY", SnapshotCalculator()),
+        ("USD", SnapshotCalculator(minor_units={"USD": 4})),
+    ):
+        table = PriceTable(
+            {
+                t: PriceQuote(t, price, DAY, "EUR" if t == "SAP" else currency)
+                for t, price in closes.items()
+            },
+            DAY,
+            fx_rates={**rates, ("EUR", "JPY"): FxQuote("EUR", "JPY", Decimal("162.3"), DAY)},
+        )
+        portfolio = Portfolio(PID, Decimal(100), holdings, currency=currency)
+        valued, failed = calculator.value_many([portfolio], table)
+        assert not failed, failed
+        made.append(valued[0])
+    own = made[0]
+    positions = tuple(
+        p._replace(market_value=p.market_value + Decimal("0.01")) for p in own.positions
+    )
+    holdings_value = sum((p.market_value for p in positions), Decimal("0.00"))
+    made.append(
+        own.replace(
+            snapshot_date=DAY + dt.timedelta(days=1),
+            positions=positions,
+            holdings_value=holdings_value,
+            total_value=own.cash_balance + holdings_value,
+        )
+    )
+    return made
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(factory, id=name, marks=marks) for name, factory, marks in STORAGE_BACKENDS
+    ]
+)
+def factory(request: pytest.FixtureRequest) -> Factory:
+    """Each storage backend's factory; the PostgreSQL one with its server running."""
+    if request.node.get_closest_marker("postgres") is not None:
+        request.getfixturevalue("pg_dsn")
+    made: Factory = request.param
+    return made
+
+
+def test_every_store_reads_derived_and_written_values_back_equal(factory: Factory) -> None:
+    """Every store reads back equal snapshots, values derived or written, digit for digit."""
+    snapshots = _snapshots()
+
+    async def main() -> None:
+        async with factory() as store:
+            for s in snapshots:  # one per write: the first three share their key
+                await store.upsert_many([s])
+                assert await store.get_snapshot(s.portfolio_id, s.snapshot_date) == s
+                assert [str(p.market_value) for p in s.positions] == [
+                    str(p.market_value)
+                    for p in (await store.get_snapshot(s.portfolio_id, s.snapshot_date)).positions  # type: ignore[union-attr]
+                ]
+
+    asyncio.run(main())
+
+
+def test_the_stored_text_leaves_out_only_the_values_the_price_gives_back(tmp_path: Path) -> None:
+    """The stored text has ticker and quantity only where the price gives the value back."""
+    calculated, *_, own = _snapshots()
+    path = tmp_path / "store.db"
+
+    async def main() -> None:
+        async with await SqliteSnapshotStore.open(path) as store:
+            await store.upsert_many([calculated, own])
+
+    asyncio.run(main())
+    with sqlite3.connect(path) as conn:
+        texts = [t for (t,) in conn.execute("SELECT positions FROM ps_snapshots ORDER BY 1")]
+    assert sorted(texts) == sorted(
+        [
+            "AAPL|10.5;SAP|3.3;TINY|7",
+            (
+                f"AAPL|10.5|{own.positions[0].market_value};SAP|3.3|"
+                f"{own.positions[1].market_value};TINY|7|{own.positions[2].market_value}"
+            ),
+        ]
+    )
