@@ -14,9 +14,9 @@ adapters, then times, alternately and several times in this one process:
 
 It prints the best time of each, their ratio, the median of the rounds' own ratios (each
 round times both sides a second apart, at one speed of a shared machine whose speed drifts
-from minute to minute) and the number of ``get_prices`` calls: at most one per batch, and in fact fewer,
-since a batch asks only for the tickers no earlier batch of the run asked for. Target: ratio
-within 4x.
+from minute to minute) and the number of ``get_prices`` calls: at most one per batch, and in
+fact fewer, since a batch asks only for the tickers no earlier batch of the run asked for.
+Target: ratio within 4x.
 
 With ``--cost-basis`` a third run is timed beside them: the same portfolios, each carrying its
 books (`Accounting`: a cost basis per holding, realized gain, income, fees and taxes) as a

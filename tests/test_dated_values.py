@@ -52,6 +52,7 @@ def test_put_series_answers_as_put_one_by_one(
     series: list[tuple[str, list[tuple[dt.date, int]]]],
     lookups: list[dt.date],
 ) -> None:
+    """Any series, in any order, after any puts, reads back as the same puts one by one would."""
     expected, got = _one_by_one(puts, series), _in_bulk(puts, series)
     for day in lookups:
         for key in ("A", "B", "C"):
@@ -65,6 +66,7 @@ def test_put_series_answers_as_put_one_by_one(
 def test_latest_of_all_yields_each_keys_latest_value_in_key_order(
     puts: list[tuple[str, dt.date, int]], lookups: list[dt.date]
 ) -> None:
+    """`latest_of_all` yields what `latest` answers for each key, in the keys' order."""
     values = _one_by_one(puts, [])
     for day in lookups:
         keys = list(values.keys())  # DatedValues is no mapping: it has no __iter__
@@ -73,6 +75,7 @@ def test_latest_of_all_yields_each_keys_latest_value_in_key_order(
 
 
 def test_a_series_of_increasing_days_after_the_last_is_appended_in_one_step() -> None:
+    """Days after the key's last one are appended behind the values already there."""
     values: DatedValues[str, str] = DatedValues()
     values.put("A", _DAY0, "seed")
     days = [_DAY0 + dt.timedelta(days=n) for n in (1, 2, 5)]
@@ -82,12 +85,14 @@ def test_a_series_of_increasing_days_after_the_last_is_appended_in_one_step() ->
 
 
 def test_a_repeated_day_in_a_series_keeps_the_last_value_as_put_does() -> None:
+    """A day given twice in one series keeps its later value."""
     values: DatedValues[str, str] = DatedValues()
     values.put_series("A", [_DAY0, _DAY0], ["first", "second"])
     assert values.between("A", _DAY0, _DAY0) == ["second"]
 
 
 def test_an_empty_series_changes_nothing() -> None:
+    """An empty series adds no key and no value."""
     values: DatedValues[str, str] = DatedValues()
     values.put("A", _DAY0, "seed")
     values.put_series("A", [], [])
@@ -97,6 +102,7 @@ def test_an_empty_series_changes_nothing() -> None:
 
 
 def test_a_series_overlapping_the_keys_last_date_replaces_it_and_appends_the_rest() -> None:
+    """A series starting on the key's last date replaces that value and appends the rest."""
     values: DatedValues[str, str] = DatedValues()
     values.put("A", _DAY0, "seed")  # a seed request answers the range's first day
     days = [_DAY0 + dt.timedelta(days=n) for n in (0, 1, 2)]
