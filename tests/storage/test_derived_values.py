@@ -27,7 +27,7 @@ from portfolio_snapshots import (
     SqliteSnapshotStore,
 )
 from portfolio_snapshots._calculator import PriceTable
-from portfolio_snapshots.adapters._sql_codec import derived_value
+from portfolio_snapshots.adapters._sql_codec import derived_value, value_field
 from portfolio_snapshots.history import FxQuote
 from storage.backends import STORAGE_BACKENDS
 from storage.samples import DAY, PID
@@ -60,33 +60,40 @@ def _calculated(quantity: Decimal, price: Decimal, rate: Decimal | None, unit: D
 def test_the_calculators_value_is_derived_back_digit_for_digit(
     quantity: Decimal, price: Decimal, rate: Decimal | None, unit: Decimal
 ) -> None:
-    """Whatever the amounts, rate and unit, the calculator's value is derived back exactly."""
+    """Whatever the amounts, rate and unit, the calculator's value is left out and derived."""
     value = _calculated(quantity, price, rate, unit)
-    derived = derived_value(quantity, price, rate, unit, value)
-    assert derived is not None
-    assert str(derived) == str(value)
+    assert value_field(quantity, price, rate, unit, value) == ""
     assert str(derived_value(quantity, price, rate, unit)) == str(value)
 
 
 @given(_amounts, _amounts, _rates, _units)
-def test_any_other_value_is_not_taken_for_the_derived_one(
+def test_any_other_value_is_written_out(
     quantity: Decimal, price: Decimal, rate: Decimal | None, unit: Decimal
 ) -> None:
-    """A value a unit off, at another exponent or of the other sign is not derived."""
+    """A value a unit off, at another exponent or of the other sign is written as it is."""
     value = _calculated(quantity, price, rate, unit)
     one_unit_off = value + unit
     finer = value.quantize(unit / 10)  # equal in amount, another exponent
-    for other in (one_unit_off, finer, -value if value else Decimal("-0").quantize(unit)):
-        assert derived_value(quantity, price, rate, unit, other) is None
+    other_sign = -value if value else Decimal("-0").quantize(unit)
+    for other in (one_unit_off, finer, other_sign):
+        assert value_field(quantity, price, rate, unit, other) == str(other)
+
+
+def test_a_zero_value_no_price_gives_back_is_written_out() -> None:
+    """A market value of zero is a value like any other: written when not derived."""
+    zero = Decimal("0.00")
+    assert value_field(Decimal("1.00"), Decimal("0.25"), None, Decimal("1.00"), zero) == "0.00"
+    assert value_field(Decimal("1.00"), Decimal(0), None, Decimal("1.00"), zero) == ""
 
 
 def test_values_that_are_not_decimals_are_never_derived() -> None:
     """An int or float anywhere is never taken for a derivable amount."""
     unit = Decimal("0.01")
-    assert derived_value(2, Decimal(1), None, unit, Decimal("2.00")) is None
-    assert derived_value(Decimal(2), 1.0, None, unit, Decimal("2.00")) is None
-    assert derived_value(Decimal(2), Decimal(1), 1.0, unit, Decimal("2.00")) is None
-    assert derived_value(Decimal(2), Decimal(1), None, unit, 2.0) is None
+    assert value_field(2, Decimal(1), None, unit, Decimal("2.00")) == "2.00"
+    assert value_field(Decimal(2), 1.0, None, unit, Decimal("2.00")) == "2.00"
+    assert value_field(Decimal(2), Decimal(1), 1.0, unit, Decimal("2.00")) == "2.00"
+    assert value_field(Decimal(2), Decimal(1), None, unit, 2.0) == "2.0"
+    assert value_field(Decimal(2), Decimal(1), None, None, Decimal("2.00")) == "2.00"
 
 
 def _snapshots() -> list[PortfolioSnapshot]:

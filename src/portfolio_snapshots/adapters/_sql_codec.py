@@ -20,7 +20,6 @@ are columns of their own (`book_texts`), its cash per currency one compact text
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -336,6 +335,7 @@ class PricePlan:
                 continue  # no positions, or written as JSON with the prices inline
             # Positions with accounting fields (rare) are encoded by encode().
             parts: list[str] | None = None if s.values[19] else []
+            unit = _unit(s)
             for i in range(0, len(flat), width):
                 ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
                     i : i + width
@@ -366,7 +366,8 @@ class PricePlan:
                     if type(quantity) is not Decimal or type(value) is not Decimal:
                         parts = None  # encode() refuses it, naming the field
                     else:
-                        parts.append(f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{hit[6]}")
+                        shown = value_field(quantity, price, fx_rate, unit, value)
+                        parts.append(_position_text(ticker, quantity, shown, hit[6]))
             if parts is not None:
                 ready[id(s)] = _RECORD.join(parts)
         self._ready = ready
@@ -425,8 +426,7 @@ class PricePlan:
         day = s.values[1]
         # Every position's market value has the exponent of the holdings' total (the
         # calculator quantizes each to the currency's unit): the unit its value is derived at.
-        unit = s.values[4]
-        derivable = type(unit) is Decimal and unit.is_finite()
+        unit = _unit(s)
         known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
         stored = catalog._seen  # noqa: SLF001
         new = self._new
@@ -467,17 +467,10 @@ class PricePlan:
                     memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
             # A market value the reader derives from the quantity and the price, exactly as
             # the calculator made it, is left out (an empty field): a third of the text.
-            shown = (
-                ""
-                if derivable and derived_value(quantity, price, fx_rate, unit, value) is not None
-                else value
-            )
+            shown = value_field(quantity, price, fx_rate, unit, value)
             own = books[n * _BOOKS_WIDTH : (n + 1) * _BOOKS_WIDTH] if books else None
             if not own or own == _NO_POSITION_BOOKS:
-                if shown or tail:
-                    append(f"{ticker}{_FIELD}{quantity}{_FIELD}{shown}{tail}")
-                else:  # the usual position: its ticker and quantity, nothing more
-                    append(f"{ticker}{_FIELD}{quantity}")
+                append(_position_text(ticker, quantity, shown, tail))
             else:
                 # The variant's field is written (empty for 0) when accounting fields follow.
                 text = _position_books_text(own)
@@ -488,6 +481,23 @@ class PricePlan:
         """Record the plan's prices as stored: call once its transaction committed."""
         self._catalog._known.update(self._new)  # noqa: SLF001 - the plan is the catalog's helper
         self._catalog._seen.update(self._memo)  # noqa: SLF001
+
+
+def _unit(s: PortfolioSnapshot) -> Decimal | None:
+    """The snapshot's holdings value, the unit its positions' values are derived at; or None.
+
+    Every market value the calculator makes has the exponent of the holdings' total (each is
+    quantized to the currency's unit).
+    """
+    unit = s.values[4]
+    return unit if type(unit) is Decimal and unit.is_finite() else None
+
+
+def _position_text(ticker: object, quantity: object, value: str, tail: object) -> str:
+    """A position without accounting fields: ticker, quantity, value (unless derived), variant."""
+    if value or tail:
+        return f"{ticker}{_FIELD}{quantity}{_FIELD}{value}{tail}"
+    return f"{ticker}{_FIELD}{quantity}"  # the usual position: nothing more
 
 
 def _position_books_text(books: Sequence[object]) -> str:
@@ -538,39 +548,53 @@ def referenced_prices(texts: Iterable[tuple[dt.date, str]]) -> set[PriceDay]:
     return wanted
 
 
-def derived_value(
-    quantity: object, price: object, fx_rate: object, unit: Decimal, value: object = None
-) -> Decimal | None:
-    """Return a position's market value as the calculator makes it, or None.
+_multiply = EXACT.multiply
 
-    ``quantity x price (x fx_rate)``, exact, quantized to `unit`'s exponent half to even.
-    With `value`, None unless the result is that very value, digit for digit (same
-    exponent, same sign), so that a writer leaves out only what a reader gets back equal.
+
+def derived_value(
+    quantity: Decimal, price: Decimal, fx_rate: Decimal | None, unit: Decimal
+) -> Decimal:
+    """Return a position's market value as the calculator makes it.
+
+    ``quantity x price (x fx_rate)``, exact, quantized half to even to the exponent of `unit`
+    (the snapshot's holdings value, whose exponent is its currency's unit).
+    """
+    gross = _multiply(quantity, price)
+    if fx_rate is not None:
+        gross = _multiply(gross, fx_rate)
+    return gross.quantize(unit, context=EXACT)
+
+
+def value_field(
+    quantity: object, price: object, fx_rate: object, unit: Decimal | None, value: object
+) -> str:
+    """Return the market-value field of a position's text: empty when a reader derives it.
+
+    Empty only when `derived_value` gives `value` back digit for digit (same digits, exponent
+    and sign), so that what is read equals what was written; otherwise the value's text.
 
     Args:
         quantity: The position's quantity.
         price: The price it was valued at (in its own currency).
         fx_rate: The rate into the snapshot's currency, or None.
-        unit: A Decimal with the exponent of the snapshot's currency unit.
-        value: The value to match, or None to derive without matching.
+        unit: The snapshot's holdings value, or None when it is not a finite Decimal.
+        value: The position's market value.
     """
-    if type(quantity) is not Decimal or type(price) is not Decimal:
-        return None
-    if fx_rate is not None and type(fx_rate) is not Decimal:
-        return None
-    with decimal.localcontext(EXACT):
-        gross = quantity * price if fx_rate is None else quantity * price * fx_rate
-        derived = gross.quantize(unit)
-    if value is None:
-        return derived
     if (
-        type(value) is not Decimal
-        or derived != value
-        or not value.same_quantum(unit)
-        or value.is_signed() != derived.is_signed()
+        unit is not None
+        and type(value) is Decimal
+        and type(quantity) is Decimal
+        and type(price) is Decimal
+        and (fx_rate is None or type(fx_rate) is Decimal)
     ):
-        return None
-    return derived
+        derived = derived_value(quantity, price, fx_rate, unit)
+        if (
+            derived == value
+            and value.same_quantum(unit)
+            and value.is_signed() == derived.is_signed()
+        ):
+            return ""
+    return str(value)
 
 
 def price_from_row(
