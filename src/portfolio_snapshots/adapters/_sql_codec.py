@@ -20,6 +20,7 @@ are columns of their own (`book_texts`), its cash per currency one compact text
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -314,20 +315,35 @@ class PricePlan:
 
     __slots__ = ("_catalog", "_contents", "_memo", "_new", "_ready", "missing")
 
-    def __init__(  # noqa: C901 - the hot loop of a write, kept in one piece
-        self, catalog: PriceCatalog, snapshots: Sequence[PortfolioSnapshot]
-    ) -> None:
+    def __init__(self, catalog: PriceCatalog, snapshots: Sequence[PortfolioSnapshot]) -> None:
         """Collect the prices of `snapshots` that `catalog` does not know."""
         self._catalog = catalog
-        known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
-        seen = catalog._seen  # noqa: SLF001
-        compact = catalog.compact
-        width = POSITION_WIDTH
         # Per (day, ticker), the prices of the batch the catalog does not know.
         wanted: dict[PriceDay, list[PriceContent]] = {}
         # The positions text of each snapshot whose prices are all stored (most of a run's),
         # made in this one pass; the others are encoded once their variants are known.
         ready: dict[int, str] = {}
+        with decimal.localcontext(EXACT):
+            self._plan(snapshots, ready, wanted)
+        self._ready = ready
+        self._contents = wanted
+        self._new: dict[tuple[dt.date, str, PriceContent], int] = {}
+        self._memo: dict[object, tuple[object, ...]] = {}
+        #: The (day, ticker) pairs whose stored variants the store must look up.
+        self.missing: list[PriceDay] = sorted(wanted)
+
+    def _plan(  # noqa: C901 - the hot loop of a write, kept in one piece
+        self,
+        snapshots: Sequence[PortfolioSnapshot],
+        ready: dict[int, str],
+        wanted: dict[PriceDay, list[PriceContent]],
+    ) -> None:
+        """Fill `ready` and `wanted` (see `__init__`), in the EXACT context."""
+        catalog = self._catalog
+        known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
+        seen = catalog._seen  # noqa: SLF001
+        compact = catalog.compact
+        width = POSITION_WIDTH
         for s in snapshots:
             day = s.values[1]
             flat = s.values[6]
@@ -370,12 +386,6 @@ class PricePlan:
                         parts.append(_position_text(ticker, quantity, shown, hit[6]))
             if parts is not None:
                 ready[id(s)] = _RECORD.join(parts)
-        self._ready = ready
-        self._contents = wanted
-        self._new: dict[tuple[dt.date, str, PriceContent], int] = {}
-        self._memo: dict[object, tuple[object, ...]] = {}
-        #: The (day, ticker) pairs whose stored variants the store must look up.
-        self.missing: list[PriceDay] = sorted(wanted)
 
     def resolve(self, stored: Mapping[PriceDay, Mapping[int, PriceContent]]) -> list[PriceRow]:
         """Give each unknown price its stored variant or the next free one.
@@ -433,48 +443,51 @@ class PricePlan:
         memo = self._memo
         parts: list[str] = []
         append = parts.append
-        for n, i in enumerate(range(0, len(flat), width)):
-            ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
-                i : i + width
-            ]
-            if type(quantity) is not Decimal:
-                decimal_text(quantity, "quantity")  # type: ignore[arg-type]
-            if type(value) is not Decimal:
-                decimal_text(value, "market_value")  # type: ignore[arg-type]
-            # A run's portfolios share the day's price objects: the variant found for the very
-            # same objects (and day) is reused without building the price's texts again.
-            seen = stored.get(ticker)
-            if seen is None or seen[0] is not price or seen[5] != day:
-                seen = memo.get(ticker)
-            if (
-                seen is not None
-                and seen[0] is price
-                and seen[1] is price_date
-                and seen[2] is currency
-                and seen[3] is fx_rate
-                and seen[4] is stale
-                and seen[5] == day
-            ):
-                tail = seen[6]
-            else:
-                content = price_content(ticker, price, price_date, currency, fx_rate, stale)
-                key = (day, ticker, content)
-                variant = known.get(key)  # type: ignore[arg-type]
-                if variant is None:
-                    variant = new[key]  # type: ignore[index]
-                tail = f"{_FIELD}{variant}" if variant else ""
-                if type(price) is Decimal:
-                    memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
-            # A market value the reader derives from the quantity and the price, exactly as
-            # the calculator made it, is left out (an empty field): a third of the text.
-            shown = value_field(quantity, price, fx_rate, unit, value)
-            own = books[n * _BOOKS_WIDTH : (n + 1) * _BOOKS_WIDTH] if books else None
-            if not own or own == _NO_POSITION_BOOKS:
-                append(_position_text(ticker, quantity, shown, tail))
-            else:
-                # The variant's field is written (empty for 0) when accounting fields follow.
-                text = _position_books_text(own)
-                append(f"{ticker}{_FIELD}{quantity}{_FIELD}{shown}{tail or _FIELD}{_FIELD}{text}")
+        with decimal.localcontext(EXACT):  # for value_field
+            for n, i in enumerate(range(0, len(flat), width)):
+                ticker, quantity, price, price_date, value, currency, fx_rate, stale = flat[
+                    i : i + width
+                ]
+                if type(quantity) is not Decimal:
+                    decimal_text(quantity, "quantity")  # type: ignore[arg-type]
+                if type(value) is not Decimal:
+                    decimal_text(value, "market_value")  # type: ignore[arg-type]
+                # A run's portfolios share the day's price objects: the variant found for the very
+                # same objects (and day) is reused without building the price's texts again.
+                seen = stored.get(ticker)
+                if seen is None or seen[0] is not price or seen[5] != day:
+                    seen = memo.get(ticker)
+                if (
+                    seen is not None
+                    and seen[0] is price
+                    and seen[1] is price_date
+                    and seen[2] is currency
+                    and seen[3] is fx_rate
+                    and seen[4] is stale
+                    and seen[5] == day
+                ):
+                    tail = seen[6]
+                else:
+                    content = price_content(ticker, price, price_date, currency, fx_rate, stale)
+                    key = (day, ticker, content)
+                    variant = known.get(key)  # type: ignore[arg-type]
+                    if variant is None:
+                        variant = new[key]  # type: ignore[index]
+                    tail = f"{_FIELD}{variant}" if variant else ""
+                    if type(price) is Decimal:
+                        memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
+                # A market value the reader derives from the quantity and the price, exactly as
+                # the calculator made it, is left out (an empty field): a third of the text.
+                shown = value_field(quantity, price, fx_rate, unit, value)
+                own = books[n * _BOOKS_WIDTH : (n + 1) * _BOOKS_WIDTH] if books else None
+                if not own or own == _NO_POSITION_BOOKS:
+                    append(_position_text(ticker, quantity, shown, tail))
+                else:
+                    # The variant's field is written (empty for 0) when accounting fields follow.
+                    text = _position_books_text(own)
+                    append(
+                        f"{ticker}{_FIELD}{quantity}{_FIELD}{shown}{tail or _FIELD}{_FIELD}{text}"
+                    )
         return _RECORD.join(parts)
 
     def commit(self) -> None:
@@ -570,8 +583,10 @@ def value_field(
 ) -> str:
     """Return the market-value field of a position's text: empty when a reader derives it.
 
-    Empty only when `derived_value` gives `value` back digit for digit (same digits, exponent
-    and sign), so that what is read equals what was written; otherwise the value's text.
+    Empty only when `derived_value` gives `value` back digit for digit (same digits and
+    exponent; a negative value, or a negative zero, is always written), so that what is read
+    equals what was written; otherwise the value's text. A write's hot loop: one call, made
+    in the `EXACT` context (`PriceCatalog.plan` and `PricePlan.encode` enter it once).
 
     Args:
         quantity: The position's quantity.
@@ -582,17 +597,17 @@ def value_field(
     """
     if (
         unit is not None
-        and type(value) is Decimal
-        and type(quantity) is Decimal
-        and type(price) is Decimal
-        and (fx_rate is None or type(fx_rate) is Decimal)
+        and value.__class__ is Decimal
+        and quantity.__class__ is Decimal
+        and price.__class__ is Decimal
     ):
-        derived = derived_value(quantity, price, fx_rate, unit)
-        if (
-            derived == value
-            and value.same_quantum(unit)
-            and value.is_signed() == derived.is_signed()
-        ):
+        if fx_rate is None:
+            gross = quantity * price
+        elif fx_rate.__class__ is Decimal:
+            gross = quantity * price * fx_rate
+        else:
+            return str(value)
+        if gross.quantize(unit) == value and value.same_quantum(unit) and not value.is_signed():
             return ""
     return str(value)
 
