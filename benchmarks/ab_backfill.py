@@ -19,7 +19,6 @@ import asyncio
 import datetime as dt
 import gc
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -29,10 +28,11 @@ from typing import Any
 
 import portfolio_snapshots
 
-sys.path.insert(0, str(Path(__file__).parent))
+if __package__ in {None, ""}:  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ab_daily_run import load_before
-from backfill import END, closes, ledger
+from benchmarks.ab_daily_run import alternate, load_before, print_comparison
+from benchmarks.backfill import END, closes, ledger
 
 
 def convert(ps: Any, objects: list[Any]) -> list[Any]:  # noqa: ANN401 - either package
@@ -93,27 +93,14 @@ def main() -> None:
         pid = uuid.UUID(int=rng.getrandbits(128))
         transactions = ledger(rng, pid, days, tickers, args.transactions)
         quotes = closes(rng, days, tickers)
-        sides = {
-            "before": (before, convert(before, transactions), convert(before, quotes)),
-            "after": (portfolio_snapshots, transactions, quotes),
-        }
-        times: dict[str, list[float]] = {"before": [], "after": []}
-        ratios = []
-        for n in range(args.rounds):
-            order = ("before", "after") if n % 2 == 0 else ("after", "before")
-            for side in order:
-                ps, ts, qs = sides[side]
-                times[side].append(backfill_once(ps, ts, qs, days[0]))
-            ratios.append(times["after"][-1] / times["before"][-1])
+        converted = (convert(before, transactions), convert(before, quotes))
+        times, ratios = alternate(
+            args.rounds,
+            lambda: backfill_once(before, *converted, days[0]),
+            lambda: backfill_once(portfolio_snapshots, transactions, quotes, days[0]),
+        )
     print(f"1 portfolio, {len(days)} days, {args.tickers} tickers, {args.rounds} rounds (CPU time)")
-    for side in ("before", "after"):
-        t = times[side]
-        print(f"{side:6}: best {min(t):7.3f} s, median {statistics.median(t):7.3f} s")
-    best = min(times["after"]) / min(times["before"])
-    print(
-        f"after / before: best {best:.3f}, median of round ratios "
-        f"{statistics.median(ratios):.3f} (from {min(ratios):.3f} to {max(ratios):.3f})"
-    )
+    print_comparison(times, ratios)
 
 
 if __name__ == "__main__":

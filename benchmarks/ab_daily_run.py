@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import portfolio_snapshots
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection, Iterable
+    from collections.abc import AsyncIterator, Callable, Collection, Iterable
     from types import ModuleType
 
 DAY = dt.date(2026, 11, 27)
@@ -206,21 +206,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ps-ab-") as folder:
         before = Side(load_before(args.before, Path(folder)), args)
         after = Side(portfolio_snapshots, args)
-        times: dict[str, list[float]] = {"before": [], "after": []}
-        ratios = []
-        for i in range(args.rounds):
-            order = [("before", before), ("after", after)]
-            if i % 2:
-                order.reverse()
-            got = {name: side.run() for name, side in order}
-            for name, seconds in got.items():
-                times[name].append(seconds)
-            ratios.append(got["after"] / got["before"])
-            print(f"round {i + 1}: before {got['before']:7.3f} s, after {got['after']:7.3f} s")
+        times, ratios = alternate(args.rounds, before.run, after.run)
     kind = "streamed, counted" if args.stream else "in memory"
     print(
         f"{args.portfolios} portfolios x {args.positions} positions ({kind}), {args.rounds} rounds"
     )
+    print_comparison(times, ratios)
+
+
+def alternate(
+    rounds: int, before: Callable[[], float], after: Callable[[], float]
+) -> tuple[dict[str, list[float]], list[float]]:
+    """Time `before` and `after` round by round, the order swapped every round.
+
+    Returns:
+        Each side's times, and each round's ratio (after / before).
+    """
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    ratios = []
+    for i in range(rounds):
+        order = [("before", before), ("after", after)]
+        if i % 2:
+            order.reverse()
+        got = {name: run() for name, run in order}
+        for name, seconds in got.items():
+            times[name].append(seconds)
+        ratios.append(got["after"] / got["before"])
+        print(f"round {i + 1}: before {got['before']:7.3f} s, after {got['after']:7.3f} s")
+    return times, ratios
+
+
+def print_comparison(times: dict[str, list[float]], ratios: list[float]) -> None:
+    """Print each side's best and median time, and the ratios after / before."""
     for name, ts in times.items():
         print(f"{name:6s}: best {min(ts):7.3f} s, median {statistics.median(ts):7.3f} s")
     print(

@@ -23,12 +23,17 @@ _series = st.lists(
 )
 
 
-def _one_by_one(
-    puts: list[tuple[str, dt.date, int]], series: list[tuple[str, list[tuple[dt.date, int]]]]
-) -> DatedValues[str, int]:
+def _with_puts(puts: list[tuple[str, dt.date, int]]) -> DatedValues[str, int]:
     values: DatedValues[str, int] = DatedValues()
     for key, day, value in puts:
         values.put(key, day, value)
+    return values
+
+
+def _one_by_one(
+    puts: list[tuple[str, dt.date, int]], series: list[tuple[str, list[tuple[dt.date, int]]]]
+) -> DatedValues[str, int]:
+    values = _with_puts(puts)
     for key, entries in series:
         for day, value in entries:
             values.put(key, day, value)
@@ -38,9 +43,7 @@ def _one_by_one(
 def _in_bulk(
     puts: list[tuple[str, dt.date, int]], series: list[tuple[str, list[tuple[dt.date, int]]]]
 ) -> DatedValues[str, int]:
-    values: DatedValues[str, int] = DatedValues()
-    for key, day, value in puts:
-        values.put(key, day, value)
+    values = _with_puts(puts)
     for key, entries in series:
         values.put_series(key, [day for day, _ in entries], [value for _, value in entries])
     return values
@@ -67,7 +70,7 @@ def test_latest_of_all_yields_each_keys_latest_value_in_key_order(
     puts: list[tuple[str, dt.date, int]], lookups: list[dt.date]
 ) -> None:
     """`latest_of_all` yields what `latest` answers for each key, in the keys' order."""
-    values = _one_by_one(puts, [])
+    values = _with_puts(puts)
     for day in lookups:
         keys = list(values.keys())  # DatedValues is no mapping: it has no __iter__
         expected = [found for key in keys if (found := values.latest(key, day)) is not None]

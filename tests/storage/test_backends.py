@@ -5,8 +5,6 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-import pytest
-
 from portfolio_snapshots import (
     InMemoryMarketData,
     InMemoryPortfolioRepository,
@@ -17,7 +15,6 @@ from portfolio_snapshots import (
     SnapshotJob,
     SnapshotRepository,
 )
-from storage.backends import STORAGE_BACKENDS
 from storage.samples import DAY, NOW, PID, plain_snapshot
 
 if TYPE_CHECKING:
@@ -30,19 +27,6 @@ if TYPE_CHECKING:
     Factory = Callable[
         [], AbstractAsyncContextManager[SqliteSnapshotStore | SqlAlchemySnapshotStore]
     ]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(factory, id=name, marks=marks) for name, factory, marks in STORAGE_BACKENDS
-    ]
-)
-def factory(request: pytest.FixtureRequest) -> Factory:
-    """Each storage backend's factory; the PostgreSQL one with its server running."""
-    if request.node.get_closest_marker("postgres") is not None:
-        request.getfixturevalue("pg_dsn")
-    made: Factory = request.param
-    return made
 
 
 def test_each_factory_yields_a_fresh_empty_store(factory: Factory) -> None:

@@ -15,7 +15,6 @@ import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,7 +28,6 @@ from portfolio_snapshots import (
 from portfolio_snapshots._calculator import PriceTable
 from portfolio_snapshots.adapters._sql_codec import derived_value, value_field
 from portfolio_snapshots.history import FxQuote
-from storage.backends import STORAGE_BACKENDS
 from storage.samples import DAY, PID
 
 if TYPE_CHECKING:
@@ -136,19 +134,6 @@ def _snapshots() -> list[PortfolioSnapshot]:
             total_value=own.cash_balance + holdings_value,
         )
     )
-    return made
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(factory, id=name, marks=marks) for name, factory, marks in STORAGE_BACKENDS
-    ]
-)
-def factory(request: pytest.FixtureRequest) -> Factory:
-    """Each storage backend's factory; the PostgreSQL one with its server running."""
-    if request.node.get_closest_marker("postgres") is not None:
-        request.getfixturevalue("pg_dsn")
-    made: Factory = request.param
     return made
 
 
