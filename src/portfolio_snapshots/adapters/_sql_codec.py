@@ -8,11 +8,12 @@ Schema version 2 stores the prices a day's snapshots were valued with once per d
 *variant* in ``ps_prices`` (a variant is one distinct (price, price date, currency, FX rate,
 stale) of that ticker on that day: a split adjusted for one portfolio only, or a close
 converted into two base currencies, makes a second one), and a snapshot's positions as one
-compact text: per position its ticker, quantity and market value, the variant of its price
-when it is not 0, and the position's accounting fields (cost basis, realized
-gain, dividends) when it has any. Version 1 kept every position as a JSON object with its
-price spelled out (`positions_json`); version 2 still reads that form, and writes it for the
-rare snapshot whose tickers the compact form cannot hold. A snapshot's own accounting fields
+compact text: per position its ticker, quantity and market value (left out when the price
+gives it back exactly: `value_field`), the variant of its price when it is not 0, and the
+position's accounting fields (cost basis, realized gain, dividends) when it has any. Version 1
+kept every position as a JSON object with its price spelled out (`positions_json`); version 2
+still reads that form, and writes it for the rare snapshot whose tickers the compact form
+cannot hold. A snapshot's own accounting fields
 are columns of their own (`book_texts`), its cash per currency one compact text
 (`cash_balances_text`). Nothing here imports a database driver.
 """

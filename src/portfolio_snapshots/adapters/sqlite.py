@@ -25,7 +25,8 @@ Schema (version 2)::
     ps_fence_counter  (id = 1, value): the last fence handed out
     ps_schema_version (id = 1, version)
 
-A position is stored as its ticker, quantity and market value, the variant of its price row
+A position is stored as its ticker, quantity and market value (unless the price gives it back
+exactly), the variant of its price row
 in ``ps_prices``, and its accounting fields when it has any (see
 `portfolio_snapshots.adapters._sql_codec`). A snapshot's accounting fields and cash balances
 (its *books*) are NULL unless it has them: a snapshot without them is written by the statement
