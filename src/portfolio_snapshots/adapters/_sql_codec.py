@@ -382,6 +382,20 @@ class PricePlan:
                 if parts is not None:
                     if type(quantity) is not Decimal or type(value) is not Decimal:
                         parts = None  # encode() refuses it, naming the field
+                    elif (
+                        # `value_field`'s test, written out: this loop writes every position
+                        unit is not None
+                        and price.__class__ is Decimal
+                        and fx_rate is None
+                        and (quantity * price).quantize(unit) == value
+                        and value.same_quantum(unit)
+                        and not value.is_signed()
+                    ):
+                        parts.append(
+                            f"{ticker}{_FIELD}{quantity}{_FIELD}{hit[6]}"
+                            if hit[6]
+                            else f"{ticker}{_FIELD}{quantity}"
+                        )
                     else:
                         shown = value_field(quantity, price, fx_rate, unit, value)
                         parts.append(_position_text(ticker, quantity, shown, hit[6]))
