@@ -385,7 +385,7 @@ class PricePlan:
                     elif (
                         # `value_field`'s test, written out: this loop writes every position
                         unit is not None
-                        and price.__class__ is Decimal
+                        and type(price) is Decimal
                         and fx_rate is None
                         and (quantity * price).quantize(unit) == value
                         and value.same_quantum(unit)
@@ -612,13 +612,13 @@ def value_field(
     """
     if (
         unit is not None
-        and value.__class__ is Decimal
-        and quantity.__class__ is Decimal
-        and price.__class__ is Decimal
+        and type(value) is Decimal
+        and type(quantity) is Decimal
+        and type(price) is Decimal
     ):
         if fx_rate is None:
             gross = quantity * price
-        elif fx_rate.__class__ is Decimal:
+        elif type(fx_rate) is Decimal:
             gross = quantity * price * fx_rate
         else:
             return str(value)
