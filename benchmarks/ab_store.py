@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import sys
 import tempfile
 import time
@@ -71,7 +72,7 @@ def side(
     batches = [values[i : i + BATCH] for i in range(0, len(values), BATCH)]
     sqlite_store = sys.modules[f"{ps.__name__}.adapters.sqlite"].SqliteSnapshotStore
     sqlalchemy = sys.modules[f"{ps.__name__}.adapters.sqlalchemy"]
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
 
     def once() -> float:
         if backend == "sqlite":

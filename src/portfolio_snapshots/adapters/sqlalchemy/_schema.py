@@ -146,28 +146,16 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return as_utc(value)
 
 
-class UuidText(TypeDecorator[UUID]):
-    """A `UUID`: PostgreSQL's UUID type, or its hyphenated text elsewhere.
+class _PortableUuid(TypeDecorator[UUID]):
+    """A `UUID` column: PostgreSQL's UUID type, or the subclass's `impl` on other databases."""
 
-    The type of ``ps_snapshots.portfolio_id`` at schema version 1, which both stores wrote on
-    SQLite; version 2 stores `UuidKey`. For a host's own tables, where readable text matters
-    more than 20 bytes a row.
-    """
-
-    impl = Text
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        """Use PostgreSQL's native UUID, and text on other databases."""
+        """Use PostgreSQL's native UUID, and `impl` on other databases."""
         if dialect.name == "postgresql":
             return dialect.type_descriptor(postgresql.UUID(as_uuid=True))
-        return dialect.type_descriptor(Text())
-
-    def process_bind_param(self, value: UUID | None, dialect: Dialect) -> UUID | str | None:
-        """Pass the UUID to PostgreSQL, its text to other databases."""
-        if value is None:
-            return None
-        return value if dialect.name == "postgresql" else str(value)
+        return dialect.type_descriptor(self.impl_instance)
 
     def process_result_value(
         self,
@@ -180,7 +168,25 @@ class UuidText(TypeDecorator[UUID]):
         return UUID(str(value))
 
 
-class UuidKey(TypeDecorator[UUID]):
+class UuidText(_PortableUuid):
+    """A `UUID`: PostgreSQL's UUID type, or its hyphenated text elsewhere.
+
+    The type of ``ps_snapshots.portfolio_id`` at schema version 1, which both stores wrote on
+    SQLite; version 2 stores `UuidKey`. For a host's own tables, where readable text matters
+    more than 20 bytes a row.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: UUID | None, dialect: Dialect) -> UUID | str | None:
+        """Pass the UUID to PostgreSQL, its text to other databases."""
+        if value is None:
+            return None
+        return value if dialect.name == "postgresql" else str(value)
+
+
+class UuidKey(_PortableUuid):
     """A `UUID` key: PostgreSQL's UUID type, or its 16 bytes (``UUID.bytes``) elsewhere.
 
     The type of ``ps_snapshots.portfolio_id`` from schema version 2 on. On SQLite the 16 bytes
@@ -191,12 +197,6 @@ class UuidKey(TypeDecorator[UUID]):
 
     impl = LargeBinary
     cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        """Use PostgreSQL's native UUID, and a BLOB on other databases."""
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.UUID(as_uuid=True))
-        return dialect.type_descriptor(LargeBinary())
 
     def process_bind_param(self, value: UUID | None, dialect: Dialect) -> UUID | bytes | None:
         """Pass the UUID to PostgreSQL, its 16 bytes to other databases.
@@ -212,17 +212,11 @@ class UuidKey(TypeDecorator[UUID]):
             )
         return value if dialect.name == "postgresql" else value.bytes
 
-    def process_result_value(
-        self,
-        value: object,
-        dialect: Dialect,  # noqa: ARG002 - SQLAlchemy's signature
-    ) -> UUID | None:
-        """Return a UUID."""
-        if value is None or isinstance(value, UUID):
-            return value
+    def process_result_value(self, value: object, dialect: Dialect) -> UUID | None:
+        """Return a UUID, from its 16 bytes or (a file of version 1) its text."""
         if isinstance(value, bytes | bytearray | memoryview):
             return UUID(bytes=bytes(value))
-        return UUID(str(value))
+        return super().process_result_value(value, dialect)
 
 
 def checked_decimal(value: object, field: str) -> Decimal:
