@@ -38,6 +38,7 @@ from portfolio_snapshots.adapters._sql_codec import (
 )
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
 from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
+from portfolio_snapshots.history import DailyTotals
 from portfolio_snapshots.testing.strategies import snapshots
 from storage.pg_server import (
     asyncpg_url,
@@ -459,7 +460,7 @@ def test_a_write_interrupted_while_streaming_stores_nothing_and_the_store_recove
 def test_streamed_writes_work_without_prepared_statements(
     pg_dsn: str, driver: str, no_caches: dict[str, object]
 ) -> None:
-    """The PgBouncer set-up (no prepared statements, see docs/storage.md) writes as usual."""
+    """The PgBouncer set-up (no prepared statements, see docs/storage.md) writes and reads."""
     batch = [rich_snapshot(uuid.UUID(int=n), DAY, f"{n}.10") for n in range(1, 61)]
 
     async def main() -> None:
@@ -467,6 +468,62 @@ def test_streamed_writes_work_without_prepared_statements(
             for fence in (1, 1, 2):  # new rows, identical rows, a newer fence
                 await store.upsert_many(batch, fence=fence)
             assert await store.list_snapshots(batch[-1].portfolio_id, DAY, DAY) == [batch[-1]]
+            assert await store.list_totals(batch[-1].portfolio_id, DAY, DAY) == [
+                DailyTotals.of(batch[-1])
+            ]
             assert len(await all_rows(store)) == len(batch)
+
+    asyncio.run(main())
+
+
+def test_the_driver_chart_read_returns_what_the_core_read_returns(
+    database: tuple[str, dict[str, object]],
+) -> None:
+    """`list_totals` through the driver (PostgreSQL) equals the Core read and the snapshots.
+
+    Days with books, without, and with every optional amount set are mixed, and the range
+    leaves out a day at either end.
+    """
+    url, connect_args = database
+    kinds = (plain_snapshot, booked_snapshot, rich_snapshot)
+    days = [DAY - dt.timedelta(days=n) for n in range(9)]
+    history = [kinds[n % 3](PID, day, f"{n}.75") for n, day in enumerate(reversed(days))]
+    other = plain_snapshot(uuid.UUID(int=99), days[1], "1.00")
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
+            assert (store._totals_reader is not None) == url.startswith("postgresql")
+            await store.upsert_many([*history, other], fence=1)
+            read = await store.list_totals(PID, days[-2], days[1])
+            assert read == [DailyTotals.of(s) for s in history[1:-1]]
+            assert read == await core_twin(store).list_totals(PID, days[-2], days[1])
+            assert (
+                await store.list_totals(PID, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2))
+                == []
+            )
+
+    asyncio.run(main())
+
+
+@pytest.mark.postgres
+@DRIVERS
+def test_a_chart_read_whose_session_the_server_ended_fails_as_unavailable_then_recovers(
+    pg_dsn: str, driver: str
+) -> None:
+    """The driver's error is the library's transient one, and the dead connection is dropped.
+
+    The pool must not hand the connection out again: the next read, on a new connection,
+    returns the chart.
+    """
+    history = [plain_snapshot(PID, DAY - dt.timedelta(days=n), f"{n}.00") for n in range(3)]
+
+    async def main() -> None:
+        async with pg_store(pg_dsn, driver) as store:
+            await store.upsert_many(history, fence=1)
+            terminate_backend(pg_dsn, await server_pid(store))
+            with pytest.raises(DatabaseUnavailableError):
+                await store.list_totals(PID, DAY - dt.timedelta(days=2), DAY)
+            read = await store.list_totals(PID, DAY - dt.timedelta(days=2), DAY)
+            assert read == [DailyTotals.of(s) for s in reversed(history)]
 
     asyncio.run(main())

@@ -847,7 +847,7 @@ def _price_day(item: tuple[PriceDay, object]) -> PriceDay:
 
 
 def totals_of_rows(
-    portfolio_id: UUID, rows: Iterable[Sequence[Any]], date: Callable[[Any], dt.date]
+    portfolio_id: UUID, rows: Iterable[Sequence[Any]], date: Callable[[Any], dt.date] | None
 ) -> list[DailyTotals]:
     """Build the `DailyTotals` of one portfolio from a totals read's rows, by the chart's loop.
 
@@ -856,28 +856,34 @@ def totals_of_rows(
         rows: ``(snapshot_date, currency, total_value, cash_balance, holdings_value,
             net_contributions, stale, external_flow, *accounting fields)``, amounts as their
             decimal text (the order of `DailyTotals` after the key).
-        date: Reads the driver's snapshot date (text on SQLite, a date elsewhere).
+        date: Reads the driver's snapshot date (text on SQLite), or None when the driver
+            returns `datetime.date` values (PostgreSQL).
     """
-    number, make = Decimal, DailyTotals  # the hot loop, with everything bound locally
+    # The hot loop of a chart, with everything bound locally; the named tuples are made by
+    # `tuple.__new__`, which spares each its Python-level ``__new__`` (a third of the loop).
+    number, new, make = Decimal, tuple.__new__, DailyTotals
     return [
-        make(
-            portfolio_id,
-            date(day),
-            currency,
-            number(total),
-            number(cash),
-            number(holdings),
-            None if net is None else number(net),
-            bool(stale),
-            None if flow is None else number(flow),
-            None if cb is None else number(cb),
-            None if ug is None else number(ug),
-            None if rg is None else number(rg),
-            None if dv is None else number(dv),
-            None if it is None else number(it),
-            None if fe is None else number(fe),
-            None if tx is None else number(tx),
-            None if nt is None else number(nt),
+        new(
+            make,
+            (
+                portfolio_id,
+                day if date is None else date(day),
+                currency,
+                number(total),
+                number(cash),
+                number(holdings),
+                None if net is None else number(net),
+                bool(stale),
+                None if flow is None else number(flow),
+                None if cb is None else number(cb),
+                None if ug is None else number(ug),
+                None if rg is None else number(rg),
+                None if dv is None else number(dv),
+                None if it is None else number(it),
+                None if fe is None else number(fe),
+                None if tx is None else number(tx),
+                None if nt is None else number(nt),
+            ),
         )
         for (
             day,

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.engine.interfaces import Dialect
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.sql import Select
 
     from portfolio_snapshots._domain import PortfolioSnapshot
     from portfolio_snapshots.adapters._sql_codec import PricePlan
@@ -324,6 +325,91 @@ def _joined(texts: Iterable[str], field: str, part: Sequence[PortfolioSnapshot])
             "character U+001F, which the store cannot write"
         )
     return joined
+
+
+class DriverRead:
+    """A read as the driver's own query, its rows as the driver returns them (PostgreSQL).
+
+    Core's result handling (a `Row` per row, each column's processor) costs more than the
+    driver's fetch itself on a chart of thousands of days (`list_totals`). The query is
+    compiled once for the dialect, and run on the pooled connection's driver (asyncpg's
+    ``fetch``, or a psycopg cursor). `compile` makes sure the rows are those Core would give:
+    Core would process no selected column on this dialect (dates, text and booleans on
+    PostgreSQL), and the parameters are bound through the processors Core itself would apply;
+    otherwise it returns None and the store reads through Core.
+
+    A read the driver fails (or that is cancelled) gives the connection up rather than back to
+    the pool: Core has not seen the failure, so it could not tell whether the connection still
+    works.
+    """
+
+    __slots__ = ("_binds", "_psycopg", "_sql")
+
+    def __init__(
+        self,
+        sql: str,
+        binds: Sequence[tuple[str, Callable[[Any], Any] | None]],
+        *,
+        psycopg: bool,
+    ) -> None:
+        self._sql = sql
+        self._binds = tuple(binds)
+        self._psycopg = psycopg
+
+    @classmethod
+    def compile(cls, dialect: Dialect, query: Select[Any]) -> DriverRead | None:
+        """Compile `query` for `dialect`, or return None if Core must run it.
+
+        Args:
+            dialect: The engine's dialect.
+            query: A ``SELECT`` with named bind parameters.
+        """
+        if dialect.name != "postgresql" or dialect.driver not in _STREAMING_DRIVERS:
+            return None
+        psycopg = dialect.driver == "psycopg"
+        if psycopg:  # positional ``%s`` parameters, as the writes use
+            dialect = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
+        compiled = query.compile(dialect=dialect)
+        if not compiled.positional or compiled.positiontup is None:
+            return None
+        if any(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) is not None
+            for column in query.selected_columns
+        ):
+            return None
+        binds = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup
+        ]
+        return cls(compiled.string, binds, psycopg=psycopg)
+
+    async def fetch(
+        self, engine: AsyncEngine, params: Mapping[str, object]
+    ) -> Sequence[Sequence[Any]]:
+        """Run the query with `params` (by name) on a connection of `engine`; return its rows.
+
+        Raises:
+            DatabaseUnavailableError: The pool gave a connection without its driver's.
+        """
+        bound = [
+            params[name] if process is None else process(params[name])
+            for name, process in self._binds
+        ]
+        async with engine.connect() as conn:
+            driver_connection = (await conn.get_raw_connection()).driver_connection
+            if driver_connection is None:
+                raise DatabaseUnavailableError("database connection lost before a read")
+            try:
+                if self._psycopg:
+                    async with driver_connection.cursor() as cursor:
+                        await cursor.execute(self._sql, bound)
+                        return cast("Sequence[Sequence[Any]]", await cursor.fetchall())
+                return cast(
+                    "Sequence[Sequence[Any]]", await driver_connection.fetch(self._sql, *bound)
+                )
+            except BaseException:
+                await conn.invalidate()
+                raise
 
 
 def _unnest_upsert(compiled: str, dialect: Dialect, columns: Sequence[Column[Any]]) -> str:

@@ -519,20 +519,22 @@ def translate(exc: Exception, where: str) -> Exception | None:
         return DatabaseBusyError(f"database {where}: connection pool exhausted: {exc}")
     if isinstance(exc, OSError):  # refused, reset, unreachable; TimeoutError is an OSError
         return DatabaseUnavailableError(f"database {where} unreachable: {exc}")
-    # A driver error that escaped unwrapped (asyncpg raises some while connecting).
-    if type(exc).__module__.startswith("asyncpg"):
-        return _translate_asyncpg(exc, where)
+    # A driver error that escaped unwrapped: asyncpg raises some while connecting, and the
+    # driver-level reads and writes (`_fast_path`) call the driver itself.
+    if type(exc).__module__.startswith(("asyncpg", "psycopg")):
+        return _translate_unwrapped(exc, where)
     return None
 
 
-def _translate_asyncpg(exc: Exception, where: str) -> Exception | None:
+def _translate_unwrapped(exc: Exception, where: str) -> Exception | None:
     refused = _refusal(exc, where)
     if refused is not None:
         return refused
     found = _sqlstate(exc)
     if found is not None:
         return _transient_sqlstate(found[0], exc, where)
-    if type(exc).__name__ in {"InterfaceError", "ConnectionDoesNotExistError"}:
+    # asyncpg's lost connection, or psycopg's (which has no SQLSTATE for it).
+    if type(exc).__name__ in {"InterfaceError", "ConnectionDoesNotExistError", "OperationalError"}:
         return DatabaseUnavailableError(f"database {where}: connection lost: {exc}")
     return None
 

@@ -45,7 +45,7 @@ from portfolio_snapshots.adapters._sql_codec import (
     run_record,
     totals_of_rows,
 )
-from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
+from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverRead, DriverUpsert
 from portfolio_snapshots.adapters.sqlalchemy._schema import (
     booked_columns,
     checked_decimal,
@@ -140,10 +140,6 @@ def _snapshot_params(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> dict[
         "positions": plan.encode(s),
         "fence": fence,
     }
-
-
-def _same(day: dt.date) -> dt.date:
-    return day
 
 
 def _snapshot(
@@ -283,6 +279,7 @@ class SqlAlchemySnapshotStore:
             )
             .order_by(c.snapshot_date)
         )
+        self._totals_reader = DriverRead.compile(engine.dialect, self._totals_query)
 
     @classmethod
     async def open(
@@ -389,6 +386,14 @@ class SqlAlchemySnapshotStore:
 
     # SnapshotRepository
 
+    def _translates_schema(self) -> bool:
+        """Whether the engine has a ``schema_translate_map`` (then Core runs every statement).
+
+        Core renders the map into each statement; the driver-level SQL (`DriverUpsert`,
+        `DriverRead`) cannot.
+        """
+        return "schema_translate_map" in self._engine.get_execution_options()
+
     async def upsert_many(
         self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
     ) -> None:
@@ -419,11 +424,7 @@ class SqlAlchemySnapshotStore:
         async def write_prices(conn: AsyncConnection) -> None:
             await self._write_prices(conn, plan)
 
-        # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
-        if (
-            driver is not None
-            and "schema_translate_map" not in self._engine.get_execution_options()
-        ):
+        if driver is not None and not self._translates_schema():
             with translated(self._where):
                 await driver.write(self._engine, ordered, fence, plan, write_prices)
             plan.commit()
@@ -546,11 +547,17 @@ class SqlAlchemySnapshotStore:
 
         Reads only the total columns: no position is read or decoded (the chart read path).
         """
-        query = self._totals_query.params(pid=portfolio_id, start=start, end=end)
+        params = {"pid": portfolio_id, "start": start, "end": end}
+        reader = self._totals_reader
         with translated(self._where):
-            async with self._engine.connect() as conn:
-                rows = cast("Sequence[tuple[Any, ...]]", (await conn.execute(query)).all())
-        return totals_of_rows(portfolio_id, rows, _same)
+            # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
+            if reader is not None and not self._translates_schema():
+                rows = await reader.fetch(self._engine, params)
+            else:
+                query = self._totals_query.params(params)
+                async with self._engine.connect() as conn:
+                    rows = cast("Sequence[tuple[Any, ...]]", (await conn.execute(query)).all())
+        return totals_of_rows(portfolio_id, rows, None)
 
     async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
         """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
