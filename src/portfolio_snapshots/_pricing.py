@@ -437,10 +437,11 @@ async def _once_each(
     Returns:
         None once every key was asked for, or `GaveUp` from this batch's own fetch.
     """
-    keys = set(keys)
+    keys = keys if isinstance(keys, (set, frozenset)) else set(keys)
     while True:
-        needed = [k for k in keys if k not in asked and k not in pending]
-        waiting = {pending[k] for k in keys if k in pending}
+        # Set operations, each one C loop: a batch's keys are thousands, mostly asked already.
+        needed = list(keys.difference(asked, pending))
+        waiting = {pending[k] for k in keys.intersection(pending)} if pending else set()
         if needed:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             for key in needed:

@@ -361,19 +361,23 @@ def _snapshot_row(s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[ob
 
 
 def _snapshot_of(
-    row: Sequence[object], positions: tuple[tuple[object, ...], tuple[object, ...]]
+    row: Sequence[object],
+    positions: tuple[tuple[object, ...], tuple[object, ...]],
+    portfolio_id: UUID | None = None,
+    day: dt.date | None = None,
 ) -> PortfolioSnapshot:
     """Build a snapshot from a row of `_SNAPSHOT_COLUMNS`, or of `_V1_COLUMNS` (no books).
 
     `positions` are the flat positions and their flat books, as `flat_positions_from_text`
-    decodes them.
+    decodes them; `portfolio_id` and `day`, when the caller has them already, spare reading
+    them from the row.
     """
-    pid, day, currency, cash, holdings, total, _, net, flow, stale = row[:10]
+    pid, stored_day, currency, cash, holdings, total, _, net, flow, stale = row[:10]
     flat, position_books = positions
     return PortfolioSnapshot.from_values(
         (
-            _uuid(pid),
-            dt.date.fromisoformat(str(day)),
+            _uuid(pid) if portfolio_id is None else portfolio_id,
+            dt.date.fromisoformat(str(stored_day)) if day is None else day,
             str(currency),
             Decimal(str(cash)),
             Decimal(str(holdings)),
@@ -428,9 +432,12 @@ def _write_prices(conn: sqlite3.Connection, plan: PricePlan) -> None:
 
 
 def _read_snapshots(
-    conn: sqlite3.Connection, rows: list[tuple[object, ...]]
+    conn: sqlite3.Connection, rows: list[tuple[object, ...]], portfolio_id: UUID | None = None
 ) -> list[PortfolioSnapshot]:
-    """Build snapshots from rows of `_SNAPSHOT_COLUMNS`, reading the prices they refer to."""
+    """Build snapshots from rows of `_SNAPSHOT_COLUMNS`, reading the prices they refer to.
+
+    With `portfolio_id`, every row is that portfolio's (its id is not parsed once a row).
+    """
     texts = [(dt.date.fromisoformat(str(r[1])), str(r[6])) for r in rows]
     wanted = referenced_prices(texts)
     prices: dict[tuple[dt.date, str, int], PositionPrice] = {}
@@ -459,7 +466,12 @@ def _read_snapshots(
                 )
                 _collect_prices(found, prices)
     return [
-        _snapshot_of(row, flat_positions_from_text(text, day, prices, Decimal(str(row[4]))))
+        _snapshot_of(
+            row,
+            flat_positions_from_text(text, day, prices, Decimal(str(row[4]))),
+            portfolio_id,
+            day,
+        )
         for row, (day, text) in zip(rows, texts, strict=True)
     ]
 
@@ -470,9 +482,10 @@ def _collect_prices(
 ) -> None:
     date = dt.date.fromisoformat
     for day, ticker, variant, price, price_date, currency, fx_rate, stale in found:
-        prices[date(day), ticker, variant] = price_from_row(
-            price, date(price_date), currency, fx_rate, stale
-        )
+        valued = date(day)
+        # Most closes are of the day they value: one date parsed, not two.
+        closed = valued if price_date == day else date(price_date)
+        prices[valued, ticker, variant] = price_from_row(price, closed, currency, fx_rate, stale)
 
 
 def _upsert(
@@ -525,7 +538,7 @@ def _list(
             "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
             (_id(portfolio_id), start.isoformat(), end.isoformat()),
         ).fetchall()
-        return _read_snapshots(conn, rows)
+        return _read_snapshots(conn, rows, portfolio_id)
     finally:
         conn.execute("COMMIT")
 
