@@ -28,7 +28,9 @@ into a fresh, empty table of the same shape (made by the store's own schema code
 then reads the one portfolio's ``--days`` days back, bare (the same ``SELECT`` through the same
 driver, rows as the driver returns them) and through ``list_snapshots`` (snapshots built, their
 prices read too), and the chart read: a bare ``SELECT`` of the total columns against
-``list_totals`` (`DailyTotals` built). With ``--size`` it also prints the bytes per
+``list_totals`` (`DailyTotals` built), with the floor under it: the same fetch, then a
+``Decimal`` made of each day's three amounts (total, cash, holdings), which any exact reader
+of the text columns pays. With ``--size`` it also prints the bytes per
 portfolio-day the store's tables take (SQLite: the file, after a checkpoint; PostgreSQL:
 ``pg_total_relation_size`` of ``ps_snapshots`` and ``ps_prices``, indexes included). It
 checks that both sides stored identical rows, and prints the best times, rows per second and
@@ -60,7 +62,7 @@ import uuid
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, LiteralString, TypeVar
+from typing import TYPE_CHECKING, Any, LiteralString, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import psycopg
@@ -83,7 +85,7 @@ from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore, cre
 from portfolio_snapshots.history import Accounting
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_SCRIPT = ROOT / "scripts" / "pg-test-server"
@@ -323,6 +325,7 @@ class Times:
     bare_read: float = float("inf")
     store_read: float = float("inf")
     bare_totals: float = float("inf")
+    floor_totals: float = float("inf")
     store_totals: float = float("inf")
     rows_read: int = 0
     size: int | None = None
@@ -343,6 +346,11 @@ class Times:
         )
         bare, store = self.bare_totals, self.store_totals
         print(f"  bare totals fetch {bare:8.4f} s  {read / bare:9,.0f} rows/s")
+        floor = self.floor_totals
+        print(
+            f"  + three Decimals  {floor:8.4f} s  {read / floor:9,.0f} rows/s"
+            f"  ratio {floor / bare:.2f}x (the fetch, then each day's three amounts made exact)"
+        )
         print(
             f"  list_totals       {store:8.4f} s  {read / store:9,.0f} rows/s"
             f"  ratio {store / bare:.2f}x (target <= 2x)"
@@ -389,9 +397,23 @@ async def sqlite_bare_write(conn: sqlite3.Connection, encoded: Encoded) -> None:
         conn.execute("COMMIT")
 
 
-async def sqlite_bare_read(conn: sqlite3.Connection, sql: str, key: tuple[bytes, str, str]) -> None:
+async def sqlite_bare_read(
+    conn: sqlite3.Connection, sql: str, key: tuple[bytes, str, str]
+) -> list[Any]:
     """Fetch the range, rows as sqlite3 returns them."""
-    conn.execute(sql, key).fetchall()
+    return conn.execute(sql, key).fetchall()
+
+
+async def with_decimals(fetch: Callable[[], Awaitable[Sequence[Sequence[Any]]]]) -> None:
+    """Fetch the totals, then make a `Decimal` of each row's three amounts (their text).
+
+    What any exact reader of the chart pays at least beyond the bare fetch: the floor under
+    `list_totals`, which also builds a `DailyTotals` per row.
+    """
+    number = Decimal
+    rows = await fetch()
+    for row in rows:
+        number(row[2]), number(row[3]), number(row[4])
 
 
 async def store_write(
@@ -427,6 +449,8 @@ async def bench_sqlite(
                 times.bare_read = min(times.bare_read, await timed(read, READ_REPEATS))
                 read = partial(sqlite_bare_read, conn, SQLITE_TOTALS, key)
                 times.bare_totals = min(times.bare_totals, await timed(read, READ_REPEATS))
+                floor = await timed(partial(with_decimals, read), READ_REPEATS)
+                times.floor_totals = min(times.floor_totals, floor)
             finally:
                 conn.close()
             async with await SqliteSnapshotStore.open(store_file) as store:
@@ -566,17 +590,17 @@ async def psycopg_bare_write(conn: psycopg.AsyncConnection, encoded: Encoded) ->
 
 async def psycopg_fetch(
     conn: psycopg.AsyncConnection, sql: LiteralString, key: tuple[object, ...]
-) -> None:
+) -> list[Any]:
     """Fetch the range, rows as psycopg returns them."""
     async with conn.cursor() as cursor:
         await cursor.execute(sql, key)
-        await cursor.fetchall()
+        return await cursor.fetchall()
 
 
 async def pg_bare(
     driver: str, dsn: str, schema: str, encoded: Encoded, key: tuple[object, ...]
-) -> tuple[float, float, float]:
-    """Time the bare insert, fetch and totals fetch through `driver`, in `schema`."""
+) -> tuple[float, float, float, float]:
+    """Time the bare insert, fetch, totals fetch and its floor through `driver`, in `schema`."""
     if driver == "psycopg":
         conn = await psycopg.AsyncConnection.connect(
             dsn, autocommit=True, options=f"-c search_path={schema}"
@@ -584,18 +608,23 @@ async def pg_bare(
         try:
             write = await timed(partial(psycopg_bare_write, conn, encoded))
             read = await timed(partial(psycopg_fetch, conn, PSYCOPG_SELECT, key), READ_REPEATS)
-            totals = await timed(partial(psycopg_fetch, conn, PSYCOPG_TOTALS, key), READ_REPEATS)
+            fetch = partial(psycopg_fetch, conn, PSYCOPG_TOTALS, key)
+            totals = await timed(fetch, READ_REPEATS)
+            floor = await timed(partial(with_decimals, fetch), READ_REPEATS)
         finally:
             await conn.close()
-        return write, read, totals
+        return write, read, totals, floor
     pg = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
         write = await timed(partial(pg_bare_write, pg, encoded))
         read = await timed(partial(pg.fetch, PG_SELECT, *key), READ_REPEATS)
         totals = await timed(partial(pg.fetch, PG_TOTALS, *key), READ_REPEATS)
+        floor = await timed(
+            partial(with_decimals, partial(pg.fetch, PG_TOTALS, *key)), READ_REPEATS
+        )
     finally:
         await pg.close()
-    return write, read, totals
+    return write, read, totals, floor
 
 
 async def bench_postgres(  # noqa: PLR0917 - the driver, the data, then how to time it
@@ -616,12 +645,13 @@ async def bench_postgres(  # noqa: PLR0917 - the driver, the data, then how to t
     pid, start = snapshots[0].portfolio_id, END - dt.timedelta(days=days - 1)
     for r in range(rounds):
         async with schemas(dsn, 2) as (bare_schema, store_schema):
-            write, read, totals = await pg_bare(
+            write, read, totals, floor = await pg_bare(
                 driver, dsn, bare_schema, encoded, (pid, start, END)
             )
             times.bare_write = min(times.bare_write, write)
             times.bare_read = min(times.bare_read, read)
             times.bare_totals = min(times.bare_totals, totals)
+            times.floor_totals = min(times.floor_totals, floor)
             if driver == "psycopg":
                 url = "postgresql+psycopg://" + dsn.split("://", 1)[1]
                 connect_args: dict[str, object] = {"options": f"-c search_path={store_schema}"}

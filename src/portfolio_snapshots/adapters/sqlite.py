@@ -68,6 +68,7 @@ from portfolio_snapshots.adapters._sql_codec import (
     PricePlan,
     as_utc,
     book_texts,
+    books_column_sql,
     books_from_columns,
     chunks,
     decimal_text,
@@ -549,6 +550,11 @@ _TOTALS_FIELDS = (
     f"external_flow, {', '.join(BOOK_COLUMNS[:-1])}"
 )
 _TOTALS_COLUMNS = f"portfolio_id, snapshot_date, {_TOTALS_FIELDS}"
+# What the chart read (`list_totals`) selects after the date: the books in one column.
+_CHART_FIELDS = (
+    "currency, total_value, cash_balance, holdings_value, net_contributions, stale, "
+    f"external_flow, {books_column_sql('char')}"
+)
 
 
 def _daily_totals(row: tuple[object, ...]) -> DailyTotals:
@@ -570,7 +576,7 @@ def _list_totals(
     conn: sqlite3.Connection, portfolio_id: UUID, start: dt.date, end: dt.date
 ) -> list[DailyTotals]:
     rows = conn.execute(
-        f"SELECT snapshot_date, {_TOTALS_FIELDS} FROM ps_snapshots "  # noqa: S608 - constant
+        f"SELECT snapshot_date, {_CHART_FIELDS} FROM ps_snapshots "  # noqa: S608 - constant
         "WHERE portfolio_id = ? AND snapshot_date BETWEEN ? AND ? ORDER BY snapshot_date",
         (_id(portfolio_id), start.isoformat(), end.isoformat()),
     ).fetchall()

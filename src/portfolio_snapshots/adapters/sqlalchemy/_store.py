@@ -14,6 +14,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    literal_column,
     null,
     or_,
     select,
@@ -33,6 +34,7 @@ from portfolio_snapshots.adapters._sql_codec import (
     PricePlan,
     as_utc,
     book_texts,
+    books_column_sql,
     books_from_columns,
     chunks,
     dedupe_sorted,
@@ -258,7 +260,9 @@ class SqlAlchemySnapshotStore:
         # The prices known to be stored (encoding runs between awaits, on the loop).
         self._prices = PriceCatalog()
         c = snapshots_table.c
-        # The chart read: amounts as text (no processor per value), made into Decimals at once.
+        # The chart read: amounts as text (no processor per value), made into Decimals at once,
+        # and the books in one column (NULL on the usual day, which has none).
+        chars = "chr" if engine.dialect.name == "postgresql" else "char"
         self._totals_query = (
             select(
                 c.snapshot_date,
@@ -270,7 +274,7 @@ class SqlAlchemySnapshotStore:
                 type_coerce(c.net_contributions, Text()),
                 c.stale,
                 type_coerce(c.external_flow, Text()),
-                *(type_coerce(c[name], Text()) for name in BOOK_COLUMNS[:-1]),
+                literal_column(books_column_sql(chars), Text()),
             )
             .where(
                 c.portfolio_id == bindparam("pid", type_=c.portfolio_id.type),
