@@ -249,8 +249,8 @@ class TablePortfolios:
                 async for pid, cash, text in conn.cursor(self.QUERY, prefetch=5000):
                     parts = text.split(" ")
                     holdings = dict(zip(parts[::2], map(Decimal, parts[1::2]), strict=True))
-                    # asyncpg's UUID is a subclass, which the job refuses: a plain one
-                    yield Portfolio(uuid.UUID(bytes=pid.bytes), cash, holdings)
+                    # asyncpg's own UUID (a subclass of uuid.UUID), as a host hands it on
+                    yield Portfolio(pid, cash, holdings)
         finally:
             await conn.close()
 

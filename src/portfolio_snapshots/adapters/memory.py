@@ -129,10 +129,6 @@ class InMemoryMarketData:
 _Row = tuple[object, ...]
 
 
-def _to_row(s: PortfolioSnapshot, fence: int) -> _Row:
-    return s.values[2:] + (fence,)  # noqa: RUF005 - a slice and a concatenation are faster
-
-
 def _totals(portfolio_id: UUID, day: dt.date, row: _Row) -> DailyTotals:
     # The row's positions stay a flat tuple: nothing is decoded.
     return DailyTotals.of(_from_row(portfolio_id, day, row))
@@ -168,9 +164,10 @@ class InMemorySnapshotRepository:
         self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
     ) -> None:
         """Insert or replace `snapshots`; atomic, as the method never suspends."""
-        token = 0 if fence is None else fence
-        # Encode the whole batch before writing anything, so a bad element writes nothing.
-        encoded = [_to_row(s, token) for s in snapshots]
+        token = (0 if fence is None else fence,)
+        # Encode the whole batch before writing anything, so a bad element writes nothing:
+        # each row is the snapshot's values but the key, then the fence (see `_Row`).
+        encoded = [s.values[2:] + token for s in snapshots]
         rows = self._rows
         new: dict[dt.date, _Row] = {}
         for s, row in zip(snapshots, encoded, strict=True):
