@@ -10,6 +10,7 @@ import bisect
 import copy
 import dataclasses
 import datetime as dt
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from portfolio_snapshots._dated import DatedValues
@@ -127,6 +128,22 @@ class InMemoryMarketData:
 # fence. A plain tuple of immutable values, like a database row: the collector untracks it,
 # so a store holding millions of snapshots costs it nothing.
 _Row = tuple[object, ...]
+# A portfolio's stored days: its one day and that day's row, as a pair (which the collector
+# untracks too: a daily run stores one day of each of millions of portfolios), or, once it
+# has a second day, a dict of rows by date (a container the collector tracks: a dict per
+# portfolio after a daily run would put millions of objects before each full collection, and
+# start one in the middle of the run).
+_Days = tuple[dt.date, _Row] | dict[dt.date, _Row]
+_NO_DAYS: Mapping[dt.date, _Row] = MappingProxyType({})
+
+
+def _by_date(days: _Days | None) -> Mapping[dt.date, _Row]:
+    """The rows of a portfolio's stored days, by date."""
+    if days is None:
+        return _NO_DAYS
+    if isinstance(days, tuple):
+        return {days[0]: days[1]}
+    return days
 
 
 def _totals(portfolio_id: UUID, day: dt.date, row: _Row) -> DailyTotals:
@@ -149,16 +166,22 @@ class InMemorySnapshotRepository:
 
     def __init__(self) -> None:
         """Start empty."""
-        self._rows: dict[UUID, dict[dt.date, _Row]] = {}
+        self._rows: dict[UUID, _Days] = {}
+
+    def _days(self, portfolio_id: UUID) -> Mapping[dt.date, _Row]:
+        return _by_date(self._rows.get(portfolio_id))
 
     def __len__(self) -> int:
         """Return the number of snapshots stored."""
-        return sum(len(days) for days in self._rows.values())
+        return sum(1 if isinstance(days, tuple) else len(days) for days in self._rows.values())
 
     def all(self) -> list[PortfolioSnapshot]:
         """Return every stored snapshot, ordered by portfolio id then date (for tests)."""
-        rows = self._rows
-        return [_from_row(pid, d, rows[pid][d]) for pid in sorted(rows) for d in sorted(rows[pid])]
+        found = []
+        for pid in sorted(self._rows):
+            days = self._days(pid)
+            found += [_from_row(pid, d, days[d]) for d in sorted(days)]
+        return found
 
     async def upsert_many(
         self, snapshots: Sequence[PortfolioSnapshot], *, fence: int | None = None
@@ -169,12 +192,18 @@ class InMemorySnapshotRepository:
         # each row is the snapshot's values but the key, then the fence (see `_Row`).
         encoded = [s.values[2:] + token for s in snapshots]
         rows = self._rows
-        new: dict[dt.date, _Row] = {}
         for s, row in zip(snapshots, encoded, strict=True):
             pid, day = s.values[0], s.values[1]
-            days = rows.setdefault(pid, new)
-            if days is new:  # the portfolio's first snapshot (one hash of its id, not two)
-                new = {}
+            days = rows.get(pid)
+            if days is None:  # the portfolio's first day: a pair
+                rows[pid] = (day, row)
+                continue
+            if isinstance(days, tuple):
+                if days[0] == day:  # unless stored under a newer fence, replaced
+                    if fence is None or days[1][-1] <= fence:  # type: ignore[operator]
+                        rows[pid] = (day, row)
+                    continue
+                days = rows[pid] = {days[0]: days[1]}  # its second day: a dict from now on
             if fence is not None:
                 stored = days.get(day)
                 if stored is not None and stored[-1] > fence:  # type: ignore[operator]
@@ -183,14 +212,14 @@ class InMemorySnapshotRepository:
 
     async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
         """Return the snapshot of `portfolio_id` on `day`, or None."""
-        row = self._rows.get(portfolio_id, {}).get(day)
+        row = self._days(portfolio_id).get(day)
         return None if row is None else _from_row(portfolio_id, day, row)
 
     async def list_snapshots(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> list[PortfolioSnapshot]:
         """Return the snapshots of `portfolio_id` from `start` to `end` inclusive, by date."""
-        days = self._rows.get(portfolio_id, {})
+        days = self._days(portfolio_id)
         return [
             _from_row(portfolio_id, d, days[d])
             for d in sorted(d for d in days if start <= d <= end)
@@ -200,30 +229,28 @@ class InMemorySnapshotRepository:
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> frozenset[dt.date]:
         """Return the dates from `start` to `end` inclusive that have a snapshot."""
-        return frozenset(d for d in self._rows.get(portfolio_id, {}) if start <= d <= end)
+        return frozenset(d for d in self._days(portfolio_id) if start <= d <= end)
 
     async def existing_keys(
         self, keys: Collection[tuple[UUID, dt.date]]
     ) -> frozenset[tuple[UUID, dt.date]]:
         """Return the keys among `keys` that have a snapshot."""
-        rows = self._rows
-        return frozenset((pid, d) for pid, d in keys if d in rows.get(pid, {}))
+        return frozenset((pid, d) for pid, d in keys if d in self._days(pid))
 
     async def list_totals(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
     ) -> list[DailyTotals]:
         """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date."""
-        days = self._rows.get(portfolio_id, {})
+        days = self._days(portfolio_id)
         return [
             _totals(portfolio_id, d, days[d]) for d in sorted(d for d in days if start <= d <= end)
         ]
 
     async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
         """Return the totals on `day` of those `portfolio_ids` that have a snapshot, by id."""
-        rows = self._rows
         found = []
         for pid in sorted(set(portfolio_ids)):
-            row = rows.get(pid, {}).get(day)
+            row = self._days(pid).get(day)
             if row is not None:
                 found.append(_totals(pid, day, row))
         return found
