@@ -124,16 +124,15 @@ class InMemoryMarketData:
         return {ticker: quotes for ticker, quotes in found.items() if quotes}
 
 
-# A stored snapshot: its values but the key (ids are objects the collector tracks), then its
-# fence. A plain tuple of immutable values, like a database row: the collector untracks it,
-# so a store holding millions of snapshots costs it nothing.
+# A stored snapshot: its values but the portfolio id (an object the collector tracks), then
+# its fence; so it starts with its date. A plain tuple of immutable values, like a database
+# row: the collector untracks it, so a store holding millions of snapshots costs it nothing.
 _Row = tuple[object, ...]
-# A portfolio's stored days: its one day and that day's row, as a pair (which the collector
-# untracks too: a daily run stores one day of each of millions of portfolios), or, once it
-# has a second day, a dict of rows by date (a container the collector tracks: a dict per
-# portfolio after a daily run would put millions of objects before each full collection, and
-# start one in the middle of the run).
-_Days = tuple[dt.date, _Row] | dict[dt.date, _Row]
+# A portfolio's stored days: the row of its one day (a daily run stores one day of each of
+# millions of portfolios), or, once it has a second day, a dict of rows by date. A dict per
+# portfolio is a container the collector tracks: after a daily run it would put millions of
+# objects before each full collection, and start one in the middle of the run.
+_Days = _Row | dict[dt.date, _Row]
 _NO_DAYS: Mapping[dt.date, _Row] = MappingProxyType({})
 
 
@@ -142,17 +141,17 @@ def _by_date(days: _Days | None) -> Mapping[dt.date, _Row]:
     if days is None:
         return _NO_DAYS
     if isinstance(days, tuple):
-        return {days[0]: days[1]}
+        return {days[0]: days}  # type: ignore[dict-item]
     return days
 
 
-def _totals(portfolio_id: UUID, day: dt.date, row: _Row) -> DailyTotals:
+def _totals(portfolio_id: UUID, row: _Row) -> DailyTotals:
     # The row's positions stay a flat tuple: nothing is decoded.
-    return DailyTotals.of(_from_row(portfolio_id, day, row))
+    return DailyTotals.of(_from_row(portfolio_id, row))
 
 
-def _from_row(portfolio_id: UUID, day: dt.date, row: _Row) -> PortfolioSnapshot:
-    return PortfolioSnapshot.from_values((portfolio_id, day, *row[:-1]))  # type: ignore[arg-type]
+def _from_row(portfolio_id: UUID, row: _Row) -> PortfolioSnapshot:
+    return PortfolioSnapshot.from_values((portfolio_id, *row[:-1]))  # type: ignore[arg-type]
 
 
 class InMemorySnapshotRepository:
@@ -180,7 +179,7 @@ class InMemorySnapshotRepository:
         found = []
         for pid in sorted(self._rows):
             days = self._days(pid)
-            found += [_from_row(pid, d, days[d]) for d in sorted(days)]
+            found += [_from_row(pid, days[d]) for d in sorted(days)]
         return found
 
     async def upsert_many(
@@ -189,21 +188,22 @@ class InMemorySnapshotRepository:
         """Insert or replace `snapshots`; atomic, as the method never suspends."""
         token = (0 if fence is None else fence,)
         # Encode the whole batch before writing anything, so a bad element writes nothing:
-        # each row is the snapshot's values but the key, then the fence (see `_Row`).
-        encoded = [s.values[2:] + token for s in snapshots]
+        # each row is the snapshot's values but the id, then the fence (see `_Row`).
+        encoded = [s.values[1:] + token for s in snapshots]
         rows = self._rows
         for s, row in zip(snapshots, encoded, strict=True):
             pid, day = s.values[0], s.values[1]
             days = rows.get(pid)
-            if days is None:  # the portfolio's first day: a pair
-                rows[pid] = (day, row)
+            if days is None:  # the portfolio's first day: its row
+                rows[pid] = row
                 continue
             if isinstance(days, tuple):
                 if days[0] == day:  # unless stored under a newer fence, replaced
-                    if fence is None or days[1][-1] <= fence:  # type: ignore[operator]
-                        rows[pid] = (day, row)
+                    if fence is None or days[-1] <= fence:  # type: ignore[operator]
+                        rows[pid] = row
                     continue
-                days = rows[pid] = {days[0]: days[1]}  # its second day: a dict from now on
+                # Its second day: a dict from now on.
+                days = rows[pid] = {days[0]: days}  # type: ignore[dict-item]
             if fence is not None:
                 stored = days.get(day)
                 if stored is not None and stored[-1] > fence:  # type: ignore[operator]
@@ -213,7 +213,7 @@ class InMemorySnapshotRepository:
     async def get_snapshot(self, portfolio_id: UUID, day: dt.date) -> PortfolioSnapshot | None:
         """Return the snapshot of `portfolio_id` on `day`, or None."""
         row = self._days(portfolio_id).get(day)
-        return None if row is None else _from_row(portfolio_id, day, row)
+        return None if row is None else _from_row(portfolio_id, row)
 
     async def list_snapshots(
         self, portfolio_id: UUID, start: dt.date, end: dt.date
@@ -221,8 +221,7 @@ class InMemorySnapshotRepository:
         """Return the snapshots of `portfolio_id` from `start` to `end` inclusive, by date."""
         days = self._days(portfolio_id)
         return [
-            _from_row(portfolio_id, d, days[d])
-            for d in sorted(d for d in days if start <= d <= end)
+            _from_row(portfolio_id, days[d]) for d in sorted(d for d in days if start <= d <= end)
         ]
 
     async def existing_dates(
@@ -243,7 +242,7 @@ class InMemorySnapshotRepository:
         """Return the totals of `portfolio_id` from `start` to `end` inclusive, by date."""
         days = self._days(portfolio_id)
         return [
-            _totals(portfolio_id, d, days[d]) for d in sorted(d for d in days if start <= d <= end)
+            _totals(portfolio_id, days[d]) for d in sorted(d for d in days if start <= d <= end)
         ]
 
     async def totals_on(self, day: dt.date, portfolio_ids: Collection[UUID]) -> list[DailyTotals]:
@@ -252,7 +251,7 @@ class InMemorySnapshotRepository:
         for pid in sorted(set(portfolio_ids)):
             row = self._days(pid).get(day)
             if row is not None:
-                found.append(_totals(pid, day, row))
+                found.append(_totals(pid, row))
         return found
 
 
