@@ -92,7 +92,7 @@ PG_SCRIPT = ROOT / "scripts" / "pg-test-server"
 DSN_ENV = "PORTFOLIO_SNAPSHOTS_PG_DSN"
 END = dt.date(2026, 11, 27)
 FENCE = 1
-READ_REPEATS = 5
+READ_REPEATS = 20
 COLUMNS = (
     "portfolio_id, snapshot_date, currency, cash_balance, holdings_value, total_value, "
     "net_contributions, external_flow, stale, positions, fence"
