@@ -554,7 +554,6 @@ class SqlAlchemySnapshotStore:
         params = {"pid": portfolio_id, "start": start, "end": end}
         reader = self._totals_reader
         with translated(self._where):
-            # Core renders a schema_translate_map into each statement; the driver's SQL cannot.
             if reader is not None and not self._translates_schema():
                 rows = await reader.fetch(self._engine, params)
             else:
