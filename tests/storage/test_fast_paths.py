@@ -527,3 +527,34 @@ def test_a_chart_read_whose_session_the_server_ended_fails_as_unavailable_then_r
             assert read == [DailyTotals.of(s) for s in reversed(history)]
 
     asyncio.run(main())
+
+
+@pytest.mark.postgres
+@DRIVERS
+def test_a_chart_read_cancelled_while_the_server_runs_it_leaves_the_store_usable(
+    pg_dsn: str, driver: str
+) -> None:
+    """A read waiting on a lock is cancelled: no connection stays checked out, reads go on.
+
+    Another transaction holds the table locked, so the read's query waits in the server when
+    its task is cancelled; the cancellation reaches the caller, and the next read, once the
+    lock is released, returns the chart.
+    """
+    history = [plain_snapshot(PID, DAY - dt.timedelta(days=n), f"{n}.00") for n in range(3)]
+
+    async def main() -> None:
+        async with pg_store(pg_dsn, driver) as store:
+            await store.upsert_many(history, fence=1)
+            async with store.engine.begin() as locker:
+                await locker.execute(text("LOCK TABLE ps_snapshots IN ACCESS EXCLUSIVE MODE"))
+                read = asyncio.create_task(store.list_totals(PID, DAY - dt.timedelta(days=2), DAY))
+                await asyncio.sleep(0.3)
+                assert not read.done()  # waiting on the lock
+                read.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await read
+            assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            got = await store.list_totals(PID, DAY - dt.timedelta(days=2), DAY)
+            assert got == [DailyTotals.of(s) for s in reversed(history)]
+
+    asyncio.run(main())
