@@ -413,7 +413,9 @@ async def with_decimals(fetch: Callable[[], Awaitable[Sequence[Sequence[Any]]]])
     number = Decimal
     rows = await fetch()
     for row in rows:
-        number(row[2]), number(row[3]), number(row[4])
+        number(row[2])
+        number(row[3])
+        number(row[4])
 
 
 async def store_write(
