@@ -296,6 +296,24 @@ def _expect_same(got: object, want: PortfolioSnapshot, context: str) -> None:
     )
 
 
+async def _expect_round_trip(
+    repo: SnapshotRepository, written: list[PortfolioSnapshot], start: dt.date, end: dt.date
+) -> None:
+    """Write `written` and read each back, by `get_snapshot` and by `list_snapshots`.
+
+    `written` is one portfolio's days from `start` to `end`, in date order; each must read
+    back equal to what was written.
+    """
+    await repo.upsert_many(written)
+    for snap in written:
+        got = await repo.get_snapshot(snap.portfolio_id, snap.snapshot_date)
+        _expect_same(got, snap, "get_snapshot")
+    listed = await repo.list_snapshots(written[0].portfolio_id, start, end)
+    _expect(len(listed) == len(written), f"listed {len(listed)} of {len(written)}")
+    for got, snap in zip(listed, written, strict=True):
+        _expect_same(got, snap, "list_snapshots")
+
+
 async def _expect_raises(
     error: type[BaseException], call: Awaitable[object], message: str
 ) -> BaseException:
@@ -466,14 +484,7 @@ class SnapshotRepositoryContract:
                 ),
                 _snapshot(_P1, _day(5), cash="0", positions=[_position("X", "1E-8", "5E+7")]),
             ]
-            await repo.upsert_many(written)
-            for snap in written:
-                got = await repo.get_snapshot(snap.portfolio_id, snap.snapshot_date)
-                _expect_same(got, snap, "get_snapshot")
-            listed = await repo.list_snapshots(_P1, _day(0), _day(5))
-            _expect(len(listed) == len(written), f"listed {len(listed)} of {len(written)}")
-            for got, snap in zip(listed, written, strict=True):
-                _expect_same(got, snap, "list_snapshots")
+            await _expect_round_trip(repo, written, _day(0), _day(5))
 
         self._run(body)
 
@@ -677,14 +688,7 @@ class SnapshotRepositoryContract:
                 ),
                 _snapshot(_P1, _day(3), positions=[_position("AAPL", "1", "190")]),
             ]
-            await repo.upsert_many(written)
-            for snap in written:
-                got = await repo.get_snapshot(snap.portfolio_id, snap.snapshot_date)
-                _expect_same(got, snap, "get_snapshot")
-            listed = await repo.list_snapshots(_P1, _day(0), _day(3))
-            _expect(len(listed) == len(written), f"listed {len(listed)} of {len(written)}")
-            for got, snap in zip(listed, written, strict=True):
-                _expect_same(got, snap, "list_snapshots")
+            await _expect_round_trip(repo, written, _day(0), _day(3))
 
         self._run(body)
 

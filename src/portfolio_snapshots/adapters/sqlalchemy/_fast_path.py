@@ -113,9 +113,8 @@ class DriverUpsert:
         streamed = dialect.name == "postgresql"
         if streamed and dialect.driver not in _STREAMING_DRIVERS:
             return None
-        if streamed and dialect.driver == "psycopg":
-            # psycopg takes positional ``%s`` parameters as well as the named ones Core uses.
-            dialect = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
+        if streamed:
+            dialect = _positional(dialect)
         sql: dict[tuple[bool, bool], str] = {}
         for (fenced, books), statement in statements.items():
             columns = booked_columns if books else written_columns
@@ -367,8 +366,7 @@ class DriverRead:
         if dialect.name != "postgresql" or dialect.driver not in _STREAMING_DRIVERS:
             return None
         psycopg = dialect.driver == "psycopg"
-        if psycopg:  # positional ``%s`` parameters, as the writes use
-            dialect = cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
+        dialect = _positional(dialect)
         compiled = query.compile(dialect=dialect)
         if not compiled.positional or compiled.positiontup is None:
             return None
@@ -396,9 +394,7 @@ class DriverRead:
             for name, process in self._binds
         ]
         async with engine.connect() as conn:
-            driver_connection = (await conn.get_raw_connection()).driver_connection
-            if driver_connection is None:
-                raise DatabaseUnavailableError("database connection lost before a read")
+            driver_connection = await _driver_connection(conn, "a read")
             try:
                 if self._psycopg:
                     async with driver_connection.cursor() as cursor:
@@ -410,6 +406,28 @@ class DriverRead:
             except BaseException:
                 await conn.invalidate()
                 raise
+
+
+def _positional(dialect: Dialect) -> Dialect:
+    """`dialect`, or for psycopg one compiling positional ``%s`` parameters.
+
+    psycopg takes them as well as the named ones Core uses; asyncpg's are positional already.
+    """
+    if dialect.driver != "psycopg":
+        return dialect
+    return cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
+
+
+async def _driver_connection(conn: AsyncConnection, work: str) -> Any:  # noqa: ANN401 - the driver's
+    """The driver's own connection under `conn` (asyncpg's, or psycopg's).
+
+    Raises:
+        DatabaseUnavailableError: The pool let go of it (gone with its transaction).
+    """
+    driver_connection = (await conn.get_raw_connection()).driver_connection
+    if driver_connection is None:
+        raise DatabaseUnavailableError(f"database connection lost during {work}")
+    return driver_connection
 
 
 def _unnest_upsert(compiled: str, dialect: Dialect, columns: Sequence[Column[Any]]) -> str:
@@ -463,9 +481,7 @@ async def _stream(
     if first is None:
         return
     await conn.exec_driver_sql(sql, first)
-    driver_connection = (await conn.get_raw_connection()).driver_connection
-    if driver_connection is None:  # the pool let go of it: gone with the transaction
-        raise DatabaseUnavailableError("database connection lost during a write")
+    driver_connection = await _driver_connection(conn, "a write")
     if type(driver_connection).__module__.startswith("psycopg"):
         async with driver_connection.cursor() as cursor:
             await cursor.executemany(sql, statements)
