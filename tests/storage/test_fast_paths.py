@@ -324,6 +324,84 @@ def test_a_bad_snapshot_late_in_a_big_batch_stores_nothing_of_it(
     asyncio.run(main())
 
 
+def priced(n: int, price: str | float, ticker: str = "AAA") -> PortfolioSnapshot:
+    """Return portfolio `n`'s snapshot on DAY: cash and two units of `ticker` at `price`."""
+    quantity = Decimal(2)
+    value = (quantity * Decimal(str(price))).quantize(Decimal("0.01"))
+    close = Decimal(price) if isinstance(price, str) else price  # a float stays a float
+    position = PositionValuation(ticker, quantity, close, DAY, value)  # type: ignore[arg-type]
+    cash = Decimal(f"{n}.00")
+    return PortfolioSnapshot(uuid.UUID(int=n), DAY, "USD", cash, value, cash + value, [position])
+
+
+def test_a_price_new_to_the_store_late_in_a_batch_is_written_with_its_variant(
+    database: tuple[str, dict[str, object]],
+) -> None:
+    """Statements are sent while every price met is stored; a new one is met after many.
+
+    The first 200 snapshots are valued at the stored close, the last 100 at another close of
+    the same ticker and day (a second variant) and at a ticker the store has not seen: every
+    snapshot reads back as written, and the rows equal the Core upsert's.
+    """
+    url, connect_args = database
+    batch = [priced(n, "10.25") for n in range(1, 201)]
+    batch += [
+        priced(n, "10.5" if n % 2 else "7.125", "AAA" if n % 2 else "BBB") for n in range(201, 301)
+    ]
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
+            stored = []
+            for target in (store, core_twin(store)):
+                async with store.engine.begin() as conn:
+                    await conn.execute(text("DELETE FROM ps_snapshots"))
+                    await conn.execute(text("DELETE FROM ps_prices"))
+                target._prices = type(target._prices)()  # forget what was stored
+                await target.upsert_many([priced(0, "10.25")])  # the stored close
+                await target.upsert_many(batch, fence=1)
+                for s in (batch[0], batch[199], batch[200], batch[201], batch[-1]):
+                    assert await store.get_snapshot(s.portfolio_id, DAY) == s
+                stored.append(await all_rows(store))
+            assert len(stored[0]) == 301
+            assert stored[0] == stored[1]
+            async with store.engine.connect() as conn:
+                prices = (
+                    await conn.execute(text("SELECT ticker, variant, price FROM ps_prices"))
+                ).all()
+            assert sorted(map(tuple, prices)) == [
+                ("AAA", 0, "10.25"),
+                ("AAA", 1, "10.5"),
+                ("BBB", 0, "7.125"),
+            ]
+
+    asyncio.run(main())
+
+
+def test_a_bad_price_late_in_a_batch_of_stored_prices_stores_nothing_of_it(
+    database: tuple[str, dict[str, object]],
+) -> None:
+    """A float price found while statements are planned as they are sent rolls it all back.
+
+    The store knows the batch's close, so its statements are planned as they are sent; the
+    float price comes after several were, and is refused naming the field. The store goes on.
+    """
+    url, connect_args = database
+    batch = [priced(n, "10.25") for n in range(1, 301)]
+    batch[249] = priced(250, 10.25)
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
+            await store.upsert_many([priced(0, "10.25")])
+            before = await all_rows(store)
+            with pytest.raises(InvalidInputError, match="price"):
+                await store.upsert_many(batch, fence=2)
+            assert await all_rows(store) == before
+            await store.upsert_many(batch[:10], fence=2)
+            assert len(await all_rows(store)) == 11
+
+    asyncio.run(main())
+
+
 class OddText(Decimal):
     """A Decimal whose ``str`` holds the control character the streamed statements split on."""
 

@@ -261,11 +261,12 @@ class PriceCatalog:
     """The ``ps_prices`` rows a store knows to be stored, and the variant of each.
 
     Rows are never changed once written, so what a store learnt stays true. A write goes
-    through a `PricePlan`: `plan` lists the prices of a batch the catalog does not know,
-    the store looks up the stored variants of those tickers and days (`PricePlan.missing`),
-    `PricePlan.resolve` gives every new price the next free variant and returns the rows to
-    insert, `PricePlan.encode` writes each snapshot's positions, and `PricePlan.commit`
-    records the new rows once the transaction committed.
+    through a `PricePlan`: `plan` lists the prices of a batch the catalog does not know (or
+    `PricePlan.add` does, part by part, so that a streamed write plans each statement's
+    snapshots as it sends them), the store looks up the stored variants of those tickers and
+    days (`PricePlan.missing`), `PricePlan.resolve` gives every new price the next free variant
+    and returns the rows to insert, `PricePlan.encode` writes each snapshot's positions, and
+    `PricePlan.commit` records the new rows once the transaction committed.
     """
 
     __slots__ = ("_compact", "_known", "_seen")
@@ -294,8 +295,8 @@ class PriceCatalog:
                 known.add(ticker)
         return True
 
-    def plan(self, snapshots: Sequence[PortfolioSnapshot]) -> PricePlan:
-        """Return the plan of writing `snapshots`' prices.
+    def plan(self, snapshots: Sequence[PortfolioSnapshot] = ()) -> PricePlan:
+        """Return the plan of writing `snapshots`' prices (more can be added to it).
 
         Raises:
             InvalidInputError: A position's price, rate, date or currency has the wrong type.
@@ -314,24 +315,38 @@ MAX_REMEMBERED_PRICES: Final = 200_000
 class PricePlan:
     """How one batch's prices are written: see `PriceCatalog`."""
 
-    __slots__ = ("_catalog", "_contents", "_memo", "_new", "_ready", "missing")
+    __slots__ = ("_catalog", "_contents", "_memo", "_new", "_ready")
 
     def __init__(self, catalog: PriceCatalog, snapshots: Sequence[PortfolioSnapshot]) -> None:
         """Collect the prices of `snapshots` that `catalog` does not know."""
         self._catalog = catalog
         # Per (day, ticker), the prices of the batch the catalog does not know.
-        wanted: dict[PriceDay, list[PriceContent]] = {}
+        self._contents: dict[PriceDay, list[PriceContent]] = {}
         # The positions text of each snapshot whose prices are all stored (most of a run's),
-        # made in this one pass; the others are encoded once their variants are known.
-        ready: dict[int, str] = {}
-        with decimal.localcontext(EXACT):
-            self._plan(snapshots, ready, wanted)
-        self._ready = ready
-        self._contents = wanted
+        # made in the pass that plans it; the others are encoded once their variants are known.
+        self._ready: dict[int, str] = {}
         self._new: dict[tuple[dt.date, str, PriceContent], int] = {}
         self._memo: dict[object, tuple[object, ...]] = {}
-        #: The (day, ticker) pairs whose stored variants the store must look up.
-        self.missing: list[PriceDay] = sorted(wanted)
+        self.add(snapshots)
+
+    def add(self, snapshots: Sequence[PortfolioSnapshot]) -> bool:
+        """Plan `snapshots` too, before `resolve`.
+
+        Returns:
+            Whether every price planned so far is known to be stored (`missing` is empty).
+
+        Raises:
+            InvalidInputError: A position's price, rate, date or currency has the wrong type.
+        """
+        if snapshots:
+            with decimal.localcontext(EXACT):
+                self._plan(snapshots, self._ready, self._contents)
+        return not self._contents
+
+    @property
+    def missing(self) -> list[PriceDay]:
+        """The (day, ticker) pairs whose stored variants the store must look up, in order."""
+        return sorted(self._contents)
 
     def _plan(  # noqa: C901 - the hot loop of a write, kept in one piece
         self,

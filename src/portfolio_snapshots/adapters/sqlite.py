@@ -399,11 +399,12 @@ _PRICE_COLUMNS = "snapshot_date, ticker, variant, price, price_date, price_curre
 def _write_prices(conn: sqlite3.Connection, plan: PricePlan) -> None:
     """Look up the stored variants the plan needs, and insert its new prices."""
     stored: dict[PriceDay, dict[int, PriceContent]] = {}
-    missing = set(plan.missing)
+    in_order = plan.missing
+    missing = set(in_order)
     if missing:
         # One range scan per chunk of tickers: a daily run asks about one day, a backfill
         # about a range of days; rows of other pairs in the range are skipped.
-        first, last = plan.missing[0][0].isoformat(), plan.missing[-1][0].isoformat()
+        first, last = in_order[0][0].isoformat(), in_order[-1][0].isoformat()
         date = dt.date.fromisoformat
         for chunk in chunks(sorted({t for _, t in missing})):
             marks = ", ".join("?" * len(chunk))

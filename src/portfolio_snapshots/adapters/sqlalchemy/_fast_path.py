@@ -15,6 +15,7 @@ books of a row it replaces); one with books by the statement of every column.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -49,6 +50,9 @@ ROWS_PER_STATEMENT: Final = 1000
 #: Snapshots per statement on PostgreSQL, whose statements are streamed (`_stream`): small
 #: enough that the server starts on a batch while the rest of it is being encoded.
 ROWS_PER_STREAMED_STATEMENT: Final = 25
+#: Statements per piece of a streamed write: the driver sends a piece (about 25 KB) at once,
+#: and the server runs it while the next one is encoded.
+STATEMENTS_PER_PIECE: Final = 4
 #: The PostgreSQL drivers whose writes are streamed; any other goes through Core.
 _STREAMING_DRIVERS: Final = frozenset({"asyncpg", "psycopg"})
 
@@ -156,26 +160,43 @@ class DriverUpsert:
             engine: The store's engine.
             ordered: The snapshots, one per key, in key order (see `dedupe_sorted`).
             fence: The lease's fence, or None for an unfenced write (which stores fence 0).
-            plan: The batch's prices (see `PriceCatalog`), which encodes the positions.
-            write_prices: Writes the plan's new prices, first in the transaction.
+            plan: The batch's prices (see `PriceCatalog`), empty: the write adds the
+                snapshots to it, and it encodes their positions.
+            write_prices: Writes the plan's new prices (their variants looked up first).
 
         Raises:
-            InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`;
-                nothing of the batch is stored.
+            InvalidInputError: An amount is not a Decimal, or its text holds `_SEPARATOR`, or a
+                price has the wrong type; nothing of the batch is stored.
             DatabaseUnavailableError: The connection was lost while statements streamed.
         """
         fenced = fence is not None
         stored_fence = 0 if fence is None else fence
-        if self.streamed:  # encoded as they are sent
-            # Statements of snapshots without books (all of a run that knows none) and with
-            # books, in the batch's key order: a run of one kind, then one of the other.
-            parts = chunks(ordered, ROWS_PER_STREAMED_STATEMENT)
+        if self.streamed:  # planned and encoded as they are sent
+            parts = iter(chunks(ordered, ROWS_PER_STREAMED_STATEMENT))
+            # The first part with a price not known to be stored, once met.
+            cold: list[Sequence[PortfolioSnapshot]] = []
+
+            def known() -> Iterator[Sequence[PortfolioSnapshot]]:
+                # While every price met is known to be stored (a run's batches, once its first
+                # stored the day's prices), each part is planned as it is encoded.
+                for part in parts:
+                    if not plan.add(part):
+                        cold.append(part)
+                        return
+                    yield part
+
             async with engine.begin() as conn:
-                await write_prices(conn)
-                for books, run in itertools.groupby(parts, key=_any_books):
-                    statements = (self.columns(p, stored_fence, plan, books=books) for p in run)
-                    await _stream(conn, self._sql[fenced, books], statements)
+                await self._send(conn, known(), fenced, stored_fence, plan)
+                if cold:
+                    # A new price: the rest is planned at once, the new prices get their
+                    # variants and are written, then the rest follows, in key order still.
+                    cold += parts
+                    for later in cold[1:]:
+                        plan.add(later)
+                    await write_prices(conn)
+                    await self._send(conn, iter(cold), fenced, stored_fence, plan)
             return
+        plan.add(ordered)
         async with engine.begin() as conn:
             await write_prices(conn)
             rows = [self.row(s, stored_fence, plan) for s in ordered if not has_books(s)]
@@ -191,6 +212,23 @@ class DriverUpsert:
             for books, kind in ((False, rows), (True, booked)):
                 for part in chunks(kind, ROWS_PER_STATEMENT):
                     await conn.exec_driver_sql(self._sql[fenced, books], list(part))
+
+    async def _send(
+        self,
+        conn: AsyncConnection,
+        parts: Iterator[Sequence[PortfolioSnapshot]],
+        fenced: bool,
+        fence: int,
+        plan: PricePlan,
+    ) -> None:
+        """Stream the statements writing `parts`, each encoded as it is sent (`_stream`).
+
+        Statements of snapshots without books (all of a run that knows none) and with books,
+        in the batch's key order: a run of one kind, then one of the other.
+        """
+        for books, run in itertools.groupby(parts, key=_any_books):
+            statements = (self.columns(p, fence, plan, books=books) for p in run)
+            await _stream(conn, self._sql[fenced, books], statements)
 
     def row(self, s: PortfolioSnapshot, fence: int, plan: PricePlan) -> tuple[object, ...]:
         """Return the driver's parameters for `s` without its books, in the statement's order.
@@ -471,11 +509,11 @@ async def _stream(
 
     The first statement goes through SQLAlchemy, which begins the transaction as the engine
     is configured (isolation level included). The others go to the driver's own
-    ``executemany`` (asyncpg's, or a psycopg cursor's, which pipelines), which draws their
-    parameters from `statements` as it sends them: the server runs the statements already
-    sent while the next ones are encoded, the way a bare ``executemany`` overlaps its work
-    with the server's. They run in the same transaction, and the driver stops at the first
-    error, which is raised here.
+    ``executemany``: a psycopg cursor's, which pipelines, drawing their parameters from
+    `statements` as it sends them; asyncpg's, in pieces of `STATEMENTS_PER_PIECE`, each sent
+    before the next is drawn. Either way the server runs the statements already sent while
+    the next ones are encoded (and, on a write that plans as it sends, planned). They run in
+    the same transaction, and the driver stops at the first error, which is raised here.
     """
     first = next(statements, None)
     if first is None:
@@ -483,7 +521,27 @@ async def _stream(
     await conn.exec_driver_sql(sql, first)
     driver_connection = await _driver_connection(conn, "a write")
     if type(driver_connection).__module__.startswith("psycopg"):
+        # A cursor's executemany pipelines as it draws the statements.
         async with driver_connection.cursor() as cursor:
             await cursor.executemany(sql, statements)
         return
-    await driver_connection.executemany(sql, statements)
+
+    # asyncpg's executemany sends nothing before it has drawn 128 KB of statements, most of
+    # a batch: sent in pieces, each is encoded while the server runs the one before.
+    sent: asyncio.Future[None] | None = None
+    try:
+        while piece := list(itertools.islice(statements, STATEMENTS_PER_PIECE)):
+            if sent is not None:
+                await sent
+            sent = asyncio.ensure_future(driver_connection.executemany(sql, piece))
+            await asyncio.sleep(0)  # the driver sends the piece before the next is encoded
+        if sent is not None:
+            await sent
+    except BaseException as error:
+        # Encoding failed, or the write was cancelled, with a piece on the server: the
+        # connection is left idle (the piece finished or cancelled) for the rollback.
+        if sent is not None and not sent.done():
+            if isinstance(error, asyncio.CancelledError):
+                sent.cancel()
+            await asyncio.gather(sent, return_exceptions=True)
+        raise

@@ -423,7 +423,8 @@ class SqlAlchemySnapshotStore:
         if not ordered:
             return
         driver = self._driver
-        plan = self._prices.plan(ordered)
+        # Filled by the driver-level write, which on PostgreSQL plans as it sends.
+        plan = self._prices.plan()
 
         async def write_prices(conn: AsyncConnection) -> None:
             await self._write_prices(conn, plan)
@@ -433,6 +434,7 @@ class SqlAlchemySnapshotStore:
                 await driver.write(self._engine, ordered, fence, plan, write_prices)
             plan.commit()
             return
+        plan.add(ordered)
         stored_fence = 0 if fence is None else fence
         # Core binds every snapshot with its books (NULL when it has none): the slow path.
         statement = self._upserts[fence is not None, True]
