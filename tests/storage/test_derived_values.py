@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from portfolio_snapshots import (
     Portfolio,
     PortfolioSnapshot,
+    PositionValuation,
     PriceQuote,
     SnapshotCalculator,
     SqliteSnapshotStore,
@@ -82,6 +83,42 @@ def test_a_zero_value_no_price_gives_back_is_written_out() -> None:
     zero = Decimal("0.00")
     assert value_field(Decimal("1.00"), Decimal("0.25"), None, Decimal("1.00"), zero) == "0.00"
     assert value_field(Decimal("1.00"), Decimal(0), None, Decimal("1.00"), zero) == ""
+
+
+def test_a_positive_zero_the_price_gives_back_as_a_negative_zero_is_written_out() -> None:
+    """A zero quantity at a negative price derives -0: a +0 value is written, to keep its sign."""
+    unit = Decimal("0.01")
+    assert value_field(Decimal(0), Decimal(-5), None, unit, Decimal("0.00")) == "0.00"
+    assert (
+        value_field(Decimal(0), Decimal("-0.00"), None, Decimal("0.0039920"), Decimal("0E-7"))
+        == "0E-7"
+    )
+    assert value_field(Decimal(0), Decimal(5), None, unit, Decimal("0.00")) == ""
+
+
+def test_every_store_keeps_the_sign_of_a_zero_value(factory: Factory) -> None:
+    """A +0 value at a negative price reads back +0, on the write's every path (a Hypothesis find).
+
+    Written twice: the second write's prices are known to the store, which then encodes the
+    positions in its planning pass rather than once their prices are written.
+    """
+    unit = Decimal("0.0039920")
+    position = PositionValuation("0", Decimal(0), Decimal("-0.00"), DAY, Decimal("0E-7"))
+    snapshot = PortfolioSnapshot(
+        PID, DAY, "USD", Decimal("-0.00"), unit, Decimal("-0.00"), [position]
+    )
+
+    async def main() -> None:
+        async with factory() as store:
+            for s in (snapshot, snapshot.replace(snapshot_date=DAY + dt.timedelta(days=1))):
+                await store.upsert_many([s])
+                await store.upsert_many([s])
+                got = await store.get_snapshot(s.portfolio_id, s.snapshot_date)
+                assert got == s
+                assert got is not None
+                assert [str(p.market_value) for p in got.positions] == ["0E-7"]
+
+    asyncio.run(main())
 
 
 def test_values_that_are_not_decimals_are_never_derived() -> None:

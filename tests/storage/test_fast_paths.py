@@ -37,7 +37,10 @@ from portfolio_snapshots.adapters._sql_codec import (
     positions_json,
 )
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
+from portfolio_snapshots.adapters.sqlalchemy import _store as store_module
 from portfolio_snapshots.adapters.sqlalchemy._fast_path import DriverUpsert
+from portfolio_snapshots.adapters.sqlalchemy._schema import stored_prices
+from portfolio_snapshots.errors import DatabaseBusyError
 from portfolio_snapshots.history import DailyTotals
 from portfolio_snapshots.testing.strategies import snapshots
 from storage.pg_server import (
@@ -398,6 +401,56 @@ def test_a_bad_price_late_in_a_batch_of_stored_prices_stores_nothing_of_it(
             assert await all_rows(store) == before
             await store.upsert_many(batch[:10], fence=2)
             assert len(await all_rows(store)) == 11
+
+    asyncio.run(main())
+
+
+@pytest.mark.postgres
+@DRIVERS
+@pytest.mark.parametrize("same", [True, False], ids=["same-price", "another-price"])
+def test_a_price_another_writer_took_at_once_is_read_back_and_compared(
+    pg_dsn: str, driver: str, monkeypatch: pytest.MonkeyPatch, same: bool
+) -> None:
+    """Two writers give one new price the same variant at once: the later finds the key taken.
+
+    The later writer's lookup is made to miss the earlier's row, as when both looked before
+    either committed. The insert skips the taken key, and only that key is read back: the
+    same price is the stored one, and the write succeeds; another price fails the write with
+    DatabaseBusyError, storing nothing of it, and the retry gives it the next variant. A write
+    whose new prices all went in reads nothing back.
+    """
+    lookups: list[object] = []
+    real = stored_prices
+
+    def first_blind(conn: Any, missing: Any) -> Any:
+        lookups.append(missing)
+        return {} if len(lookups) == 1 else real(conn, missing)
+
+    async def main() -> None:
+        async with pg_store(pg_dsn, driver) as earlier:
+            later = SqlAlchemySnapshotStore(earlier.engine)  # a catalog of its own
+            await earlier.upsert_many([priced(1, "10.25")])
+            monkeypatch.setattr(store_module, "stored_prices", first_blind)
+            mine = priced(2, "10.25" if same else "10.5")
+            if not same:
+                with pytest.raises(DatabaseBusyError, match=f"AAA on {DAY}"):
+                    await later.upsert_many([mine])
+                assert await later.get_snapshot(mine.portfolio_id, DAY) is None
+            await later.upsert_many([mine])
+            assert await later.get_snapshot(mine.portfolio_id, DAY) == mine
+            # The blind lookup, the taken key read back, and the retry's lookup.
+            assert len(lookups) == (2 if same else 3)
+            await later.upsert_many([priced(3, "11")])  # a new price, inserted: one lookup
+            assert len(lookups) == (3 if same else 4)
+            async with earlier.engine.connect() as conn:
+                prices = (
+                    await conn.execute(text("SELECT ticker, variant, price FROM ps_prices"))
+                ).all()
+        expected = [("AAA", 0, "10.25"), ("AAA", 1, "11")]
+        if not same:
+            expected[1:1] = [("AAA", 1, "10.5")]
+            expected[-1] = ("AAA", 2, "11")
+        assert sorted(map(tuple, prices)) == expected
 
     asyncio.run(main())
 

@@ -403,8 +403,7 @@ class PricePlan:
                         unit is not None
                         and type(price) is Decimal
                         and fx_rate is None
-                        and (quantity * price).quantize(unit) == value
-                        and value.same_quantum(unit)
+                        and not (quantity * price).quantize(unit).compare_total(value)
                         and not value.is_signed()
                     ):
                         parts.append(
@@ -615,10 +614,12 @@ def value_field(
 ) -> str:
     """Return the market-value field of a position's text: empty when a reader derives it.
 
-    Empty only when `derived_value` gives `value` back digit for digit (same digits and
-    exponent; a negative value, or a negative zero, is always written), so that what is read
-    equals what was written; otherwise the value's text. A write's hot loop: one call, made
-    in the `EXACT` context (`PriceCatalog.plan` and `PricePlan.encode` enter it once).
+    Empty only when `derived_value` gives `value` back digit for digit (same sign, digits and
+    exponent: a zero quantity at a negative price derives a negative zero, so a positive zero
+    value is then written; a negative value, or a negative zero, is always written), so that
+    what is read equals what was written; otherwise the value's text. A write's hot loop: one
+    call, made in the `EXACT` context (`PriceCatalog.plan` and `PricePlan.encode` enter it
+    once).
 
     Args:
         quantity: The position's quantity.
@@ -639,7 +640,8 @@ def value_field(
             gross = quantity * price * fx_rate
         else:
             return str(value)
-        if gross.quantize(unit) == value and value.same_quantum(unit) and not value.is_signed():
+        # compare_total: the same sign, digits and exponent (== takes -0 for 0, 1.0 for 1.00).
+        if not gross.quantize(unit).compare_total(value) and not value.is_signed():
             return ""
     return str(value)
 

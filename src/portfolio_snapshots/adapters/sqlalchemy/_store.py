@@ -446,11 +446,12 @@ class SqlAlchemySnapshotStore:
         plan.commit()
 
     async def _write_prices(self, conn: AsyncConnection, plan: PricePlan) -> None:
-        """Give the plan's new prices their variants and insert them, first in a write.
+        """Give the plan's new prices their variants and insert them, before the snapshots.
 
-        A price row is inserted unless its key is taken; a key another writer took at the
-        same moment for another price (two new variants of one ticker and day written at once)
-        fails the write with `DatabaseBusyError`, and the retry finds the stored variants.
+        A price row is inserted unless its key is taken; on PostgreSQL the keys taken (by
+        another writer at the same moment: the lookup did not see them) are read back, and one
+        taken for another price (two new variants of one ticker and day written at once) fails
+        the write with `DatabaseBusyError`, and the retry finds the stored variants.
         """
         missing = plan.missing
         if not missing:
@@ -466,16 +467,25 @@ class SqlAlchemySnapshotStore:
         rows = plan.resolve(stored)
         if not rows:
             return
-        await conn.execute(
-            dialect_insert(self._dialect, prices_table).on_conflict_do_nothing(),
-            [price_params(r) for r in rows],
-        )
+        insert = dialect_insert(self._dialect, prices_table).on_conflict_do_nothing()
+        params = [price_params(r) for r in rows]
         if self._dialect == "sqlite":
+            await conn.execute(insert, params)
             return
-        again = await conn.run_sync(
-            lambda c: stored_prices(c, sorted({(r[0], r[1]) for r in rows}))
+        columns = prices_table.c
+        inserted = await conn.execute(
+            insert.returning(columns.snapshot_date, columns.ticker, columns.variant), params
         )
-        for day, ticker, variant, *content in rows:
+        returned = inserted.all()
+        if len(returned) == len(rows):
+            return
+        # A key that was taken is not returned: only those are read back and compared.
+        taken = {(day, ticker, variant) for day, ticker, variant in returned}
+        conflicts = [r for r in rows if (r[0], r[1], r[2]) not in taken]
+        again = await conn.run_sync(
+            lambda c: stored_prices(c, sorted({(r[0], r[1]) for r in conflicts}))
+        )
+        for day, ticker, variant, *content in conflicts:
             if again.get((day, ticker), {}).get(variant) != tuple(content):
                 raise DatabaseBusyError(
                     f"another writer stored a price of {ticker} on {day} at once; try again"
