@@ -259,6 +259,11 @@ class SqlAlchemySnapshotStore:
         self._driver = DriverUpsert.compile(engine.dialect, self._upserts)
         # The prices known to be stored (encoding runs between awaits, on the loop).
         self._prices = PriceCatalog()
+        # Whether new price rows are inserted RETURNING their keys, so that only a key another
+        # writer took is read back: on asyncpg, where it measured faster than reading every
+        # new row back; on psycopg, whose plain insert pipelines, RETURNING measured 0.6 s
+        # slower a 100,000-snapshot write (benchmarks/storage.py, docs/performance.md).
+        self._inserts_returning = engine.dialect.driver == "asyncpg"
         c = snapshots_table.c
         # The chart read: amounts as text (no processor per value), made into Decimals at once,
         # and the books in one column (NULL on the usual day, which has none).
@@ -448,10 +453,11 @@ class SqlAlchemySnapshotStore:
     async def _write_prices(self, conn: AsyncConnection, plan: PricePlan) -> None:
         """Give the plan's new prices their variants and insert them, before the snapshots.
 
-        A price row is inserted unless its key is taken; on PostgreSQL the keys taken (by
-        another writer at the same moment: the lookup did not see them) are read back, and one
-        taken for another price (two new variants of one ticker and day written at once) fails
-        the write with `DatabaseBusyError`, and the retry finds the stored variants.
+        A price row is inserted unless its key is taken. On PostgreSQL the rows are read back
+        (on asyncpg only the keys the insert did not return: taken by another writer at the
+        same moment, which the lookup did not see), and a key taken for another price (two
+        new variants of one ticker and day written at once) fails the write with
+        `DatabaseBusyError`; the retry finds the stored variants.
         """
         missing = plan.missing
         if not missing:
@@ -472,16 +478,20 @@ class SqlAlchemySnapshotStore:
         if self._dialect == "sqlite":
             await conn.execute(insert, params)
             return
-        columns = prices_table.c
-        inserted = await conn.execute(
-            insert.returning(columns.snapshot_date, columns.ticker, columns.variant), params
-        )
-        returned = inserted.all()
-        if len(returned) == len(rows):
-            return
-        # A key that was taken is not returned: only those are read back and compared.
-        taken = {(day, ticker, variant) for day, ticker, variant in returned}
-        conflicts = [r for r in rows if (r[0], r[1], r[2]) not in taken]
+        conflicts = rows
+        if self._inserts_returning:
+            columns = prices_table.c
+            inserted = await conn.execute(
+                insert.returning(columns.snapshot_date, columns.ticker, columns.variant), params
+            )
+            returned = inserted.all()
+            if len(returned) == len(rows):
+                return
+            # A key that was taken is not returned: only those are read back and compared.
+            taken = {(day, ticker, variant) for day, ticker, variant in returned}
+            conflicts = [r for r in rows if (r[0], r[1], r[2]) not in taken]
+        else:
+            await conn.execute(insert, params)
         again = await conn.run_sync(
             lambda c: stored_prices(c, sorted({(r[0], r[1]) for r in conflicts}))
         )
