@@ -639,6 +639,32 @@ def test_the_driver_chart_read_returns_what_the_core_read_returns(
     asyncio.run(main())
 
 
+def test_a_write_after_a_chart_read_is_still_one_transaction(
+    database: tuple[str, dict[str, object]],
+) -> None:
+    """The chart read runs outside a transaction on psycopg; its connection comes back whole.
+
+    With a pool of one connection, a write after the read gets the very connection the read
+    used: a batch refused late (after several statements were sent) stores nothing, as it
+    would not if the read had left the connection committing each statement on its own.
+    """
+    url, connect_args = database
+    batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 301)]
+    batch[249] = batch[249].replace(total_value=2.5)
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(
+            url, connect_args=connect_args, pool_size=1, max_overflow=0
+        ) as store:
+            await store.upsert_many([plain_snapshot(PID, DAY)])
+            assert len(await store.list_totals(PID, DAY, DAY)) == 1
+            with pytest.raises(InvalidInputError, match="total_value"):
+                await store.upsert_many(batch, fence=2)
+            assert len(await all_rows(store)) == 1
+
+    asyncio.run(main())
+
+
 @pytest.mark.postgres
 @DRIVERS
 def test_a_chart_read_whose_session_the_server_ended_fails_as_unavailable_then_recovers(

@@ -432,6 +432,11 @@ class DriverRead:
             for name, process in self._binds
         ]
         async with engine.connect() as conn:
+            if self._psycopg:
+                # One statement needs no transaction: psycopg then sends no BEGIN before it,
+                # and the pool's reset finds nothing to roll back (SQLAlchemy restores the
+                # engine's isolation level when the connection goes back to the pool).
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             driver_connection = await _driver_connection(conn, "a read")
             try:
                 if self._psycopg:
