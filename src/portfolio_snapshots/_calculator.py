@@ -21,6 +21,7 @@ from portfolio_snapshots._domain import (
     POSITION_WIDTH,
     QUOTE_MINOR_UNITS,
     Accounting,
+    CalculatedValues,
     CashBalance,
     Portfolio,
     PortfolioSnapshot,
@@ -76,6 +77,7 @@ DEFAULT_MAX_PRICE_AGE = dt.timedelta(days=7)
 _from_values = PortfolioSnapshot.from_values
 _new_snapshot = object.__new__
 _set_snapshot_values = PortfolioSnapshot.__dict__["values"].__set__
+_calculated = tuple.__new__  # `CalculatedValues` from a literal tuple
 _ZERO = Decimal(0)
 #: Amounts and quantities must be below this in magnitude (`portfolio_snapshots._parsing`).
 _LIMIT = Decimal(f"1E+{MAX_INTEGER_DIGITS}")
@@ -326,6 +328,7 @@ class SnapshotCalculator:
         good = table.good
         flat: list[object] = []
         any_stale = False
+        carried = False  # a value carried across a split: not derived from its price
         # Names bound to locals: this loop runs once per position of every portfolio.
         decimal_type, zero, limit = Decimal, _ZERO, _LIMIT
         for ticker in sorted(holdings):
@@ -352,6 +355,7 @@ class SnapshotCalculator:
                 value = (quantity * price * rate).quantize(exp)
                 stale = stale or rate_stale
             if splits is not None and price_date < day and ticker in splits:
+                carried = True
                 gross = quantity * price if rate is None else quantity * price * rate
                 value, price = carry_across_splits(
                     portfolio_id=pid,
@@ -370,30 +374,35 @@ class SnapshotCalculator:
             flat += (ticker, quantity, price, price_date, value, price_currency, rate, stale)
         if foreign_cash is None and accounting is None:
             # `PortfolioSnapshot.from_values`, written out: one call less per portfolio.
+            # Every value is quantity x price (x rate), quantized, and not signed (a
+            # quantity and a price are positive or zero): `CalculatedValues`, unless carried.
             snapshot = _new_snapshot(PortfolioSnapshot)
             _set_snapshot_values(
                 snapshot,
-                (
-                    pid,
-                    day,
-                    currency,
-                    cash,
-                    total,
-                    cash + total,
-                    tuple(flat),
-                    net_contributions,
-                    external_flow,
-                    any_stale,
-                    None,  # the eight accounting fields (_UNKNOWN_BOOKS), spelled out:
-                    None,  # a literal tuple is built faster than one with an unpacking
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    _NO_CASH_BALANCES,
-                    _NO_POSITION_BOOKS,
+                _calculated(
+                    tuple if carried else CalculatedValues,
+                    (
+                        pid,
+                        day,
+                        currency,
+                        cash,
+                        total,
+                        cash + total,
+                        tuple(flat),
+                        net_contributions,
+                        external_flow,
+                        any_stale,
+                        None,  # the eight accounting fields (_UNKNOWN_BOOKS), spelled out:
+                        None,  # a literal tuple is built faster than one with an unpacking
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        _NO_CASH_BALANCES,
+                        _NO_POSITION_BOOKS,
+                    ),
                 ),
             )
             return snapshot

@@ -282,6 +282,22 @@ def _field(index: int, doc: str) -> property:
     return property(get, doc=doc)
 
 
+class CalculatedValues(tuple[object, ...]):
+    """The `values` of a snapshot `SnapshotCalculator` made, every market value derivable.
+
+    The calculator gives a snapshot's fields in this tuple type (instead of a plain tuple)
+    when each of its positions' market value is ``quantity x price (x fx_rate)``, exact,
+    quantized half to even to the exponent of the holdings value, and not signed: exactly
+    what a reader of the compact SQL layout derives when the value is left out. A writer can
+    then leave every value out without computing it again. A snapshot made any other way
+    (`PortfolioSnapshot`, `replace`, `from_flat`) has a plain tuple and is checked position
+    by position; `from_values` keeps the tuple it is given, so the marker stays only with the
+    very fields the calculator made. Equal to, and hashed as, the plain tuple of its items.
+    """
+
+    __slots__ = ()
+
+
 class PortfolioSnapshot:
     """A portfolio's valuation on one date: one per (portfolio_id, snapshot_date).
 

@@ -9,10 +9,14 @@ rounding, a host's own figure) is written out and read back digit for digit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import decimal
+import pickle
 import sqlite3
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hypothesis import given
@@ -27,6 +31,7 @@ from portfolio_snapshots import (
     SqliteSnapshotStore,
 )
 from portfolio_snapshots._calculator import PriceTable
+from portfolio_snapshots._domain import CalculatedValues
 from portfolio_snapshots.adapters._sql_codec import derived_value, value_field
 from portfolio_snapshots.history import FxQuote
 from storage.samples import DAY, PID
@@ -34,7 +39,6 @@ from storage.samples import DAY, PID
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
-    from pathlib import Path
 
     from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
 
@@ -212,3 +216,125 @@ def test_the_stored_text_leaves_out_only_the_values_the_price_gives_back(tmp_pat
             ),
         ]
     )
+
+
+# --- CalculatedValues: the calculator's marker that every value can be left out unchecked ---
+
+
+_held = st.dictionaries(
+    st.sampled_from(["AAA", "BBB", "CCC", "DDD"]),
+    st.decimals(min_value=Decimal(0), max_value=Decimal(10**9), places=8),
+    min_size=1,
+)
+_closes = st.decimals(min_value=Decimal(0), max_value=Decimal(10**6), places=6)
+
+
+@st.composite
+def _calculated_snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
+    """A snapshot the calculator made, at a random minor unit.
+
+    Its closes are in the portfolio's currency or in euros (FX); some are carried across a
+    split.
+    """
+    holdings = draw(_held)
+    places = draw(st.integers(0, 4))
+    currency = draw(st.sampled_from(["USD", "JPY"]))
+    rate = draw(st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(500), places=6))
+    split_tickers = draw(st.sets(st.sampled_from(sorted(holdings))))
+    # A split after a close dated the day before: that close is carried across it.
+    quotes = {
+        t: PriceQuote(
+            t,
+            draw(_closes),
+            DAY - dt.timedelta(days=t in split_tickers),
+            draw(st.sampled_from([currency, "EUR"])),
+        )
+        for t in holdings
+    }
+    splits = {t: ((DAY, Decimal(2)),) for t in split_tickers} or None
+    table = PriceTable(
+        quotes, DAY, fx_rates={("EUR", currency): FxQuote("EUR", currency, rate, DAY)}
+    )
+    calculator = SnapshotCalculator(minor_units={currency: places})
+    portfolio = Portfolio(PID, Decimal(100), holdings, currency=currency, splits=splits)
+    valued, failed = calculator.value_many([portfolio], table)
+    assert not failed, failed
+    return valued[0]
+
+
+@given(_calculated_snapshots())
+def test_the_calculator_marks_its_values_derivable_only_when_each_is(
+    snapshot: PortfolioSnapshot,
+) -> None:
+    """A snapshot in `CalculatedValues` has every value derivable; a split carried leaves it out.
+
+    The marker lets a writer leave every market value out without checking it, so it must
+    never be on a snapshot one of whose values `value_field` would write out.
+    """
+    carried = any(p.price_date < snapshot.snapshot_date for p in snapshot.positions)
+    assert (type(snapshot.values) is CalculatedValues) is not carried
+    if not carried:
+        with decimal.localcontext(_EXACT):
+            assert [
+                value_field(p.quantity, p.price, p.fx_rate, snapshot.holdings_value, p.market_value)
+                for p in snapshot.positions
+            ] == [""] * len(snapshot.positions)
+
+
+@given(_calculated_snapshots())
+def test_a_marked_snapshot_is_stored_as_the_same_one_checked_position_by_position(
+    snapshot: PortfolioSnapshot,
+) -> None:
+    """A calculator's snapshot is stored as the same one unmarked, and read back equal.
+
+    Leaving the values out unchecked changes nothing stored.
+    """
+    twin = PortfolioSnapshot.from_values(tuple(snapshot.values))  # type: ignore[arg-type]
+    assert type(twin.values) is tuple
+    assert twin == snapshot
+
+    async def write(path: Path, s: PortfolioSnapshot) -> PortfolioSnapshot | None:
+        async with await SqliteSnapshotStore.open(path) as store:
+            await store.upsert_many([s])
+            await store.upsert_many([s.replace(snapshot_date=DAY + dt.timedelta(days=1))])
+            await store.upsert_many([s])  # prices known: the planning pass encodes it
+            return await store.get_snapshot(s.portfolio_id, s.snapshot_date)
+
+    with tempfile.TemporaryDirectory() as folder:
+        marked, plain = Path(folder) / "marked.db", Path(folder) / "plain.db"
+        assert asyncio.run(write(marked, snapshot)) == snapshot
+        assert asyncio.run(write(plain, twin)) == snapshot
+        texts = []
+        for path in (marked, plain):
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                texts.append(conn.execute("SELECT positions FROM ps_snapshots").fetchall())
+        assert texts[0] == texts[1]
+
+
+def test_only_the_calculators_own_values_carry_the_marker() -> None:
+    """Only the very fields the calculator made carry the marker, which changes no comparison.
+
+    `replace` and the constructors give a plain tuple; `from_values` and pickling keep the
+    tuple the calculator made.
+    """
+    made = _snapshots()[0]
+    kept = PortfolioSnapshot.from_values(made.values)
+    assert type(made.values) is CalculatedValues
+    assert type(made.replace(cash_balance=Decimal(5)).values) is tuple
+    assert type(made.replace().values) is tuple
+    rebuilt = PortfolioSnapshot(
+        made.portfolio_id,
+        made.snapshot_date,
+        made.currency,
+        made.cash_balance,
+        made.holdings_value,
+        made.total_value,
+        made.positions,
+    )
+    assert type(rebuilt.values) is tuple
+    assert rebuilt == made
+    assert hash(rebuilt) == hash(made)
+    assert kept.values is made.values
+    copied = pickle.loads(pickle.dumps(made))  # noqa: S301 - our own bytes
+    assert copied == made
+    assert type(copied.values) is CalculatedValues

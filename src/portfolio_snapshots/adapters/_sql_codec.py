@@ -31,6 +31,7 @@ from portfolio_snapshots._decimal import EXACT
 from portfolio_snapshots._domain import (
     ACCOUNTING_FIELD_NAMES,
     POSITION_WIDTH,
+    CalculatedValues,
     CashBalance,
     DailyTotals,
     PositionValuation,
@@ -368,6 +369,8 @@ class PricePlan:
             # Positions with accounting fields (rare) are encoded by encode().
             parts: list[str] | None = None if s.values[19] else []
             unit = _unit(s)
+            # Every market value the calculator derived is left out, unchecked.
+            calculated = s.values.__class__ is CalculatedValues
             # One position's fields at a time, by one C loop (no slice built per position).
             fields = iter(flat)
             for ticker, quantity, price, price_date, value, currency, fx_rate, stale in zip(
@@ -395,25 +398,28 @@ class PricePlan:
                     hit = (price, price_date, currency, fx_rate, stale, day, tail)
                     if type(price) is Decimal:
                         seen[ticker] = hit
-                if parts is not None:
-                    if type(quantity) is not Decimal or type(value) is not Decimal:
-                        parts = None  # encode() refuses it, naming the field
-                    elif (
-                        # `value_field`'s test, written out: this loop writes every position
-                        unit is not None
-                        and type(price) is Decimal
-                        and fx_rate is None
-                        and not (quantity * price).quantize(unit).compare_total(value)
-                        and not value.is_signed()
-                    ):
-                        parts.append(
-                            f"{ticker}{_FIELD}{quantity!s}{_FIELD}{hit[6]}"
-                            if hit[6]
-                            else f"{ticker}{_FIELD}{quantity!s}"
-                        )
-                    else:
-                        shown = value_field(quantity, price, fx_rate, unit, value)
-                        parts.append(_position_text(ticker, quantity, shown, hit[6]))
+                if parts is None:
+                    continue
+                if calculated or (
+                    # `value_field`'s test, written out: this loop writes every position
+                    unit is not None
+                    and type(quantity) is Decimal
+                    and type(value) is Decimal
+                    and type(price) is Decimal
+                    and fx_rate is None
+                    and not (quantity * price).quantize(unit).compare_total(value)
+                    and not value.is_signed()
+                ):
+                    parts.append(
+                        f"{ticker}{_FIELD}{quantity!s}{_FIELD}{hit[6]}"
+                        if hit[6]
+                        else f"{ticker}{_FIELD}{quantity!s}"
+                    )
+                elif type(quantity) is not Decimal or type(value) is not Decimal:
+                    parts = None  # encode() refuses it, naming the field
+                else:
+                    shown = value_field(quantity, price, fx_rate, unit, value)
+                    parts.append(_position_text(ticker, quantity, shown, hit[6]))
             if parts is not None:
                 ready[id(s)] = _RECORD.join(parts)
 
