@@ -215,9 +215,11 @@ def main() -> None:
 
 
 def alternate(
-    rounds: int, before: Callable[[], float], after: Callable[[], float]
+    rounds: int, before: Callable[[], float], after: Callable[[], float], *, unit: str = "s"
 ) -> tuple[dict[str, list[float]], list[float]]:
     """Time `before` and `after` round by round, the order swapped every round.
+
+    Each returns its time, in `unit` (only printed).
 
     Returns:
         Each side's times, and each round's ratio (after / before).
@@ -232,14 +234,17 @@ def alternate(
         for name, seconds in got.items():
             times[name].append(seconds)
         ratios.append(got["after"] / got["before"])
-        print(f"round {i + 1}: before {got['before']:7.3f} s, after {got['after']:7.3f} s")
+        print(
+            f"round {i + 1}: before {got['before']:7.3f} {unit}, after {got['after']:7.3f} {unit}"
+        )
     return times, ratios
 
 
-def print_comparison(times: dict[str, list[float]], ratios: list[float]) -> None:
-    """Print each side's best and median time, and the ratios after / before."""
+def print_comparison(times: dict[str, list[float]], ratios: list[float], unit: str = "s") -> None:
+    """Print each side's best and median time (in `unit`), and the ratios after / before."""
     for name, ts in times.items():
-        print(f"{name:6s}: best {min(ts):7.3f} s, median {statistics.median(ts):7.3f} s")
+        best, median = min(ts), statistics.median(ts)
+        print(f"{name:6s}: best {best:7.3f} {unit}, median {median:7.3f} {unit}")
     print(
         f"after / before: best {min(times['after']) / min(times['before']):.3f}, "
         f"median of round ratios {statistics.median(ratios):.3f} "

@@ -212,3 +212,61 @@ def test_every_store_reads_back_what_it_wrote(opened: Opened) -> None:
         assert repr(totals) == repr(want_totals)
 
     check()
+
+
+#: Amounts that follow each other in a chart: the same, the same at another exponent, the
+#: other zero, None (for the flows).
+_repeated = st.sampled_from([Decimal("1.0"), Decimal("1.00"), Decimal("0.00"), Decimal("-0.00")])
+
+
+@st.composite
+def _days_of_one_portfolio(draw: st.DrawFn) -> list[PortfolioSnapshot]:
+    """Consecutive days of one portfolio whose cash, contributions and flow often repeat."""
+    pid = draw(st.uuids())
+    first = draw(st.dates(dt.date(2020, 1, 1), dt.date(2030, 1, 1)))
+    days = []
+    for n in range(draw(st.integers(1, 12))):
+        cash = draw(_repeated)
+        holdings = draw(st.sampled_from([Decimal("2.50"), Decimal(7)]))
+        days.append(
+            PortfolioSnapshot(
+                pid,
+                first + dt.timedelta(days=n),
+                "USD",
+                cash,
+                holdings,
+                cash + holdings,
+                (),
+                draw(st.none() | _repeated),
+                draw(st.none() | _repeated),
+                draw(st.booleans()),
+                cost_basis=draw(st.none() | st.just(Decimal("3.0"))),
+            )
+        )
+    return days
+
+
+def test_a_chart_reads_back_each_days_totals_when_amounts_repeat(opened: Opened) -> None:
+    """`list_totals` over a range gives each day its own amounts, texts included.
+
+    A day's amount whose text is the day before's is read as the same Decimal, so this
+    checks every change the read must see: another exponent, the other zero, None and back.
+    """
+
+    @given(_days_of_one_portfolio())
+    def check(days: list[PortfolioSnapshot]) -> None:
+        async def body() -> list[DailyTotals]:
+            store = await opened.open()
+            async with contextlib.AsyncExitStack() as stack:
+                stack.push_async_callback(store.close)
+                await store.upsert_many(days)
+                return await store.list_totals(
+                    days[0].portfolio_id, days[0].snapshot_date, days[-1].snapshot_date
+                )
+
+        want = [DailyTotals.of(s) for s in days]
+        got = asyncio.run(body())
+        assert got == want
+        assert repr(got) == repr(want)
+
+    check()

@@ -915,44 +915,64 @@ def totals_of_rows(
     # The hot loop of a chart, with everything bound locally; the named tuples are made by
     # `tuple.__new__`, which spares each its Python-level ``__new__`` (a third of the loop).
     number, new, make = Decimal, tuple.__new__, DailyTotals
-    return [
-        new(
-            make,
-            (
-                portfolio_id,
-                day if date is None else date(day),
-                currency,
-                number(total),
-                number(cash),
-                number(holdings),
-                None if net is None else number(net),
-                bool(stale),
-                None if flow is None else number(flow),
-                None,  # the eight book amounts, the usual day's: written out, not unpacked
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            ),
+    totals: list[DailyTotals] = []
+    append = totals.append
+    # A day's cash, net contributions and flow are mostly the day before's (they change with
+    # a transaction, not with prices): an amount whose text is the day before's is its Decimal.
+    cash_text: object = None
+    net_text: object = None
+    flow_text: object = None
+    cash_value: Decimal | None = None
+    net_value: Decimal | None = None
+    flow_value: Decimal | None = None
+    for day, currency, total, cash, holdings, net, stale, flow, books in rows:
+        if books is not None:
+            append(
+                _booked(
+                    portfolio_id,
+                    day if date is None else date(day),
+                    currency,
+                    total,
+                    cash,
+                    holdings,
+                    net,
+                    stale,
+                    flow,
+                    books,
+                )
+            )
+            continue
+        if cash != cash_text:
+            cash_text, cash_value = cash, number(cash)
+        if net != net_text:
+            net_text, net_value = net, None if net is None else number(net)
+        if flow != flow_text:
+            flow_text, flow_value = flow, None if flow is None else number(flow)
+        append(
+            new(
+                make,
+                (
+                    portfolio_id,
+                    day if date is None else date(day),
+                    currency,
+                    number(total),
+                    cash_value,
+                    number(holdings),
+                    net_value,
+                    bool(stale),
+                    flow_value,
+                    None,  # the eight book amounts, the usual day's: written out, not unpacked
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ),
+            )
         )
-        if books is None
-        else _booked(
-            portfolio_id,
-            day if date is None else date(day),
-            currency,
-            total,
-            cash,
-            holdings,
-            net,
-            stale,
-            flow,
-            books,
-        )
-        for day, currency, total, cash, holdings, net, stale, flow, books in rows
-    ]
+    return totals
 
 
 def _booked(  # noqa: PLR0917 - a totals row's fields, in order
