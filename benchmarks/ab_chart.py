@@ -32,7 +32,8 @@ if __package__ in {None, ""}:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import portfolio_snapshots
-from benchmarks.ab_daily_run import alternate, load_before, print_comparison
+from benchmarks.ab_daily_run import alternate, print_comparison
+from benchmarks.ab_store import load_with_stores
 from benchmarks.storage import build, postgres, schemas, sqlalchemy_url
 from portfolio_snapshots.adapters.sqlalchemy import SqlAlchemySnapshotStore
 
@@ -139,10 +140,7 @@ def main() -> None:
             (schema,) = stack.enter_context(_schema(dsn))
             asyncio.run(write_postgres(dsn, schema, days))
             where = f"{dsn}#{schema}"
-        before = load_before(args.before, folder)
-        for ps in (before, portfolio_snapshots):
-            __import__(f"{ps.__name__}.adapters.sqlite")
-            __import__(f"{ps.__name__}.adapters.sqlalchemy")
+        before = load_with_stores(args.before, folder)
         times, ratios = alternate(
             args.rounds,
             side(before, args.backend, where, args.reads, days),

@@ -95,6 +95,15 @@ def side(
     return once
 
 
+def load_with_stores(src: Path, into: Path) -> ModuleType:
+    """`load_before`, then both versions' SQL stores imported (`side` looks them up)."""
+    before = load_before(src, into)
+    for ps in (before, portfolio_snapshots):
+        __import__(f"{ps.__name__}.adapters.sqlite")
+        __import__(f"{ps.__name__}.adapters.sqlalchemy")
+    return before
+
+
 def main() -> None:
     """Parse arguments, load both versions, alternate their writes, print the ratio."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -109,10 +118,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ps-ab-store-")))
         dsn = stack.enter_context(postgres(args.pg_dsn)) if args.backend == "postgres" else None
-        before = load_before(args.before, folder)
-        for ps in (before, portfolio_snapshots):
-            __import__(f"{ps.__name__}.adapters.sqlite")
-            __import__(f"{ps.__name__}.adapters.sqlalchemy")
+        before = load_with_stores(args.before, folder)
         times, ratios = alternate(
             args.rounds,
             side(before, made, args.backend, dsn, folder),
