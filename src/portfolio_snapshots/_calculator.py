@@ -418,20 +418,23 @@ class SnapshotCalculator:
             else _books(pid, day, flat, holdings, total, accounting, self._known_books)
         )
         return _from_values(
-            (
-                pid,
-                day,
-                currency,
-                cash,
-                total,
-                cash + total,
-                tuple(flat),
-                net_contributions,
-                external_flow,
-                any_stale,
-                *books,
-                balances,
-                position_books,
+            _calculated(
+                tuple if carried else CalculatedValues,
+                (
+                    pid,
+                    day,
+                    currency,
+                    cash,
+                    total,
+                    cash + total,
+                    tuple(flat),
+                    net_contributions,
+                    external_flow,
+                    any_stale,
+                    *books,
+                    balances,
+                    position_books,
+                ),
             )
         )
 

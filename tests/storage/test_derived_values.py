@@ -33,7 +33,7 @@ from portfolio_snapshots import (
 from portfolio_snapshots._calculator import PriceTable
 from portfolio_snapshots._domain import CalculatedValues
 from portfolio_snapshots.adapters._sql_codec import derived_value, value_field
-from portfolio_snapshots.history import FxQuote
+from portfolio_snapshots.history import Accounting, FxQuote
 from storage.samples import DAY, PID
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def _calculated_snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
     """A snapshot the calculator made, at a random minor unit.
 
     Its closes are in the portfolio's currency or in euros (FX); some are carried across a
-    split.
+    split; some portfolios hold euros or have books.
     """
     holdings = draw(_held)
     places = draw(st.integers(0, 4))
@@ -256,7 +256,16 @@ def _calculated_snapshots(draw: st.DrawFn) -> PortfolioSnapshot:
         quotes, DAY, fx_rates={("EUR", currency): FxQuote("EUR", currency, rate, DAY)}
     )
     calculator = SnapshotCalculator(minor_units={currency: places})
-    portfolio = Portfolio(PID, Decimal(100), holdings, currency=currency, splits=splits)
+    portfolio = Portfolio(
+        PID,
+        Decimal(100),
+        holdings,
+        currency=currency,
+        splits=splits,
+        # the calculator's other path: cash in euros, or the books
+        foreign_cash=draw(st.none() | st.just({"EUR": Decimal("12.34")})),
+        accounting=draw(st.none() | st.just(Accounting({t: Decimal(5) for t in holdings}))),
+    )
     valued, failed = calculator.value_many([portfolio], table)
     assert not failed, failed
     return valued[0]
