@@ -12,6 +12,9 @@ SQLite file or a fresh PostgreSQL schema (``SqlAlchemySnapshotStore`` on asyncpg
 from ``--pg-dsn``, ``PORTFOLIO_SNAPSHOTS_PG_DSN`` or started as in ``storage.py``), the order
 of the two swapped every round. It prints each version's best and median time (process CPU
 plus the server's share, as the wall clock) and the median of the per-round ratios.
+
+With ``--history``, they write one portfolio's 3,650 days instead (``ab_chart.py``'s), as a
+backfill does: every batch with prices new to the store.
 """
 
 from __future__ import annotations
@@ -113,8 +116,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--pg-dsn", default=None)
+    parser.add_argument("--history", action="store_true", help="one portfolio's 3,650 days")
     args = parser.parse_args()
-    made = snapshots(args.snapshots, args.seed)
+    if args.history:
+        from benchmarks.ab_chart import history  # noqa: PLC0415 - it imports this module
+
+        made = history(flows=False)
+    else:
+        made = snapshots(args.snapshots, args.seed)
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ps-ab-store-")))
         dsn = stack.enter_context(postgres(args.pg_dsn)) if args.backend == "postgres" else None
@@ -124,7 +133,8 @@ def main() -> None:
             side(before, made, args.backend, dsn, folder),
             side(portfolio_snapshots, made, args.backend, dsn, folder),
         )
-    print(f"{args.snapshots} snapshots x 10 positions into {args.backend}, {args.rounds} rounds")
+    what = "one portfolio's days" if args.history else "snapshots"
+    print(f"{len(made)} {what} x 10 positions into {args.backend}, {args.rounds} rounds")
     print_comparison(times, ratios)
 
 

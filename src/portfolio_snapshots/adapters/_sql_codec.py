@@ -473,6 +473,7 @@ class PricePlan:
         # Every position's market value has the exponent of the holdings' total (the
         # calculator quantizes each to the currency's unit): the unit its value is derived at.
         unit = _unit(s)
+        calculated = s.values.__class__ is CalculatedValues  # every value left out, unchecked
         known = catalog._known  # noqa: SLF001 - the plan is the catalog's helper
         stored = catalog._seen  # noqa: SLF001
         new = self._new
@@ -514,7 +515,7 @@ class PricePlan:
                         memo[ticker] = (price, price_date, currency, fx_rate, stale, day, tail)
                 # A market value the reader derives from the quantity and the price, exactly as
                 # the calculator made it, is left out (an empty field): a third of the text.
-                shown = value_field(quantity, price, fx_rate, unit, value)
+                shown = "" if calculated else value_field(quantity, price, fx_rate, unit, value)
                 own = books[n * _BOOKS_WIDTH : (n + 1) * _BOOKS_WIDTH] if books else None
                 if not own or own == _NO_POSITION_BOOKS:
                     append(_position_text(ticker, quantity, shown, tail))
