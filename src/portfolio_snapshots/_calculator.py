@@ -372,15 +372,16 @@ class SnapshotCalculator:
                 any_stale = True
             total += value
             flat += (ticker, quantity, price, price_date, value, price_currency, rate, stale)
+        # Every value is quantity x price (x rate), quantized, and not signed (a quantity and
+        # a price are positive or zero): the fields go in a `CalculatedValues`, unless carried.
+        kind = tuple if carried else CalculatedValues
         if foreign_cash is None and accounting is None:
             # `PortfolioSnapshot.from_values`, written out: one call less per portfolio.
-            # Every value is quantity x price (x rate), quantized, and not signed (a
-            # quantity and a price are positive or zero): `CalculatedValues`, unless carried.
             snapshot = _new_snapshot(PortfolioSnapshot)
             _set_snapshot_values(
                 snapshot,
                 _calculated(
-                    tuple if carried else CalculatedValues,
+                    kind,
                     (
                         pid,
                         day,
@@ -419,7 +420,7 @@ class SnapshotCalculator:
         )
         return _from_values(
             _calculated(
-                tuple if carried else CalculatedValues,
+                kind,
                 (
                     pid,
                     day,

@@ -198,6 +198,32 @@ async def all_rows(store: SqlAlchemySnapshotStore) -> list[tuple[object, ...]]:
         return [tuple(row) for row in result]
 
 
+def assert_refused_then_written(
+    database: tuple[str, dict[str, object]],
+    kept: PortfolioSnapshot,
+    batch: Sequence[PortfolioSnapshot],
+    field: str,
+    rows_after: int,
+) -> None:
+    """Store `kept`; `batch` must be refused naming `field`, leaving the rows as they were.
+
+    The store then goes on: the batch's first ten are written, `rows_after` rows in all.
+    """
+    url, connect_args = database
+
+    async def main() -> None:
+        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
+            await store.upsert_many([kept])
+            before = await all_rows(store)
+            with pytest.raises(InvalidInputError, match=field):
+                await store.upsert_many(batch, fence=2)
+            assert await all_rows(store) == before
+            await store.upsert_many(batch[:10], fence=2)
+            assert len(await all_rows(store)) == rows_after
+
+    asyncio.run(main())
+
+
 @contextlib.asynccontextmanager
 async def pg_store(
     dsn: str, driver: str, **connect_args: object
@@ -309,22 +335,11 @@ def test_a_bad_snapshot_late_in_a_big_batch_stores_nothing_of_it(
 
     The row stored before is left as it was, and the store goes on working.
     """
-    url, connect_args = database
     batch = [plain_snapshot(uuid.UUID(int=n), DAY, f"{n}.00") for n in range(1, 301)]
     batch[249] = batch[249].replace(total_value=2.5)
-    kept = rich_snapshot(uuid.UUID(int=1), DAY)
-
-    async def main() -> None:
-        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
-            await store.upsert_many([kept])
-            before = await all_rows(store)
-            with pytest.raises(InvalidInputError, match="total_value"):
-                await store.upsert_many(batch, fence=2)
-            assert await all_rows(store) == before
-            await store.upsert_many(batch[:10], fence=2)
-            assert len(await all_rows(store)) == 10
-
-    asyncio.run(main())
+    assert_refused_then_written(
+        database, rich_snapshot(uuid.UUID(int=1), DAY), batch, "total_value", 10
+    )
 
 
 def priced(n: int, price: str | float, ticker: str = "AAA") -> PortfolioSnapshot:
@@ -388,21 +403,9 @@ def test_a_bad_price_late_in_a_batch_of_stored_prices_stores_nothing_of_it(
     The store knows the batch's close, so its statements are planned as they are sent; the
     float price comes after several were, and is refused naming the field. The store goes on.
     """
-    url, connect_args = database
     batch = [priced(n, "10.25") for n in range(1, 301)]
     batch[249] = priced(250, 10.25)
-
-    async def main() -> None:
-        async with await SqlAlchemySnapshotStore.open(url, connect_args=connect_args) as store:
-            await store.upsert_many([priced(0, "10.25")])
-            before = await all_rows(store)
-            with pytest.raises(InvalidInputError, match="price"):
-                await store.upsert_many(batch, fence=2)
-            assert await all_rows(store) == before
-            await store.upsert_many(batch[:10], fence=2)
-            assert len(await all_rows(store)) == 11
-
-    asyncio.run(main())
+    assert_refused_then_written(database, priced(0, "10.25"), batch, "price", 11)
 
 
 @pytest.mark.postgres
